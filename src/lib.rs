@@ -1,0 +1,44 @@
+//! # mews-etl
+//!
+//! Loads Mews Connector API bulk exports (JSON Lines) into partitioned Parquet, exactly:
+//! every exported row arrives once, with money as exact decimals and instants as UTC
+//! timestamps, or the load does not commit and the table keeps its previous contents.
+//!
+//! ```text
+//!  source file / HTTP body
+//!        │  input: open, sniff gzip/zstd from magic bytes, decompress (async)
+//!        ▼
+//!  framing: bytes → numbered lines, BOM/CRLF/blank lines, length limit (no I/O)
+//!        │  bounded channel of LineBatch
+//!        ▼
+//!  decode: lines → typed Arrow columns per schemas/, rejects, drift counts (blocking thread)
+//!        │  bounded channel of RecordBatch
+//!        ▼
+//!  sink: partition by key → Parquet files in a staging area (blocking thread)
+//!        │
+//!        ▼
+//!  commit: manifest + atomic swap of the table's visible version
+//! ```
+//!
+//! Modules, in the order data flows:
+//! - [`schema`] — `schemas/*.json`, the single source of truth for columns and types.
+//! - [`input`] — opens a file or stdin, detects compression from content, decompresses.
+//! - [`framing`] — splits bytes into numbered lines with a length limit; no I/O.
+//! - [`decode`] — typed decoders: one line → one row of Arrow columns; no I/O.
+//! - [`quarantine`] — rejected lines with file, line and reason.
+//! - [`sink`] — partitioning and Parquet writing into a staging area.
+//! - [`manifest`] — what one load wrote and counted.
+//! - [`commit`] — table versions, the atomic commit point, the output-directory lock.
+//! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
+//! - [`generate`] — deterministic synthetic rows for every entity (demo, tests, benches).
+
+pub mod commit;
+pub mod convert;
+pub mod decode;
+pub mod framing;
+pub mod generate;
+pub mod input;
+pub mod manifest;
+pub mod quarantine;
+pub mod schema;
+pub mod sink;

@@ -1,0 +1,3 @@
+//! The `mews-etl` command: a thin shell over the library.
+
+fn main() {}

@@ -1,0 +1,96 @@
+//! Entity schemas: `schemas/*.json` → typed property trees, Arrow schemas and partitioning.
+//!
+//! The files under `schemas/` are the single source of truth for every exported entity's
+//! columns and types. They are embedded in the binary at build time, parsed once, and
+//! everything else — the Arrow schema, the decoders, the `schema` command, the README's
+//! type table and the demo data generator — derives from the [`EntitySchema`] built here.
+
+mod arrow_schema;
+mod model;
+mod partition;
+
+pub use arrow_schema::{
+    DECIMAL_PRECISION, DECIMAL_SCALE, LINEAGE_EXPORT_ID, LINEAGE_EXTRA, LINEAGE_FILE, LINEAGE_LINE,
+};
+pub use model::{DataType, EntitySchema, Enum, Property, Reference, SchemaError};
+pub use partition::{Granularity, PartitionField, PartitionSpec};
+
+use std::sync::OnceLock;
+
+/// The embedded schema files, in the order entities are listed by the reference.
+///
+/// Only file names appear here; every column is defined in the files themselves.
+const SCHEMA_FILES: &[(&str, &str)] = &[
+    ("order_item.json", include_str!("../../schemas/order_item.json")),
+    ("payment.json", include_str!("../../schemas/payment.json")),
+    ("reservation.json", include_str!("../../schemas/reservation.json")),
+    ("customer.json", include_str!("../../schemas/customer.json")),
+    ("company.json", include_str!("../../schemas/company.json")),
+    ("bill.json", include_str!("../../schemas/bill.json")),
+    (
+        "availability_adjustment.json",
+        include_str!("../../schemas/availability_adjustment.json"),
+    ),
+    (
+        "availability_block.json",
+        include_str!("../../schemas/availability_block.json"),
+    ),
+    ("resource_block.json", include_str!("../../schemas/resource_block.json")),
+    ("ledger_entry.json", include_str!("../../schemas/ledger_entry.json")),
+];
+
+/// All ten exported entity schemas, parsed once.
+///
+/// # Panics
+/// Panics if an embedded schema file is invalid; `tests` parse every file, so a build that
+/// passes its tests cannot panic here.
+pub fn all() -> &'static [EntitySchema] {
+    static ALL: OnceLock<Vec<EntitySchema>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        SCHEMA_FILES
+            .iter()
+            .map(|(name, text)| {
+                EntitySchema::from_json(name, text)
+                    .unwrap_or_else(|e| panic!("embedded schema {name} is invalid: {e}"))
+            })
+            .collect()
+    })
+}
+
+/// Finds an entity schema by its Mews entity type (`OrderItem`) or table name (`order_item`),
+/// ignoring ASCII case.
+pub fn find(name: &str) -> Option<&'static EntitySchema> {
+    all().iter().find(|s| {
+        s.entity.eq_ignore_ascii_case(name)
+            || s.table.eq_ignore_ascii_case(name)
+            || s.entity.eq_ignore_ascii_case(&name.replace(['_', '-'], ""))
+    })
+}
+
+/// Names of all entity types, for error messages and help text.
+pub fn entity_names() -> Vec<&'static str> {
+    all().iter().map(|s| s.entity.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_schema_parses() {
+        assert_eq!(all().len(), 10);
+        for s in all() {
+            assert!(s.property("Id").is_some(), "{} has no Id", s.entity);
+            s.arrow_schema();
+            s.default_partition_spec();
+        }
+    }
+
+    #[test]
+    fn find_accepts_entity_and_table_names() {
+        assert_eq!(find("OrderItem").unwrap().table, "order_item");
+        assert_eq!(find("order_item").unwrap().entity, "OrderItem");
+        assert_eq!(find("ledger-entry").unwrap().entity, "LedgerEntry");
+        assert!(find("Nope").is_none());
+    }
+}
