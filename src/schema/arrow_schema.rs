@@ -26,12 +26,16 @@ impl DataType {
         match self {
             DataType::String | DataType::Enum(_) | DataType::Json => ArrowType::Utf8,
             DataType::Integer => ArrowType::Int64,
-            DataType::Decimal => ArrowType::Decimal128(super::DECIMAL_PRECISION, super::DECIMAL_SCALE),
+            DataType::Decimal => {
+                ArrowType::Decimal128(super::DECIMAL_PRECISION, super::DECIMAL_SCALE)
+            }
             DataType::Boolean => ArrowType::Boolean,
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             DataType::Date => ArrowType::Date32,
             DataType::Object(props, _) => ArrowType::Struct(fields_of(props).into()),
-            DataType::Array(item) => ArrowType::List(Arc::new(Field::new("item", item.arrow_type(), true))),
+            DataType::Array(item) => {
+                ArrowType::List(Arc::new(Field::new("item", item.arrow_type(), true)))
+            }
         }
     }
 }

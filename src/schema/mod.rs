@@ -9,6 +9,7 @@ mod arrow_schema;
 mod model;
 mod partition;
 
+pub(crate) use arrow_schema::fields_of;
 pub use arrow_schema::{
     DECIMAL_PRECISION, DECIMAL_SCALE, LINEAGE_EXPORT_ID, LINEAGE_EXTRA, LINEAGE_FILE, LINEAGE_LINE,
 };
@@ -21,9 +22,15 @@ use std::sync::OnceLock;
 ///
 /// Only file names appear here; every column is defined in the files themselves.
 const SCHEMA_FILES: &[(&str, &str)] = &[
-    ("order_item.json", include_str!("../../schemas/order_item.json")),
+    (
+        "order_item.json",
+        include_str!("../../schemas/order_item.json"),
+    ),
     ("payment.json", include_str!("../../schemas/payment.json")),
-    ("reservation.json", include_str!("../../schemas/reservation.json")),
+    (
+        "reservation.json",
+        include_str!("../../schemas/reservation.json"),
+    ),
     ("customer.json", include_str!("../../schemas/customer.json")),
     ("company.json", include_str!("../../schemas/company.json")),
     ("bill.json", include_str!("../../schemas/bill.json")),
@@ -35,8 +42,14 @@ const SCHEMA_FILES: &[(&str, &str)] = &[
         "availability_block.json",
         include_str!("../../schemas/availability_block.json"),
     ),
-    ("resource_block.json", include_str!("../../schemas/resource_block.json")),
-    ("ledger_entry.json", include_str!("../../schemas/ledger_entry.json")),
+    (
+        "resource_block.json",
+        include_str!("../../schemas/resource_block.json"),
+    ),
+    (
+        "ledger_entry.json",
+        include_str!("../../schemas/ledger_entry.json"),
+    ),
 ];
 
 /// All ten exported entity schemas, parsed once.

@@ -217,7 +217,11 @@ impl Resolver<'_> {
         }
     }
 
-    fn properties(&mut self, raw: &[RawProperty], owner: &str) -> Result<Arc<[Property]>, SchemaError> {
+    fn properties(
+        &mut self,
+        raw: &[RawProperty],
+        owner: &str,
+    ) -> Result<Arc<[Property]>, SchemaError> {
         let mut out: Vec<Property> = Vec::with_capacity(raw.len());
         for p in raw {
             if p.name.is_empty() || p.name.starts_with('_') {
@@ -311,7 +315,9 @@ impl EntitySchema {
         let mut definitions = Vec::new();
         for (name, obj) in &raw.objects {
             let dt = resolver.data_type(&format!("object:{name}"))?;
-            let DataType::Object(props, _) = dt else { unreachable!() };
+            let DataType::Object(props, _) = dt else {
+                unreachable!()
+            };
             definitions.push((name.clone(), obj.reference.clone(), props));
         }
         let mut enums = Vec::new();

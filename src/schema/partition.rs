@@ -89,11 +89,9 @@ impl EntitySchema {
                         "year" => Granularity::Year,
                         "month" => Granularity::Month,
                         "day" => Granularity::Day,
-                        other => {
-                            return Err(format!(
-                                "unknown granularity {other:?} for {c} (expected year, month or day)"
-                            ))
-                        }
+                        other => return Err(format!(
+                            "unknown granularity {other:?} for {c} (expected year, month or day)"
+                        )),
                     };
                     (c.trim(), Some(g))
                 }

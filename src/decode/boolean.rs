@@ -1,0 +1,57 @@
+//! `boolean` properties → Arrow `Boolean`.
+
+use super::column::{ColumnDecoder, RowContext};
+use super::fault::Fault;
+use super::json::{Cursor, Token};
+use arrow::array::builder::{BooleanBufferBuilder, NullBufferBuilder};
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::buffer::BooleanBuffer;
+use std::sync::Arc;
+
+/// Decodes `true`/`false`.
+pub struct BooleanDecoder {
+    values: BooleanBufferBuilder,
+    nulls: NullBufferBuilder,
+}
+
+impl Default for BooleanDecoder {
+    fn default() -> Self {
+        BooleanDecoder {
+            values: BooleanBufferBuilder::new(0),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+}
+
+impl ColumnDecoder for BooleanDecoder {
+    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
+        match cur.peek()? {
+            Token::Bool => {
+                let v = cur.parse_bool()?;
+                self.values.append(v);
+                self.nulls.append_non_null();
+                Ok(())
+            }
+            other => Err(Fault::mismatch(cur.offset(), "a boolean", other.describe())),
+        }
+    }
+
+    fn append_null(&mut self) {
+        self.values.append(false);
+        self.nulls.append_null();
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+        self.nulls.truncate(len);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let values: BooleanBuffer = self.values.finish();
+        Arc::new(BooleanArray::new(values, self.nulls.finish()))
+    }
+}

@@ -1,0 +1,212 @@
+//! `decimal` properties → Arrow `Decimal128(38, 9)`, exactly: the number's text is scaled
+//! as digits, never through a float, so `93.46` is stored as 93460000000 × 10⁻⁹.
+
+use super::column::{ColumnDecoder, RowContext};
+use super::fault::Fault;
+use super::json::{Cursor, Token};
+use super::values::Values;
+use crate::schema::{DECIMAL_PRECISION, DECIMAL_SCALE};
+use arrow::array::{ArrayRef, Decimal128Array};
+use std::sync::Arc;
+
+/// Decodes JSON numbers into exact decimals with [`DECIMAL_SCALE`] fractional digits.
+#[derive(Default)]
+pub struct DecimalDecoder {
+    values: Values<i128>,
+}
+
+/// Parses a JSON number's text into an integer scaled by `10^scale`, exactly.
+///
+/// Errors when the value has more significant fractional digits than `scale` (rounding
+/// would change it) or more than [`DECIMAL_PRECISION`] digits in all.
+pub fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
+    let b = text.as_bytes();
+    let (negative, rest) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    // Split mantissa digits and exponent; the grammar was checked by the JSON cursor, but
+    // this function is public, so it checks again instead of assuming.
+    let mut mantissa: i128 = 0;
+    let mut significant = 0u32; // digits in `mantissa` after leading zeros
+    let mut frac_digits: i64 = 0;
+    let mut dropped_nonzero = false; // digits beyond precision that were not zero
+    let mut dropped: i64 = 0; // trailing digits not accumulated (only zeros allowed to matter)
+    let mut seen_dot = false;
+    let mut i = 0;
+    let mut any_digit = false;
+    while i < rest.len() {
+        let c = rest[i];
+        match c {
+            b'0'..=b'9' => {
+                any_digit = true;
+                let d = i128::from(c - b'0');
+                if seen_dot {
+                    frac_digits += 1;
+                }
+                if significant == 0 && d == 0 {
+                    // Leading zero: no effect on the value.
+                } else if significant < u32::from(DECIMAL_PRECISION) {
+                    mantissa = mantissa * 10 + d;
+                    significant += 1;
+                } else {
+                    // Too many digits to hold; remember whether they matter.
+                    dropped += 1;
+                    dropped_nonzero |= d != 0;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            b'e' | b'E' => break,
+            _ => return Err(format!("{text} is not a number")),
+        }
+        i += 1;
+    }
+    if !any_digit {
+        return Err(format!("{text} is not a number"));
+    }
+    let mut exponent: i64 = 0;
+    if i < rest.len() {
+        let exp = &rest[i + 1..];
+        let (exp_neg, digits) = match exp.first() {
+            Some(b'-') => (true, &exp[1..]),
+            Some(b'+') => (false, &exp[1..]),
+            _ => (false, exp),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(format!("{text} is not a number"));
+        }
+        for &d in digits {
+            // Saturate: an absurd exponent is reported below, not overflowed.
+            exponent = (exponent * 10 + i64::from(d - b'0')).min(1_000_000);
+        }
+        if exp_neg {
+            exponent = -exponent;
+        }
+    }
+    // value = mantissa × 10^(dropped + exponent − frac_digits); we want value × 10^scale.
+    let shift = dropped + exponent - frac_digits + i64::from(scale);
+    if mantissa == 0 {
+        return Ok(0);
+    }
+    let too_precise = || format!("{text} has more than {scale} fractional digits");
+    let too_large = || format!("{text} has more than {DECIMAL_PRECISION} digits");
+    let value = if shift >= 0 {
+        if dropped_nonzero || i64::from(significant) + shift > i64::from(DECIMAL_PRECISION) {
+            return Err(too_large());
+        }
+        mantissa * 10i128.pow(shift as u32)
+    } else {
+        if dropped_nonzero {
+            return Err(too_precise());
+        }
+        let down = -shift;
+        if down > i64::from(significant) {
+            return Err(too_precise());
+        }
+        let divisor = 10i128.pow(down as u32);
+        if mantissa % divisor != 0 {
+            return Err(too_precise());
+        }
+        let v = mantissa / divisor;
+        if i64::from(significant) - down > i64::from(DECIMAL_PRECISION) {
+            return Err(too_large());
+        }
+        v
+    };
+    Ok(if negative { -value } else { value })
+}
+
+impl ColumnDecoder for DecimalDecoder {
+    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
+        match cur.peek()? {
+            Token::Number => {
+                let at = cur.offset();
+                let text = cur.raw_number()?;
+                let v = parse_decimal(text, DECIMAL_SCALE as u32)
+                    .map_err(|e| Fault::mismatch(at, "a decimal", e))?;
+                self.values.push(v);
+                Ok(())
+            }
+            other => Err(Fault::mismatch(
+                cur.offset(),
+                "a decimal number",
+                other.describe(),
+            )),
+        }
+    }
+
+    fn append_null(&mut self) {
+        self.values.push_null();
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let (values, nulls) = self.values.take();
+        let array = Decimal128Array::new(values, nulls)
+            .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
+            .expect("the schema's precision and scale are valid");
+        Arc::new(array)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Result<i128, String> {
+        parse_decimal(s, 9)
+    }
+
+    #[test]
+    fn exact_values() {
+        assert_eq!(d("93.46"), Ok(93_460_000_000));
+        assert_eq!(d("100"), Ok(100_000_000_000));
+        assert_eq!(d("-5.5"), Ok(-5_500_000_000));
+        assert_eq!(d("0"), Ok(0));
+        assert_eq!(d("-0.0"), Ok(0));
+        assert_eq!(d("0.000000001"), Ok(1));
+        assert_eq!(d("1.2300000000000"), Ok(1_230_000_000));
+        assert_eq!(d("1e2"), Ok(100_000_000_000));
+        assert_eq!(d("1.5E-3"), Ok(1_500_000));
+        assert_eq!(d("12345e-9"), Ok(12345));
+        assert_eq!(d("0.1"), Ok(100_000_000));
+        // 29 integer digits + 9 fractional = 38: the widest value that fits.
+        let max = "9".repeat(29) + "." + &"9".repeat(9);
+        assert_eq!(d(&max), Ok(10i128.pow(38) - 1));
+        assert_eq!(d(&format!("0000{}", "1")), Ok(1_000_000_000));
+    }
+
+    #[test]
+    fn values_that_cannot_be_held_exactly_are_errors() {
+        assert!(d("0.0000000001").unwrap_err().contains("fractional digits"));
+        assert!(d("1e-10").is_err());
+        assert!(d(&("1".to_owned() + &"0".repeat(29)))
+            .unwrap_err()
+            .contains("digits"));
+        assert!(d("1e30").is_err());
+        assert!(d("1e999999999999").is_err());
+        assert!(d("abc").is_err());
+        assert!(d("").is_err());
+    }
+
+    #[test]
+    fn agrees_with_float_free_string_reference() {
+        // Every value with ≤ 9 fractional digits built from a digit string round-trips.
+        for (int, frac) in [("123456789", "123456789"), ("0", "05"), ("42", "")] {
+            let text = if frac.is_empty() {
+                int.to_owned()
+            } else {
+                format!("{int}.{frac}")
+            };
+            let expected: i128 = format!("{int}{frac:0<9}").parse().unwrap();
+            assert_eq!(d(&text), Ok(expected), "{text}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `integer` properties → Arrow `Int64`.
+
+use super::column::{ColumnDecoder, RowContext};
+use super::decimal::parse_decimal;
+use super::fault::Fault;
+use super::json::{Cursor, Token};
+use super::values::Values;
+use arrow::array::{ArrayRef, Int64Array};
+use std::sync::Arc;
+
+/// Decodes JSON numbers whose exact value is an integer within `i64`.
+#[derive(Default)]
+pub struct IntegerDecoder {
+    values: Values<i64>,
+}
+
+/// Parses an integer from a JSON number's text. `12`, `-3` and also `1.0` or `2e3` (exact
+/// integers however written); `1.5` and out-of-range values are errors.
+pub fn parse_integer(text: &str) -> Result<i64, String> {
+    let b = text.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    // Fast path: plain digits that cannot overflow.
+    if !digits.is_empty() && digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit) {
+        let mut v: i64 = 0;
+        for &d in digits {
+            v = v * 10 + i64::from(d - b'0');
+        }
+        return Ok(if digits.len() == b.len() { v } else { -v });
+    }
+    let scaled = parse_decimal(text, 0)
+        .map_err(|e| e.replace("fractional digits", "fractional digits in an integer"))?;
+    i64::try_from(scaled).map_err(|_| format!("{text} is out of the 64-bit integer range"))
+}
+
+impl ColumnDecoder for IntegerDecoder {
+    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
+        match cur.peek()? {
+            Token::Number => {
+                let at = cur.offset();
+                let text = cur.raw_number()?;
+                let v = parse_integer(text).map_err(|e| Fault::mismatch(at, "an integer", e))?;
+                self.values.push(v);
+                Ok(())
+            }
+            other => Err(Fault::mismatch(
+                cur.offset(),
+                "an integer",
+                other.describe(),
+            )),
+        }
+    }
+
+    fn append_null(&mut self) {
+        self.values.push_null();
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let (values, nulls) = self.values.take();
+        Arc::new(Int64Array::new(values, nulls))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_integer("0"), Ok(0));
+        assert_eq!(parse_integer("-42"), Ok(-42));
+        assert_eq!(parse_integer("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(parse_integer("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(parse_integer("2e3"), Ok(2000));
+        assert_eq!(parse_integer("1.0"), Ok(1));
+        assert!(parse_integer("9223372036854775808").is_err());
+        assert!(parse_integer("1.5").is_err());
+    }
+}

@@ -1,0 +1,553 @@
+//! A strict, allocation-free JSON pull parser over one line.
+//!
+//! The typed decoders drive it value by value, so each value is parsed straight into its
+//! column: strings are copied once from the line into the column's buffer, numbers are
+//! handed over as their raw text (decimals never pass through `f64`), and values the schema
+//! does not know are returned as raw slices for `_extra`. The line is validated as UTF-8
+//! once, up front, so every slice between quotes is already valid text.
+//!
+//! Nesting is scanned iteratively with a depth limit, so no input can overflow the stack.
+
+use super::fault::Fault;
+
+/// Deepest nesting accepted in values the schema does not describe (`_extra`, `json`).
+/// Deeper input is rejected rather than walked, so hostile lines cost bounded work.
+pub const MAX_DEPTH: usize = 128;
+
+/// A position in one JSON line.
+pub struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+/// The first byte of a JSON value, for dispatching on its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// `{`
+    Object,
+    /// `[`
+    Array,
+    /// `"`
+    String,
+    /// `-` or a digit
+    Number,
+    /// `true` or `false`
+    Bool,
+    /// `null`
+    Null,
+}
+
+impl Token {
+    /// How the token is named in error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Token::Object => "an object",
+            Token::Array => "an array",
+            Token::String => "a string",
+            Token::Number => "a number",
+            Token::Bool => "a boolean",
+            Token::Null => "null",
+        }
+    }
+}
+
+#[inline]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `text`.
+    pub fn new(text: &'a str) -> Self {
+        Cursor {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    /// Byte offset of the cursor in the line.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
+    fn fault(&self, message: impl Into<String>) -> Fault {
+        Fault::syntax(self.pos, message)
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if !is_ws(b) {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// Skips whitespace and reports the type of the next value.
+    #[inline]
+    pub fn peek(&mut self) -> Result<Token, Fault> {
+        self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b'{') => Ok(Token::Object),
+            Some(b'[') => Ok(Token::Array),
+            Some(b'"') => Ok(Token::String),
+            Some(b'-' | b'0'..=b'9') => Ok(Token::Number),
+            Some(b't' | b'f') => Ok(Token::Bool),
+            Some(b'n') => Ok(Token::Null),
+            Some(&b) => Err(self.fault(format!("unexpected character {:?}", b as char))),
+            None => Err(self.fault("unexpected end of line")),
+        }
+    }
+
+    /// Whether only whitespace remains.
+    pub fn is_at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.pos >= self.bytes.len()
+    }
+
+    #[inline]
+    fn eat(&mut self, b: u8) -> bool {
+        self.skip_ws();
+        if self.bytes.get(self.pos) == Some(&b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn literal(&mut self, word: &'static str) -> Result<(), Fault> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.fault("invalid literal"))
+        }
+    }
+
+    /// Consumes `null`; the caller has peeked [`Token::Null`].
+    pub fn parse_null(&mut self) -> Result<(), Fault> {
+        self.literal("null")
+    }
+
+    /// Consumes `true` or `false`.
+    pub fn parse_bool(&mut self) -> Result<bool, Fault> {
+        self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b't') => self.literal("true").map(|_| true),
+            Some(b'f') => self.literal("false").map(|_| false),
+            _ => Err(self.fault("expected true or false")),
+        }
+    }
+
+    /// Consumes `{`; the caller has peeked [`Token::Object`].
+    pub fn begin_object(&mut self) -> Result<(), Fault> {
+        if self.eat(b'{') {
+            Ok(())
+        } else {
+            Err(self.fault("expected '{'"))
+        }
+    }
+
+    /// Moves to the next key of an object: returns its raw (still escaped) text, or `None`
+    /// at the closing `}`. `first` says whether this is the first key of the object.
+    #[inline]
+    pub fn next_key(&mut self, first: bool) -> Result<Option<RawStr<'a>>, Fault> {
+        if self.eat(b'}') {
+            return Ok(None);
+        }
+        if !first && !self.eat(b',') {
+            return Err(self.fault("expected ',' or '}' after a property"));
+        }
+        self.skip_ws();
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return Err(self.fault("expected a property name"));
+        }
+        let key = self.raw_string()?;
+        if !self.eat(b':') {
+            return Err(self.fault("expected ':' after a property name"));
+        }
+        self.skip_ws();
+        Ok(Some(key))
+    }
+
+    /// Consumes `[`; the caller has peeked [`Token::Array`].
+    pub fn begin_array(&mut self) -> Result<(), Fault> {
+        if self.eat(b'[') {
+            Ok(())
+        } else {
+            Err(self.fault("expected '['"))
+        }
+    }
+
+    /// Moves to the next element of an array: `true` if there is one, `false` at `]`.
+    #[inline]
+    pub fn next_element(&mut self, first: bool) -> Result<bool, Fault> {
+        if self.eat(b']') {
+            return Ok(false);
+        }
+        if !first && !self.eat(b',') {
+            return Err(self.fault("expected ',' or ']' after an array element"));
+        }
+        self.skip_ws();
+        Ok(true)
+    }
+
+    /// Consumes a string and returns its raw content (between the quotes, escapes intact).
+    #[inline]
+    pub fn raw_string(&mut self) -> Result<RawStr<'a>, Fault> {
+        self.skip_ws();
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return Err(self.fault("expected a string"));
+        }
+        let start = self.pos + 1;
+        let mut i = start;
+        let mut escaped = false;
+        loop {
+            let Some(found) = memchr::memchr2(b'"', b'\\', &self.bytes[i..]) else {
+                self.pos = self.bytes.len();
+                return Err(self.fault("unterminated string"));
+            };
+            i += found;
+            if self.bytes[i] == b'"' {
+                break;
+            }
+            escaped = true;
+            // Skip the backslash and the escaped byte; `\u` digits are checked on unescape.
+            i += 2;
+            if i > self.bytes.len() {
+                self.pos = self.bytes.len();
+                return Err(self.fault("unterminated string"));
+            }
+        }
+        let content = &self.bytes[start..i];
+        if content.iter().any(|&b| b < 0x20) {
+            return Err(Fault::syntax(
+                start,
+                "unescaped control character in a string",
+            ));
+        }
+        self.pos = i + 1;
+        Ok(RawStr {
+            text: &self.text[start..i],
+            has_escapes: escaped,
+            offset: start,
+        })
+    }
+
+    /// Consumes a number and returns its text, checked against the JSON number grammar.
+    #[inline]
+    pub fn raw_number(&mut self) -> Result<&'a str, Fault> {
+        self.skip_ws();
+        let start = self.pos;
+        let b = self.bytes;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(b.get(i), Some(b'0'..=b'9')) {
+                    i += 1;
+                }
+            }
+            _ => return Err(self.fault("invalid number")),
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let digits = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == digits {
+                return Err(self.fault("invalid number: no digits after '.'"));
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let digits = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == digits {
+                return Err(self.fault("invalid number: no digits in exponent"));
+            }
+        }
+        self.pos = i;
+        Ok(&self.text[start..i])
+    }
+
+    /// Consumes any value and returns its exact text, checked for well-formedness, with
+    /// nesting limited to [`MAX_DEPTH`].
+    pub fn raw_value(&mut self) -> Result<&'a str, Fault> {
+        self.skip_ws();
+        let start = self.pos;
+        // Containers open so far: true for an object, false for an array.
+        let mut stack: Vec<bool> = Vec::new();
+        let mut first = true;
+        loop {
+            // Positioned where a value is expected (or a closing bracket of an empty container).
+            if let Some(&is_object) = stack.last() {
+                if is_object {
+                    match self.next_key(first)? {
+                        Some(key) => {
+                            key.check_escapes()?;
+                        }
+                        None => {
+                            stack.pop();
+                            first = false;
+                            if stack.is_empty() {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                } else if !self.next_element(first)? {
+                    stack.pop();
+                    first = false;
+                    if stack.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            match self.peek()? {
+                Token::Object | Token::Array => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(self.fault(format!("nested deeper than {MAX_DEPTH} levels")));
+                    }
+                    let is_object = self.bytes[self.pos] == b'{';
+                    self.pos += 1;
+                    stack.push(is_object);
+                    first = true;
+                    continue;
+                }
+                Token::String => {
+                    self.raw_string()?.check_escapes()?;
+                }
+                Token::Number => {
+                    self.raw_number()?;
+                }
+                Token::Bool => {
+                    self.parse_bool()?;
+                }
+                Token::Null => self.parse_null()?,
+            }
+            first = false;
+            if stack.is_empty() {
+                break;
+            }
+        }
+        Ok(&self.text[start..self.pos])
+    }
+}
+
+/// The raw content of a JSON string, between its quotes.
+#[derive(Debug, Clone, Copy)]
+pub struct RawStr<'a> {
+    /// The content with escapes intact.
+    pub text: &'a str,
+    /// Whether it contains a backslash (so must be unescaped before use).
+    pub has_escapes: bool,
+    /// Byte offset of the content in the line, for error messages.
+    pub offset: usize,
+}
+
+impl<'a> RawStr<'a> {
+    /// Appends the unescaped string to `out`.
+    #[inline]
+    pub fn unescape_into(&self, out: &mut Vec<u8>) -> Result<(), Fault> {
+        if !self.has_escapes {
+            out.extend_from_slice(self.text.as_bytes());
+            return Ok(());
+        }
+        unescape_slow(self.text, self.offset, out)
+    }
+
+    /// The unescaped string, borrowed when it has no escapes.
+    pub fn to_cow(&self) -> Result<std::borrow::Cow<'a, str>, Fault> {
+        if !self.has_escapes {
+            return Ok(std::borrow::Cow::Borrowed(self.text));
+        }
+        let mut out = Vec::with_capacity(self.text.len());
+        unescape_slow(self.text, self.offset, &mut out)?;
+        // Unescaping valid UTF-8 with valid escapes yields valid UTF-8.
+        String::from_utf8(out)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|_| Fault::syntax(self.offset, "invalid string escape"))
+    }
+
+    /// Checks the escapes without keeping the result (for values copied raw).
+    pub fn check_escapes(&self) -> Result<(), Fault> {
+        if self.has_escapes {
+            let mut sink = Vec::new();
+            unescape_slow(self.text, self.offset, &mut sink)?;
+        }
+        Ok(())
+    }
+}
+
+fn hex4(b: &[u8], at: usize, offset: usize) -> Result<u32, Fault> {
+    let digits = b
+        .get(at..at + 4)
+        .ok_or_else(|| Fault::syntax(offset + at, "truncated \\u escape"))?;
+    let mut v = 0u32;
+    for &d in digits {
+        let n = (d as char)
+            .to_digit(16)
+            .ok_or_else(|| Fault::syntax(offset + at, "invalid \\u escape"))?;
+        v = v * 16 + n;
+    }
+    Ok(v)
+}
+
+#[cold]
+fn unescape_slow(text: &str, offset: usize, out: &mut Vec<u8>) -> Result<(), Fault> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(found) = memchr::memchr(b'\\', &b[i..]) else {
+            out.extend_from_slice(&b[i..]);
+            break;
+        };
+        out.extend_from_slice(&b[i..i + found]);
+        i += found + 1;
+        let esc = *b
+            .get(i)
+            .ok_or_else(|| Fault::syntax(offset + i, "truncated escape"))?;
+        i += 1;
+        let c = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = hex4(b, i, offset)?;
+                i += 4;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A high surrogate must be followed by an escaped low surrogate.
+                    if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                        return Err(Fault::syntax(
+                            offset + i,
+                            "unpaired surrogate in \\u escape",
+                        ));
+                    }
+                    let lo = hex4(b, i + 2, offset)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err(Fault::syntax(
+                            offset + i,
+                            "unpaired surrogate in \\u escape",
+                        ));
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&hi) {
+                    return Err(Fault::syntax(
+                        offset + i,
+                        "unpaired surrogate in \\u escape",
+                    ));
+                } else {
+                    hi
+                };
+                char::from_u32(code)
+                    .ok_or_else(|| Fault::syntax(offset + i, "invalid \\u escape"))?
+            }
+            other => {
+                return Err(Fault::syntax(
+                    offset + i,
+                    format!("invalid escape '\\{}'", other as char),
+                ))
+            }
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Result<&str, Fault> {
+        let mut c = Cursor::new(s);
+        let v = c.raw_value()?;
+        assert!(c.is_at_end(), "trailing input in {s:?}");
+        Ok(v)
+    }
+
+    #[test]
+    fn raw_value_accepts_what_serde_json_accepts() {
+        for s in [
+            "{}",
+            "[]",
+            "null",
+            "true",
+            "-0.5e+3",
+            r#"{"a":[1,{"b":"c\"\u00e9"}],"d":null}"#,
+            r#" [ [ ] , { } ] "#,
+        ] {
+            assert_eq!(raw(s).unwrap(), s.trim());
+            serde_json::from_str::<serde_json::Value>(s).unwrap();
+        }
+    }
+
+    #[test]
+    fn raw_value_rejects_what_serde_json_rejects() {
+        for s in [
+            "{",
+            "[1,]",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "tru",
+            "\"\\x\"",
+            "\"a",
+            "[1 2]",
+            "{1:2}",
+            "\"\\ud800\"",
+            "\"\u{1}\"",
+        ] {
+            let mut c = Cursor::new(s);
+            let ok = c.raw_value().is_ok() && c.is_at_end();
+            assert!(!ok, "accepted {s:?}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(s).is_err(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let s = "[".repeat(10_000) + &"]".repeat(10_000);
+        let err = raw(&s).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn unescape_handles_all_escapes() {
+        let mut c = Cursor::new(r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00z""#);
+        let s = c.raw_string().unwrap();
+        let mut out = Vec::new();
+        s.unescape_into(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\"\\/\u{8}\u{c}\n\r\té😀z"
+        );
+    }
+}

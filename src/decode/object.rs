@@ -1,0 +1,202 @@
+//! `object:` properties → Arrow `Struct`, and the top level of every row.
+
+use super::column::{join_path, make_decoder, ColumnDecoder, Drift, DriftKind, RowContext};
+use super::fault::Fault;
+use super::json::{Cursor, Token};
+use crate::schema::Property;
+use arrow::array::builder::NullBufferBuilder;
+use arrow::array::{ArrayRef, StructArray};
+use arrow::datatypes::Fields;
+use std::sync::Arc;
+
+/// One known property of an object.
+struct Member {
+    name: Box<str>,
+    required: bool,
+    /// Path used to name drift on this property, computed once.
+    path: Arc<str>,
+    decoder: Box<dyn ColumnDecoder>,
+}
+
+/// Decodes a JSON object: each known property into its child column, unknown properties
+/// into the row's `_extra`, missing required ones counted as drift.
+pub struct ObjectDecoder {
+    fields: Fields,
+    members: Vec<Member>,
+    /// This object's path template (empty at the top level).
+    path: Arc<str>,
+    /// `seen[i] == stamp` when member `i` was present in the object being decoded; the
+    /// stamp changes per object so that nothing needs clearing between rows.
+    seen: Vec<u32>,
+    stamp: u32,
+    /// A member whose absence makes the value unrepresentable (the row's `Id`).
+    key_member: Option<usize>,
+    nulls: NullBufferBuilder,
+    len: usize,
+}
+
+impl ObjectDecoder {
+    /// A decoder for an object with `props`, found at `path`.
+    pub fn new(props: &[Property], path: &str) -> Self {
+        let members: Vec<Member> = props
+            .iter()
+            .map(|p| {
+                let member_path = join_path(path, &p.name);
+                Member {
+                    name: p.name.as_str().into(),
+                    required: p.required,
+                    decoder: make_decoder(&p.data_type, &member_path),
+                    path: member_path.into(),
+                }
+            })
+            .collect();
+        ObjectDecoder {
+            fields: crate::schema::fields_of(props).into(),
+            seen: vec![0; members.len()],
+            members,
+            path: path.into(),
+            stamp: 0,
+            key_member: None,
+            nulls: NullBufferBuilder::new(0),
+            len: 0,
+        }
+    }
+
+    /// Makes a line without a non-null `name` unrepresentable (rejected), e.g. the `Id`.
+    pub fn with_key(mut self, name: &str) -> Self {
+        self.key_member = self.members.iter().position(|m| &*m.name == name);
+        self
+    }
+
+    #[inline]
+    fn find(&self, key: &str, guess: usize) -> Option<usize> {
+        // Exports write properties in a stable order, so the member after the previous one
+        // is almost always right; fall back to a scan otherwise.
+        if let Some(m) = self.members.get(guess) {
+            if &*m.name == key {
+                return Some(guess);
+            }
+        }
+        self.members.iter().position(|m| &*m.name == key)
+    }
+
+    fn next_stamp(&mut self) -> u32 {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.fill(0);
+            self.stamp = 1;
+        }
+        self.stamp
+    }
+
+    /// Takes the child columns, leaving the decoder empty (the top level uses this, as its
+    /// columns become the record batch's columns rather than one struct).
+    pub fn finish_columns(&mut self) -> Vec<ArrayRef> {
+        self.len = 0;
+        self.nulls.finish();
+        self.members
+            .iter_mut()
+            .map(|m| m.decoder.finish())
+            .collect()
+    }
+}
+
+impl ColumnDecoder for ObjectDecoder {
+    fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
+        let token = cur.peek()?;
+        if token != Token::Object {
+            return Err(Fault::mismatch(cur.offset(), "an object", token.describe()));
+        }
+        let start = cur.offset();
+        cur.begin_object()?;
+        let stamp = self.next_stamp();
+        let mut guess = 0;
+        let mut first = true;
+        let mut key_is_null = false;
+        while let Some(raw_key) = cur.next_key(first)? {
+            first = false;
+            let key = raw_key.to_cow()?;
+            let Some(i) = self.find(&key, guess) else {
+                let raw = cur.raw_value()?;
+                ctx.unknown_property(&self.path, &key, raw);
+                continue;
+            };
+            guess = i + 1;
+            if self.seen[i] == stamp {
+                return Err(Fault::syntax(raw_key.offset, "property appears twice").within(&key));
+            }
+            self.seen[i] = stamp;
+            let member = &mut self.members[i];
+            if cur.peek()? == Token::Null {
+                cur.parse_null()?;
+                member.decoder.append_null();
+                key_is_null |= self.key_member == Some(i);
+                if member.required {
+                    ctx.drift.push(Drift {
+                        kind: DriftKind::MissingRequired,
+                        key: member.path.clone(),
+                    });
+                }
+            } else {
+                member
+                    .decoder
+                    .decode(cur, ctx)
+                    .map_err(|f| f.within(&member.name))?;
+            }
+        }
+        for (i, member) in self.members.iter_mut().enumerate() {
+            if self.seen[i] != stamp {
+                member.decoder.append_null();
+                if member.required {
+                    ctx.drift.push(Drift {
+                        kind: DriftKind::MissingRequired,
+                        key: member.path.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(k) = self.key_member {
+            let m = &self.members[k];
+            if self.seen[k] != stamp || key_is_null {
+                return Err(Fault::syntax(
+                    start,
+                    format!("no {} (required to identify the row)", m.name),
+                ));
+            }
+        }
+        self.nulls.append_non_null();
+        self.len += 1;
+        Ok(())
+    }
+
+    fn append_null(&mut self) {
+        for m in &mut self.members {
+            m.decoder.append_null();
+        }
+        self.nulls.append_null();
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn truncate(&mut self, len: usize) {
+        for m in &mut self.members {
+            m.decoder.truncate(len);
+        }
+        self.nulls.truncate(len);
+        self.len = len;
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let nulls = self.nulls.finish();
+        let columns: Vec<ArrayRef> = self
+            .members
+            .iter_mut()
+            .map(|m| m.decoder.finish())
+            .collect();
+        self.len = 0;
+        Arc::new(StructArray::new(self.fields.clone(), columns, nulls))
+    }
+}

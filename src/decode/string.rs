@@ -1,0 +1,110 @@
+//! `string`, `enum:` and `json` properties → Arrow `Utf8`.
+
+use super::column::{ColumnDecoder, Drift, DriftKind, RowContext};
+use super::fault::Fault;
+use super::json::{Cursor, Token};
+use crate::schema::Enum;
+use arrow::array::builder::NullBufferBuilder;
+use arrow::array::{ArrayRef, StringArray};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use std::sync::Arc;
+
+/// What a string column holds.
+pub enum StringKind {
+    /// Any JSON string.
+    Plain,
+    /// A documented enum: values outside it are kept and counted as drift.
+    Enum {
+        /// The documented values.
+        values: Arc<Enum>,
+        /// The property's path, to name the drift.
+        path: Arc<str>,
+    },
+    /// Any JSON value, kept as its exact JSON text.
+    Json,
+}
+
+/// Decodes strings (or raw JSON) into one contiguous value buffer plus offsets.
+pub struct StringDecoder {
+    kind: StringKind,
+    bytes: Vec<u8>,
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+}
+
+impl StringDecoder {
+    /// A decoder for `kind`.
+    pub fn new(kind: StringKind) -> Self {
+        StringDecoder {
+            kind,
+            bytes: Vec::new(),
+            offsets: vec![0],
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    #[inline]
+    fn close_value(&mut self, at: usize) -> Result<(), Fault> {
+        let end = i32::try_from(self.bytes.len())
+            .map_err(|_| Fault::syntax(at, "more than 2 GiB of text in one batch"))?;
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+}
+
+impl ColumnDecoder for StringDecoder {
+    #[inline]
+    fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
+        let at = cur.offset();
+        match (&self.kind, cur.peek()?) {
+            (StringKind::Json, _) => {
+                let raw = cur.raw_value()?;
+                self.bytes.extend_from_slice(raw.as_bytes());
+            }
+            (StringKind::Plain, Token::String) => {
+                cur.raw_string()?.unescape_into(&mut self.bytes)?;
+            }
+            (StringKind::Enum { values, path }, Token::String) => {
+                let start = self.bytes.len();
+                cur.raw_string()?.unescape_into(&mut self.bytes)?;
+                let value = &self.bytes[start..];
+                if !values.values.iter().any(|v| v.as_bytes() == value) {
+                    let value = String::from_utf8_lossy(value);
+                    ctx.drift.push(Drift {
+                        kind: DriftKind::UnknownEnumValue,
+                        key: format!("{path}={value}").into(),
+                    });
+                }
+            }
+            (_, other) => return Err(Fault::mismatch(at, "a string", other.describe())),
+        }
+        self.close_value(at)
+    }
+
+    fn append_null(&mut self) {
+        self.offsets.push(self.bytes.len() as i32);
+        self.nulls.append_null();
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.offsets.truncate(len + 1);
+        self.bytes.truncate(self.offsets[len] as usize);
+        self.nulls.truncate(len);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let bytes = std::mem::take(&mut self.bytes);
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        // Every value was copied from validated UTF-8 text or unescaped into UTF-8, so this
+        // check cannot fail; it is kept (rather than skipped with `unsafe`) as a guard.
+        let array = StringArray::try_new(offsets, Buffer::from_vec(bytes), self.nulls.finish())
+            .expect("decoded strings are valid UTF-8");
+        Arc::new(array)
+    }
+}
