@@ -254,3 +254,6 @@ impl RecordDecoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
