@@ -22,6 +22,7 @@
 //!
 //! Modules, in the order data flows:
 //! - [`schema`] — `schemas/*.json`, the single source of truth for columns and types.
+//! - [`config`] — validated settings with named defaults; no I/O.
 //! - [`input`] — opens a file or stdin, detects compression from content, decompresses.
 //! - [`framing`] — splits bytes into numbered lines with a length limit; no I/O.
 //! - [`decode`] — typed decoders: one line → one row of Arrow columns; no I/O.
@@ -33,6 +34,7 @@
 //! - [`generate`] — deterministic synthetic rows for every entity (demo, tests, benches).
 
 pub mod commit;
+pub mod config;
 pub mod convert;
 pub mod decode;
 pub mod framing;

@@ -5,7 +5,11 @@ use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMicrosecondType};
 const ORDER_ITEM: &str = r#"{"Id":"bd11dc4a","EnterpriseId":"4d02","AccountId":"c173","AccountType":"Company","Notes":"Additional note","ServiceId":"0508","ServiceOrderId":"dd01","BillId":null,"AccountingCategoryId":"c581","UnitCount":1,"UnitAmount":{"Currency":"EUR","NetValue":93.46,"GrossValue":100,"TaxValues":[{"Code":"DE-2020-1-L","Value":6.54}],"Breakdown":{"Items":[{"TaxRateCode":"DE-2020-1-L","NetValue":93.46,"TaxValue":6.54}]}},"Amount":{"Currency":"EUR","NetValue":93.46,"GrossValue":100,"TaxValues":[],"Breakdown":{"Items":[]}},"OriginalAmount":{"Currency":"EUR","NetValue":93.46,"GrossValue":100,"TaxValues":[{"Code":"DE-2020-1-L","Value":6.54}],"Breakdown":{"Items":[]}},"RevenueType":"Service","CreatorProfileId":"3cd6","UpdaterProfileId":"3cd6","CreatedUtc":"2023-03-28T07:28:01Z","UpdatedUtc":"2023-03-28T07:28:04Z","ConsumedUtc":"2023-03-31T00:00:00Z","CanceledUtc":null,"ClosedUtc":null,"StartUtc":"2023-03-30T22:00:00Z","AccountingState":"Open","Type":"SpaceOrder","Options":{"CanceledWithReservation":false},"Data":{"Discriminator":"Product","Rebate":null,"Product":{"ProductId":"8c8d","AgeCategoryId":null}}}"#;
 
 fn decoder() -> RecordDecoder {
-    RecordDecoder::new(crate::schema::find("OrderItem").unwrap(), "exp-1", "file.jsonl")
+    RecordDecoder::new(
+        crate::schema::find("OrderItem").unwrap(),
+        "exp-1",
+        "file.jsonl",
+    )
 }
 
 fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a ArrayRef {
@@ -24,7 +28,10 @@ fn decodes_the_reference_example_exactly() {
     assert!(col(b, "BillId").is_null(0));
     assert_eq!(col(b, "UnitCount").as_primitive::<Int64Type>().value(0), 1);
     let unit = col(b, "UnitAmount").as_struct();
-    let net = unit.column_by_name("NetValue").unwrap().as_primitive::<Decimal128Type>();
+    let net = unit
+        .column_by_name("NetValue")
+        .unwrap()
+        .as_primitive::<Decimal128Type>();
     assert_eq!(net.value(0), 93_460_000_000);
     assert_eq!(net.value_as_string(0), "93.460000000");
     let taxes = unit.column_by_name("TaxValues").unwrap().as_list::<i32>();
@@ -38,7 +45,11 @@ fn decodes_the_reference_example_exactly() {
     assert_eq!(out.counts.rows_written, 1);
     assert!(out.counts.unknown_enum_values.is_empty());
     // The example omits documented-required-free optionals only; nothing required is missing.
-    assert!(out.counts.missing_required.is_empty(), "{:?}", out.counts.missing_required);
+    assert!(
+        out.counts.missing_required.is_empty(),
+        "{:?}",
+        out.counts.missing_required
+    );
 }
 
 fn reject_reason(line: &str) -> String {
@@ -55,16 +66,40 @@ fn each_rejection_reason() {
     assert!(reject_reason("{\"Id\":").contains("unexpected end"));
     assert!(reject_reason("[1,2]").contains("not a JSON object"));
     assert!(reject_reason("\"x\"").contains("not a JSON object"));
-    assert!(reject_reason(&ORDER_ITEM.replace("\"Notes\":\"Additional note\"", "\"Notes\":{}")).contains("property Notes: expected a string, found an object"));
-    assert!(reject_reason(&ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":\"abc\"")).contains("property UnitCount"));
-    let r = reject_reason(&ORDER_ITEM.replace("\"Value\":6.54}],\"Breakdown\":{\"Items\":[{", "\"Value\":\"abc\"}],\"Breakdown\":{\"Items\":[{"));
-    assert!(r.contains("property UnitAmount.TaxValues[0].Value: expected a decimal"), "{r}");
-    assert!(reject_reason(&ORDER_ITEM.replace("2023-03-28T07:28:01Z", "yesterday")).contains("property CreatedUtc"));
+    assert!(
+        reject_reason(&ORDER_ITEM.replace("\"Notes\":\"Additional note\"", "\"Notes\":{}"))
+            .contains("property Notes: expected a string, found an object")
+    );
+    assert!(
+        reject_reason(&ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":\"abc\""))
+            .contains("property UnitCount")
+    );
+    let r = reject_reason(&ORDER_ITEM.replace(
+        "\"Value\":6.54}],\"Breakdown\":{\"Items\":[{",
+        "\"Value\":\"abc\"}],\"Breakdown\":{\"Items\":[{",
+    ));
+    assert!(
+        r.contains("property UnitAmount.TaxValues[0].Value: expected a decimal"),
+        "{r}"
+    );
+    assert!(
+        reject_reason(&ORDER_ITEM.replace("2023-03-28T07:28:01Z", "yesterday"))
+            .contains("property CreatedUtc")
+    );
     assert!(reject_reason(&ORDER_ITEM.replace("\"Id\":\"bd11dc4a\",", "")).contains("no Id"));
-    assert!(reject_reason(&ORDER_ITEM.replace("\"Id\":\"bd11dc4a\"", "\"Id\":null")).contains("no Id"));
-    assert!(reject_reason(&ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":1,\"UnitCount\":2")).contains("appears twice"));
+    assert!(
+        reject_reason(&ORDER_ITEM.replace("\"Id\":\"bd11dc4a\"", "\"Id\":null")).contains("no Id")
+    );
+    assert!(reject_reason(
+        &ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":1,\"UnitCount\":2")
+    )
+    .contains("appears twice"));
     assert!(reject_reason(&format!("{ORDER_ITEM} x")).contains("after the object"));
-    assert!(reject_reason(&ORDER_ITEM.replace("93.46,\"GrossValue\":100,\"TaxValues\":[{", "93.4600000001,\"GrossValue\":100,\"TaxValues\":[{")).contains("fractional digits"));
+    assert!(reject_reason(&ORDER_ITEM.replace(
+        "93.46,\"GrossValue\":100,\"TaxValues\":[{",
+        "93.4600000001,\"GrossValue\":100,\"TaxValues\":[{"
+    ))
+    .contains("fractional digits"));
 }
 
 #[test]
@@ -83,18 +118,31 @@ fn a_rejected_line_leaves_no_trace_in_any_column() {
     let mut d = decoder();
     d.decode_line(1, ORDER_ITEM.as_bytes());
     // Fails deep inside the last object, after every other column was appended.
-    d.decode_line(2, ORDER_ITEM.replace("\"ProductId\":\"8c8d\"", "\"ProductId\":5").as_bytes());
+    d.decode_line(
+        2,
+        ORDER_ITEM
+            .replace("\"ProductId\":\"8c8d\"", "\"ProductId\":5")
+            .as_bytes(),
+    );
     d.decode_line(3, ORDER_ITEM.replace("bd11dc4a", "second").as_bytes());
     let out = d.flush();
     assert_eq!(out.batch.num_rows(), 2);
     assert_eq!(out.rejects.len(), 1);
     assert_eq!(out.rejects[0].line, 2);
-    assert_eq!(out.rejects[0].property.as_deref(), Some("Data.Product.ProductId"));
+    assert_eq!(
+        out.rejects[0].property.as_deref(),
+        Some("Data.Product.ProductId")
+    );
     let ids = col(&out.batch, "Id").as_string::<i32>();
     assert_eq!(ids.value(1), "second");
     let lines = col(&out.batch, "_line").as_primitive::<Int64Type>();
     assert_eq!(lines.values().to_vec(), vec![1, 3]);
-    out.batch.column_by_name("Data").unwrap().to_data().validate_full().unwrap();
+    out.batch
+        .column_by_name("Data")
+        .unwrap()
+        .to_data()
+        .validate_full()
+        .unwrap();
     assert!(out.counts.is_balanced() || out.counts.lines_read == 3);
     assert_eq!(out.counts.rows_written + out.counts.rejected, 3);
 }
@@ -103,8 +151,14 @@ fn a_rejected_line_leaves_no_trace_in_any_column() {
 fn drift_is_kept_and_counted() {
     let line = ORDER_ITEM
         .replace("\"RevenueType\":\"Service\"", "\"RevenueType\":\"Spa\"")
-        .replace("\"UnitCount\":1,", "\"UnitCount\":1,\"NewThing\":{\"a\":[1]},")
-        .replace("\"Code\":\"DE-2020-1-L\",\"Value\":6.54}],\"Breakdown\":{\"Items\":[{", "\"Code\":\"DE-2020-1-L\",\"Value\":6.54,\"Rate\":0.07}],\"Breakdown\":{\"Items\":[{")
+        .replace(
+            "\"UnitCount\":1,",
+            "\"UnitCount\":1,\"NewThing\":{\"a\":[1]},",
+        )
+        .replace(
+            "\"Code\":\"DE-2020-1-L\",\"Value\":6.54}],\"Breakdown\":{\"Items\":[{",
+            "\"Code\":\"DE-2020-1-L\",\"Value\":6.54,\"Rate\":0.07}],\"Breakdown\":{\"Items\":[{",
+        )
         .replace("\"ServiceId\":\"0508\",", "");
     let mut d = decoder();
     d.decode_line(1, line.as_bytes());
@@ -112,11 +166,23 @@ fn drift_is_kept_and_counted() {
     assert!(out.rejects.is_empty(), "{:?}", out.rejects);
     let b = &out.batch;
     assert_eq!(col(b, "RevenueType").as_string::<i32>().value(0), "Spa");
-    let extra: serde_json::Value = serde_json::from_str(col(b, "_extra").as_string::<i32>().value(0)).unwrap();
-    assert_eq!(extra, serde_json::json!({"NewThing": {"a": [1]}, "UnitAmount.TaxValues[0].Rate": 0.07}));
-    assert_eq!(out.counts.unknown_enum_values.get("RevenueType=Spa"), Some(&1));
+    let extra: serde_json::Value =
+        serde_json::from_str(col(b, "_extra").as_string::<i32>().value(0)).unwrap();
+    assert_eq!(
+        extra,
+        serde_json::json!({"NewThing": {"a": [1]}, "UnitAmount.TaxValues[0].Rate": 0.07})
+    );
+    assert_eq!(
+        out.counts.unknown_enum_values.get("RevenueType=Spa"),
+        Some(&1)
+    );
     assert_eq!(out.counts.unknown_properties.get("NewThing"), Some(&1));
-    assert_eq!(out.counts.unknown_properties.get("UnitAmount.TaxValues[].Rate"), Some(&1));
+    assert_eq!(
+        out.counts
+            .unknown_properties
+            .get("UnitAmount.TaxValues[].Rate"),
+        Some(&1)
+    );
     assert_eq!(out.counts.missing_required.get("ServiceId"), Some(&1));
 }
 
@@ -127,6 +193,9 @@ fn every_entity_decodes_a_minimal_row() {
         d.decode_line(1, br#"{"Id":"x"}"#);
         let out = d.flush();
         assert_eq!(out.batch.num_rows(), 1, "{}", schema.entity);
-        out.batch.columns().iter().for_each(|c| c.to_data().validate_full().unwrap());
+        out.batch
+            .columns()
+            .iter()
+            .for_each(|c| c.to_data().validate_full().unwrap());
     }
 }

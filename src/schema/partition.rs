@@ -89,9 +89,11 @@ impl EntitySchema {
                         "year" => Granularity::Year,
                         "month" => Granularity::Month,
                         "day" => Granularity::Day,
-                        other => return Err(format!(
+                        other => {
+                            return Err(format!(
                             "unknown granularity {other:?} for {c} (expected year, month or day)"
-                        )),
+                        ))
+                        }
                     };
                     (c.trim(), Some(g))
                 }
