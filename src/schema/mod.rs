@@ -8,6 +8,7 @@
 mod arrow_schema;
 mod model;
 mod partition;
+mod render;
 
 pub(crate) use arrow_schema::fields_of;
 pub use arrow_schema::{
@@ -15,6 +16,7 @@ pub use arrow_schema::{
 };
 pub use model::{DataType, EntitySchema, Enum, Property, Reference, SchemaError};
 pub use partition::{Granularity, PartitionField, PartitionSpec};
+pub use render::{type_table_markdown, LINEAGE_COLUMNS};
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,139 @@
+//! Human- and machine-readable renderings of the schemas: the `schema` command's output,
+//! DuckDB DDL, and the README's type table.
+
+use super::model::{DataType, EntitySchema, Property};
+use super::{LINEAGE_EXPORT_ID, LINEAGE_EXTRA, LINEAGE_FILE, LINEAGE_LINE};
+use std::fmt::Write;
+
+impl DataType {
+    /// The DuckDB type of the column as DuckDB reads it from our Parquet files.
+    pub fn duckdb_type(&self) -> String {
+        match self {
+            DataType::String | DataType::Enum(_) | DataType::Json => "VARCHAR".into(),
+            DataType::Integer => "BIGINT".into(),
+            DataType::Decimal => format!("DECIMAL({}, {})", super::DECIMAL_PRECISION, super::DECIMAL_SCALE),
+            DataType::Boolean => "BOOLEAN".into(),
+            DataType::Timestamp => "TIMESTAMP WITH TIME ZONE".into(),
+            DataType::Date => "DATE".into(),
+            DataType::Object(props, _) => {
+                let fields: Vec<String> = props
+                    .iter()
+                    .map(|p| format!("\"{}\" {}", p.name, p.data_type.duckdb_type()))
+                    .collect();
+                format!("STRUCT({})", fields.join(", "))
+            }
+            DataType::Array(item) => format!("{}[]", item.duckdb_type()),
+        }
+    }
+}
+
+/// The lineage columns appended to every table, with their meaning.
+pub const LINEAGE_COLUMNS: [(&str, &str, &str); 4] = [
+    (LINEAGE_EXTRA, "VARCHAR", "properties the schema does not know, as a JSON object keyed by path; null when none"),
+    (LINEAGE_EXPORT_ID, "VARCHAR", "the export (or --export-id) the row came from"),
+    (LINEAGE_FILE, "VARCHAR", "the source file the row came from"),
+    (LINEAGE_LINE, "BIGINT", "1-based line number in the decompressed source file"),
+];
+
+fn describe_props(out: &mut String, props: &[Property], indent: usize) {
+    for p in props {
+        let flags = match (p.required, p.deprecated) {
+            (true, true) => " required deprecated",
+            (true, false) => " required",
+            (false, true) => " deprecated",
+            (false, false) => "",
+        };
+        let _ = writeln!(
+            out,
+            "{:indent$}{:<w$} {}{}",
+            "",
+            p.name,
+            p.data_type.spelling(),
+            flags,
+            indent = indent,
+            w = 32usize.saturating_sub(indent)
+        );
+        let mut t = &p.data_type;
+        while let DataType::Array(inner) = t {
+            t = inner;
+        }
+        if let DataType::Object(children, _) = t {
+            describe_props(out, children, indent + 2);
+        }
+    }
+}
+
+impl EntitySchema {
+    /// A readable listing of the table's columns, nested fields indented.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} → table {} (partitioned by {}; reference: {} § {})",
+            self.entity,
+            self.table,
+            self.default_partition_spec(),
+            self.reference.file,
+            self.reference.section
+        );
+        describe_props(&mut out, &self.properties, 2);
+        for (name, ty, what) in LINEAGE_COLUMNS {
+            let _ = writeln!(out, "  {name:<30} {} ({what})", ty.to_lowercase());
+        }
+        out
+    }
+
+    /// A DuckDB `CREATE TABLE` statement with the table's exact column types.
+    pub fn duckdb_ddl(&self) -> String {
+        let mut cols: Vec<String> = self
+            .properties
+            .iter()
+            .map(|p| format!("  \"{}\" {}", p.name, p.data_type.duckdb_type()))
+            .collect();
+        for (name, ty, _) in LINEAGE_COLUMNS {
+            cols.push(format!("  \"{name}\" {ty}"));
+        }
+        format!("CREATE TABLE {} (\n{}\n);\n", self.table, cols.join(",\n"))
+    }
+}
+
+/// The README's type table: each schema type with its Arrow, Parquet and DuckDB types.
+pub fn type_table_markdown() -> String {
+    use crate::schema::model::Enum;
+    use std::sync::Arc;
+    let example_enum = DataType::Enum(Arc::new(Enum {
+        name: "RevenueType".into(),
+        values: vec![],
+    }));
+    let rows: Vec<(DataType, &str, &str)> = vec![
+        (DataType::String, "`string`", "UTF8 (dictionary-encoded)"),
+        (example_enum, "`enum:<Name>`", "UTF8 (dictionary-encoded)"),
+        (DataType::Integer, "`integer`", "INT64"),
+        (DataType::Decimal, "`decimal` (reference `number`/`decimal`)", "DECIMAL(38,9), exact"),
+        (DataType::Boolean, "`boolean`", "BOOLEAN"),
+        (DataType::Timestamp, "`timestamp` (ISO-8601 instant)", "TIMESTAMP(MICROS, UTC)"),
+        (DataType::Date, "`date` (ISO-8601 date)", "DATE"),
+        (DataType::Json, "`json` (open-shaped object)", "UTF8 holding JSON text"),
+        (
+            DataType::Object(Arc::from(Vec::<Property>::new()), "Amount".into()),
+            "`object:<Name>`",
+            "group (struct)",
+        ),
+        (DataType::Array(Box::new(DataType::String)), "`array<T>`", "LIST"),
+    ];
+    let mut out = String::from("| schema type | Arrow | Parquet | DuckDB |\n| --- | --- | --- | --- |\n");
+    for (t, name, parquet) in rows {
+        let arrow = match &t {
+            DataType::Object(..) => "Struct".to_owned(),
+            DataType::Array(_) => "List<T>".to_owned(),
+            other => format!("{}", other.arrow_type()),
+        };
+        let duck = match &t {
+            DataType::Object(..) => "STRUCT(…)".to_owned(),
+            DataType::Array(_) => "T[]".to_owned(),
+            other => other.duckdb_type(),
+        };
+        let _ = writeln!(out, "| {name} | {arrow} | {parquet} | {duck} |");
+    }
+    out
+}
