@@ -1033,6 +1033,73 @@ mod tests {
     }
 
     #[test]
+    fn written_files_are_readable_through_the_table_link() {
+        use crate::schema::{DataType, Granularity, PartitionField, PartitionSpec};
+        use crate::sink::{PartitionedWriter, WriterOptions};
+        use arrow::array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use std::sync::Arc;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ConsumedUtc",
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("_line", ArrowType::Int64, false),
+        ]));
+        let spec = PartitionSpec {
+            fields: vec![PartitionField {
+                column: "ConsumedUtc".into(),
+                column_index: 0,
+                data_type: DataType::Timestamp,
+                granularity: Some(Granularity::Day),
+            }],
+        };
+        let staged = out.new_staging_dir(TABLE, "l1").unwrap();
+        let mut writer = PartitionedWriter::new(
+            staged.clone(),
+            schema.clone(),
+            spec,
+            WriterOptions::default(),
+            "l1".into(),
+        )
+        .unwrap();
+        let day = 86_400_000_000i64;
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![0, day, 2 * day, day])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        let (_, mut manifest) = stage(&out, "unused", WriteMode::Append, &[]);
+        manifest.load_id = "l1".into();
+        manifest.files = writer.finish().unwrap();
+        let outcome = out.commit(&staged, &manifest).unwrap();
+        assert_eq!((outcome.files, outcome.rows_in_table), (3, 4));
+        let mut rows = 0;
+        for f in &manifest.files {
+            let file = File::open(outcome.table_dir.join(&f.path)).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
+            rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+        }
+        assert_eq!(rows, 4);
+        assert!(visible(tmp.path()).contains("ConsumedUtc_day=1970-01-02/l1-00001-00000.parquet"));
+    }
+
+    #[test]
     fn load_ids_are_sanitized() {
         assert_eq!(
             sanitize_load_id("2024-01-01T00:00:00Z_export.1"),

@@ -5,6 +5,9 @@
 //!   least recently used, and its partition gets a new file if more rows arrive;
 //! - each open writer's buffered row group is flushed once its estimated size passes a
 //!   per-writer share of [`BUFFERED_BYTES_BUDGET`].
+//!
+//! Every file keeps all columns, partition columns included: directory names serve pruning
+//! (and may be escaped or truncated), while the exact values stay in the data.
 
 use super::partition::{partition_rows, PartitionKey};
 use super::SinkError;
