@@ -1,1 +1,1121 @@
-//! TODO
+//! Table versions, the atomic commit point and the output-directory lock.
+//!
+//! This is the only module that makes data visible. The layout of an output directory:
+//!
+//! ```text
+//! <out>/
+//!   <table>  -> .mews-etl/tables/<table>/v0000000007   relative symlink: THE commit point
+//!   _quarantine/<table>/<load_id>.jsonl                rejected lines of a load
+//!   .mews-etl/
+//!     lock                                             held (flock) for the whole run
+//!     staging/<table>/<load_id>-<random>/…             PartitionedWriter output
+//!     tables/<table>/v0000000007/<partition dirs>/*.parquet
+//!     tables/<table>/v0000000007/_loads/<load_id>.json one manifest per load in the version
+//! ```
+//!
+//! A version directory is a complete, immutable snapshot of a table. A commit builds the
+//! next version beside the current one (hard links to the files it keeps, the new load's
+//! staged files renamed in, its manifest last), then renames a fresh symlink over
+//! `<out>/<table>`. That rename is atomic, so a reader globbing `<out>/<table>/**/*.parquet`
+//! sees the old version or the new one, complete — never a mix, never an empty table.
+//! The previous version is kept until the next commit, so a reader that listed files just
+//! before the switch can still open them.
+//!
+//! A crash at any point leaves the visible table at its last committed version; the
+//! leftovers are removed by [`OutputDir::open`].
+
+use crate::manifest::{LoadManifest, WriteMode};
+use crate::sink::escape_value;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// Directory under the output root holding everything that is not a visible table.
+pub const STATE_DIR: &str = ".mews-etl";
+/// Directory under the output root holding rejected lines, per table and load.
+pub const QUARANTINE_DIR: &str = "_quarantine";
+/// Longest load id, in bytes: ids name files and directories, which are limited to 255
+/// bytes, and staging directories append a random suffix.
+pub const MAX_LOAD_ID_LEN: usize = 128;
+
+const LOCK_FILE: &str = "lock";
+const STAGING_DIR: &str = "staging";
+const TABLES_DIR: &str = "tables";
+/// Directory of each version that holds one manifest per load.
+const LOADS_DIR: &str = "_loads";
+/// Prefix of a version being built; never visible, removed on recovery.
+const TMP_VERSION_PREFIX: &str = ".tmp-";
+/// Infix of a symlink being prepared for the switch (`.<table>.tmp-<random>`).
+const TMP_LINK_INFIX: &str = ".tmp-";
+
+/// Why a commit, or opening the output directory, failed; every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A file-system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another process holds the output directory's lock.
+    #[error(
+        "output directory {root} is in use by another mews-etl process{holder} (lock file {lock})"
+    )]
+    Locked {
+        /// The output directory.
+        root: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// `" (pid N)"` when the holder recorded its process id, else empty.
+        holder: String,
+    },
+    /// `<out>/<table>` exists and is not a table version symlink made by this program.
+    #[error("{path} is not a table managed by mews-etl ({what}); refusing to replace it — move it away or choose another output directory")]
+    NotManaged {
+        /// The path found.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
+    },
+    /// A load id that is not a plain file name.
+    #[error("invalid load id {load_id:?}: use sanitize_load_id ([A-Za-z0-9._-], not starting with '.', at most 128 bytes)")]
+    InvalidLoadId {
+        /// The id given.
+        load_id: String,
+    },
+    /// A table name that is not a plain, non-reserved file name.
+    #[error("invalid table name {table:?}: expected [A-Za-z0-9_-], not starting with '_' or '-'")]
+    InvalidTable {
+        /// The name given.
+        table: String,
+    },
+    /// A manifest could not be read, parsed or written.
+    #[error("manifest {path}: {source}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The underlying error.
+        source: serde_json::Error,
+    },
+    /// Staged files or paths do not match what the manifest says.
+    #[error("{path}: {message}")]
+    Inconsistent {
+        /// The path involved.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A commit stopped at a [`CrashPoint`] on purpose (crash-safety tests).
+    #[error("commit stopped at {0:?} on purpose")]
+    SimulatedCrash(CrashPoint),
+}
+
+/// Attaches an action and a path to an I/O error.
+trait IoContext<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, CommitError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, CommitError> {
+        self.map_err(|source| CommitError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// A point at which [`OutputDir::commit_until`] stops, to test recovery from a crash there.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Run the whole commit.
+    Never,
+    /// Stop after the new version directory is complete, before the symlink switch.
+    BeforeSwitch,
+    /// Stop after the switch, before old versions and the staging directory are removed.
+    BeforeCleanup,
+}
+
+/// What a commit made visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The new version number of the table.
+    pub version: u64,
+    /// The visible table path, `<out>/<table>`.
+    pub table_dir: PathBuf,
+    /// Parquet files in the new version, all loads together.
+    pub files: usize,
+    /// Rows in the new version, all loads together.
+    pub rows_in_table: u64,
+}
+
+/// An output directory opened for writing: holds its lock until dropped.
+///
+/// Only one process may write an output directory at a time; the lock (an advisory
+/// `flock` on `.mews-etl/lock`) is released when this value is dropped or the process dies.
+#[derive(Debug)]
+pub struct OutputDir {
+    root: PathBuf,
+    /// Held for its lock; dropping the file releases it.
+    _lock: File,
+}
+
+impl OutputDir {
+    /// Opens (creating if needed) the output directory `root`, takes its lock, and removes
+    /// what an interrupted earlier run left behind.
+    ///
+    /// Fails with [`CommitError::Locked`] at once, rather than waiting, if another process
+    /// holds the lock.
+    pub fn open(root: &Path) -> Result<Self, CommitError> {
+        let state = root.join(STATE_DIR);
+        for dir in [state.join(STAGING_DIR), state.join(TABLES_DIR)] {
+            fs::create_dir_all(&dir).at("creating directory", &dir)?;
+        }
+        let lock_path = state.join(LOCK_FILE);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .at("opening lock file", &lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = lock.read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!(" (pid {pid})"),
+                    Err(_) => String::new(),
+                };
+                return Err(CommitError::Locked {
+                    root: root.to_path_buf(),
+                    lock: lock_path,
+                    holder,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e).at("locking", &lock_path),
+        }
+        // The pid is only a hint for the error message above; the lock itself is the flock.
+        lock.set_len(0).at("writing", &lock_path)?;
+        write!(lock, "{}", std::process::id()).at("writing", &lock_path)?;
+        let out = OutputDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        out.recover()?;
+        Ok(out)
+    }
+
+    /// The output directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates a fresh, empty staging directory for one load of `table`; hand it to
+    /// [`crate::sink::PartitionedWriter`], then to [`OutputDir::commit`] or
+    /// [`OutputDir::discard`].
+    pub fn new_staging_dir(&self, table: &str, load_id: &str) -> Result<PathBuf, CommitError> {
+        check_table(table)?;
+        check_load_id(load_id)?;
+        let parent = self.staging_root(table);
+        fs::create_dir_all(&parent).at("creating directory", &parent)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{load_id}-"))
+            .tempdir_in(&parent)
+            .at("creating staging directory in", &parent)?;
+        Ok(dir.keep())
+    }
+
+    /// Where the rejected lines of a load go: `<out>/_quarantine/<table>/<load_id>.jsonl`.
+    ///
+    /// Table and load id are escaped, so the path stays inside the quarantine directory
+    /// even for unchecked names.
+    pub fn quarantine_path(&self, table: &str, load_id: &str) -> PathBuf {
+        self.root
+            .join(QUARANTINE_DIR)
+            .join(escape_value(table))
+            .join(format!("{}.jsonl", escape_value(load_id)))
+    }
+
+    /// Makes the staged files of a load visible as the next version of its table, with
+    /// `manifest.mode` deciding whether earlier loads are kept.
+    ///
+    /// `staged` must come from [`OutputDir::new_staging_dir`] for `manifest.table`, and
+    /// `manifest.files` must list the files in it. On success the staging directory is gone.
+    pub fn commit(
+        &self,
+        staged: &Path,
+        manifest: &LoadManifest,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.commit_until(staged, manifest, CrashPoint::Never)
+    }
+
+    /// [`OutputDir::commit`], stopping at `crash` to test recovery.
+    #[doc(hidden)]
+    pub fn commit_until(
+        &self,
+        staged: &Path,
+        manifest: &LoadManifest,
+        crash: CrashPoint,
+    ) -> Result<CommitOutcome, CommitError> {
+        let table = manifest.table.as_str();
+        check_table(table)?;
+        check_load_id(&manifest.load_id)?;
+        let staging_root = self.staging_root(table);
+        if !staged.starts_with(&staging_root) || staged == staging_root {
+            return Err(CommitError::Inconsistent {
+                path: staged.to_path_buf(),
+                message: format!(
+                    "not a staging directory of table {table} (expected one under {})",
+                    staging_root.display()
+                ),
+            });
+        }
+        let current = self.current_version(table)?;
+        let table_versions = self.tables_root().join(table);
+        fs::create_dir_all(&table_versions).at("creating directory", &table_versions)?;
+        let next = current.map_or(1, |v| v + 1);
+        let next_dir = table_versions.join(version_name(next));
+        if next_dir.exists() {
+            // Left by a commit of this process that failed before its switch: never visible.
+            fs::remove_dir_all(&next_dir).at("removing unfinished version", &next_dir)?;
+        }
+
+        // 1. Build the next version in a temporary directory (removed if we fail).
+        let building = tempfile::Builder::new()
+            .prefix(&format!("{TMP_VERSION_PREFIX}{}-", version_name(next)))
+            .tempdir_in(&table_versions)
+            .at("creating version directory in", &table_versions)?;
+        let build = building.path();
+        let mut files = 0usize;
+        let mut rows = 0u64;
+        if let (WriteMode::Append, Some(current)) = (manifest.mode, current) {
+            let current_dir = table_versions.join(version_name(current));
+            for kept in read_manifests(&current_dir)? {
+                if kept.load_id == manifest.load_id {
+                    continue; // re-running a load replaces it
+                }
+                for file in &kept.files {
+                    let rel = relative_path(&file.path, &current_dir)?;
+                    link_or_copy(&current_dir.join(&rel), &build.join(&rel))?;
+                    files += 1;
+                    rows += file.rows;
+                }
+                let name = manifest_name(&kept.load_id);
+                link_or_copy(
+                    &current_dir.join(LOADS_DIR).join(&name),
+                    &build.join(LOADS_DIR).join(&name),
+                )?;
+            }
+        }
+        for file in &manifest.files {
+            let rel = relative_path(&file.path, staged)?;
+            let (from, to) = (staged.join(&rel), build.join(&rel));
+            if to.exists() {
+                return Err(CommitError::Inconsistent {
+                    path: to,
+                    message: format!(
+                        "load {} would overwrite a file of another load",
+                        manifest.load_id
+                    ),
+                });
+            }
+            create_parent(&to)?;
+            fs::rename(&from, &to).at("moving staged file", &from)?;
+            files += 1;
+            rows += file.rows;
+        }
+        write_manifest(&build.join(LOADS_DIR), manifest)?;
+        sync_tree(build)?;
+        fs::rename(build, &next_dir).at("renaming new version to", &next_dir)?;
+        let _ = building.keep(); // renamed away: nothing left for the guard to remove
+        sync_dir(&table_versions)?;
+        if crash == CrashPoint::BeforeSwitch {
+            return Err(CommitError::SimulatedCrash(crash));
+        }
+
+        // 2. The commit point: atomically point `<out>/<table>` at the new version.
+        self.switch(table, next)?;
+        if crash == CrashPoint::BeforeCleanup {
+            return Err(CommitError::SimulatedCrash(crash));
+        }
+
+        // 3. Clean up. The commit has happened: failures here are logged, not returned.
+        self.remove_old_versions(&table_versions, next);
+        if let Err(e) = fs::remove_dir_all(staged) {
+            tracing::warn!(path = %staged.display(), error = %e, "could not remove staging directory");
+        }
+        Ok(CommitOutcome {
+            version: next,
+            table_dir: self.root.join(table),
+            files,
+            rows_in_table: rows,
+        })
+    }
+
+    /// Removes a staging directory whose load will not be committed.
+    pub fn discard(&self, staged: &Path) -> Result<(), CommitError> {
+        let staging = self.root.join(STATE_DIR).join(STAGING_DIR);
+        if !staged.starts_with(&staging) || staged == staging {
+            return Err(CommitError::Inconsistent {
+                path: staged.to_path_buf(),
+                message: format!(
+                    "not a staging directory (expected one under {})",
+                    staging.display()
+                ),
+            });
+        }
+        match fs::remove_dir_all(staged) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).at("removing staging directory", staged)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Manifests of the loads in the visible version of `table`, in commit order; empty if
+    /// the table does not exist yet.
+    pub fn current_loads(&self, table: &str) -> Result<Vec<LoadManifest>, CommitError> {
+        check_table(table)?;
+        match self.current_version(table)? {
+            Some(v) => read_manifests(&self.tables_root().join(table).join(version_name(v))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn tables_root(&self) -> PathBuf {
+        self.root.join(STATE_DIR).join(TABLES_DIR)
+    }
+
+    fn staging_root(&self, table: &str) -> PathBuf {
+        self.root.join(STATE_DIR).join(STAGING_DIR).join(table)
+    }
+
+    /// The symlink target for a version, relative to the output root.
+    fn link_target(table: &str, version: u64) -> PathBuf {
+        Path::new(STATE_DIR)
+            .join(TABLES_DIR)
+            .join(table)
+            .join(version_name(version))
+    }
+
+    /// The visible version of `table`: `None` if `<out>/<table>` does not exist; an error if
+    /// it exists but is not our symlink (never touch user data).
+    fn current_version(&self, table: &str) -> Result<Option<u64>, CommitError> {
+        let link = self.root.join(table);
+        let meta = match fs::symlink_metadata(&link) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at("inspecting", &link),
+        };
+        let not_managed = |what: String| CommitError::NotManaged {
+            path: link.clone(),
+            what,
+        };
+        if !meta.file_type().is_symlink() {
+            let what = if meta.is_dir() {
+                "a real directory"
+            } else {
+                "a regular file"
+            };
+            return Err(not_managed(what.to_owned()));
+        }
+        let target = fs::read_link(&link).at("reading symlink", &link)?;
+        let version = target
+            .strip_prefix(Path::new(STATE_DIR).join(TABLES_DIR).join(table))
+            .ok()
+            .and_then(|rest| rest.to_str())
+            .and_then(parse_version);
+        match version {
+            Some(v) if target == Self::link_target(table, v) => Ok(Some(v)),
+            _ => Err(not_managed(format!("a symlink to {}", target.display()))),
+        }
+    }
+
+    /// Points `<out>/<table>` at `version` by renaming a fresh symlink over it.
+    fn switch(&self, table: &str, version: u64) -> Result<(), CommitError> {
+        let target = Self::link_target(table, version);
+        let link = self.root.join(table);
+        let tmp = self
+            .root
+            .join(format!(".{table}{TMP_LINK_INFIX}{}", random_suffix()));
+        make_symlink(&target, &tmp).at("creating symlink", &tmp)?;
+        if let Err(e) = fs::rename(&tmp, &link) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).at("switching table symlink", &link);
+        }
+        sync_dir(&self.root)
+    }
+
+    /// Deletes versions older than the one before `current`. The previous version stays so
+    /// a reader that listed its files just before the switch can still open them.
+    fn remove_old_versions(&self, table_versions: &Path, current: u64) {
+        let Ok(entries) = fs::read_dir(table_versions) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if let Some(v) = name.to_str().and_then(parse_version) {
+                if v + 1 < current {
+                    let path = entry.path();
+                    if let Err(e) = fs::remove_dir_all(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "could not remove old table version");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes what a crash left behind. Runs under the lock, so nothing here is in use.
+    fn recover(&self) -> Result<(), CommitError> {
+        // Versions that were being built, or built but never switched to.
+        let tables_root = self.tables_root();
+        for entry in fs::read_dir(&tables_root).at("listing", &tables_root)? {
+            let entry = entry.at("listing", &tables_root)?;
+            let Some(table) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if check_table(&table).is_err() || !entry.path().is_dir() {
+                continue;
+            }
+            let current = match self.current_version(&table) {
+                Ok(v) => v,
+                Err(CommitError::NotManaged { path, what }) => {
+                    // Someone replaced our symlink: leave everything alone; commit will refuse.
+                    tracing::warn!(path = %path.display(), what, "table is not managed by mews-etl; skipping recovery");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let versions = entry.path();
+            for v in fs::read_dir(&versions).at("listing", &versions)? {
+                let v = v.at("listing", &versions)?;
+                let name = v.file_name();
+                let name = name.to_string_lossy();
+                let stale = if name.starts_with(TMP_VERSION_PREFIX) {
+                    true
+                } else if let Some(n) = parse_version(&name) {
+                    current.is_none_or(|c| n > c || n + 1 < c)
+                } else {
+                    false
+                };
+                if stale {
+                    let path = v.path();
+                    tracing::info!(path = %path.display(), "removing leftover of an interrupted commit");
+                    fs::remove_dir_all(&path).at("removing leftover version", &path)?;
+                }
+            }
+        }
+        // Symlinks prepared for a switch that never happened.
+        for entry in fs::read_dir(&self.root).at("listing", &self.root)? {
+            let entry = entry.at("listing", &self.root)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+            if is_link && name.starts_with('.') && name.contains(TMP_LINK_INFIX) {
+                let path = entry.path();
+                fs::remove_file(&path).at("removing stale symlink", &path)?;
+            }
+        }
+        // Staging directories of loads that never committed.
+        let staging = self.root.join(STATE_DIR).join(STAGING_DIR);
+        fs::remove_dir_all(&staging).at("removing old staging directories", &staging)?;
+        fs::create_dir_all(&staging).at("creating directory", &staging)?;
+        Ok(())
+    }
+}
+
+/// Turns any text into a valid load id: characters outside `[A-Za-z0-9._-]` become `_`, a
+/// leading `.` becomes `_` (no hidden or `..` names), an empty id becomes `load`, and an id
+/// longer than [`MAX_LOAD_ID_LEN`] is cut and suffixed with a hash of the original so
+/// distinct long ids stay distinct. Valid ids are returned unchanged.
+pub fn sanitize_load_id(raw: &str) -> String {
+    let mut id: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if id.is_empty() {
+        return "load".to_owned();
+    }
+    if id.starts_with('.') {
+        id.replace_range(0..1, "_");
+    }
+    if id.len() > MAX_LOAD_ID_LEN {
+        let hash = Sha256::digest(raw.as_bytes());
+        id.truncate(MAX_LOAD_ID_LEN - 17);
+        id.push('-');
+        for b in &hash[..8] {
+            id.push_str(&format!("{b:02x}"));
+        }
+    }
+    id
+}
+
+fn check_load_id(load_id: &str) -> Result<(), CommitError> {
+    if load_id.is_empty() || sanitize_load_id(load_id) != load_id {
+        return Err(CommitError::InvalidLoadId {
+            load_id: load_id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Table names come from schema files (`order_item`); anything else is refused, so a table
+/// can never be `.mews-etl`, `_quarantine` or a path.
+fn check_table(table: &str) -> Result<(), CommitError> {
+    let valid = !table.is_empty()
+        && table.len() <= MAX_LOAD_ID_LEN
+        && !table.starts_with(['_', '-'])
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if !valid {
+        return Err(CommitError::InvalidTable {
+            table: table.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn version_name(version: u64) -> String {
+    format!("v{version:010}")
+}
+
+fn parse_version(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix('v')?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn manifest_name(load_id: &str) -> String {
+    format!("{load_id}.json")
+}
+
+/// A manifest's file path as a relative path that cannot leave `base`.
+fn relative_path(path: &str, base: &Path) -> Result<PathBuf, CommitError> {
+    let rel = PathBuf::from(path);
+    let plain = !path.is_empty()
+        && !path.contains(['\\', '\0'])
+        && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(CommitError::Inconsistent {
+            path: base.join(path),
+            message: "manifest lists a file path that is not a plain relative path".to_owned(),
+        });
+    }
+    Ok(rel)
+}
+
+fn create_parent(path: &Path) -> Result<(), CommitError> {
+    let parent = path.parent().expect("a file inside a version");
+    fs::create_dir_all(parent).at("creating directory", parent)
+}
+
+/// Hard-links a file of the current version into the next (no data copied); copies it
+/// where hard links are not supported.
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), CommitError> {
+    create_parent(to)?;
+    if fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    fs::copy(from, to).at("copying", from)?;
+    File::open(to).and_then(|f| f.sync_all()).at("syncing", to)
+}
+
+/// Writes `<dir>/<load_id>.json`: temporary file, fsync, rename.
+fn write_manifest(dir: &Path, manifest: &LoadManifest) -> Result<(), CommitError> {
+    fs::create_dir_all(dir).at("creating directory", dir)?;
+    let path = dir.join(manifest_name(&manifest.load_id));
+    let json = serde_json::to_vec_pretty(manifest).map_err(|source| CommitError::Manifest {
+        path: path.clone(),
+        source,
+    })?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".manifest-")
+        .tempfile_in(dir)
+        .at("creating file in", dir)?;
+    tmp.write_all(&json).at("writing", tmp.path())?;
+    tmp.as_file().sync_all().at("syncing", tmp.path())?;
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .at("renaming manifest to", &path)?;
+    Ok(())
+}
+
+/// Manifests in a version's `_loads`, ordered by commit time, then load id.
+fn read_manifests(version_dir: &Path) -> Result<Vec<LoadManifest>, CommitError> {
+    let dir = version_dir.join(LOADS_DIR);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).at("listing", &dir),
+    };
+    for entry in entries {
+        let path = entry.at("listing", &dir)?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = fs::read(&path).at("reading", &path)?;
+        let manifest: LoadManifest =
+            serde_json::from_slice(&text).map_err(|source| CommitError::Manifest {
+                path: path.clone(),
+                source,
+            })?;
+        out.push(manifest);
+    }
+    out.sort_by(|a, b| (&a.created_utc, &a.load_id).cmp(&(&b.created_utc, &b.load_id)));
+    Ok(out)
+}
+
+/// Fsyncs every directory under `root` (children first) and `root` itself, so the
+/// entries of a new version survive a crash once it is visible.
+fn sync_tree(root: &Path) -> Result<(), CommitError> {
+    for entry in fs::read_dir(root).at("listing", root)? {
+        let entry = entry.at("listing", root)?;
+        if entry.file_type().at("inspecting", &entry.path())?.is_dir() {
+            sync_tree(&entry.path())?;
+        }
+    }
+    sync_dir(root)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CommitError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("syncing directory", dir)?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn make_symlink(_target: &Path, _link: &Path) -> io::Result<()> {
+    // Windows needs privileges for symlinks and cannot rename one over another atomically.
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "table versions need a Unix file system",
+    ))
+}
+
+/// 16 random hex digits for temporary names (std's per-process random hash keys, mixed
+/// with the time, so concurrent processes and repeated calls differ).
+fn random_suffix() -> String {
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{LoadCounts, MANIFEST_FORMAT_VERSION};
+    use crate::sink::WrittenFile;
+    use std::collections::BTreeSet;
+
+    const TABLE: &str = "order_item";
+
+    /// Stages fake Parquet files (content is irrelevant to the commit) and their manifest.
+    fn stage(
+        out: &OutputDir,
+        load_id: &str,
+        mode: WriteMode,
+        files: &[(&str, u64)],
+    ) -> (PathBuf, LoadManifest) {
+        let staged = out.new_staging_dir(TABLE, load_id).unwrap();
+        let mut written = Vec::new();
+        for (i, (month, rows)) in files.iter().enumerate() {
+            let path = format!("ConsumedUtc_month={month}/{load_id}-{i:05}-00000.parquet");
+            let full = staged.join(&path);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(&full, format!("{load_id} {month}")).unwrap();
+            written.push(WrittenFile {
+                path,
+                rows: *rows,
+                bytes: 10,
+                partition: vec![("ConsumedUtc_month".into(), (*month).into())],
+            });
+        }
+        let rows = files.iter().map(|f| f.1).sum();
+        let manifest = LoadManifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            load_id: load_id.into(),
+            entity: "OrderItem".into(),
+            table: TABLE.into(),
+            export_id: "export".into(),
+            mode,
+            partition_spec: "ConsumedUtc:month".into(),
+            schema_fingerprint: "fp".into(),
+            created_utc: "2024-01-01T00:00:00Z".into(),
+            sources: Vec::new(),
+            files: written,
+            counts: LoadCounts {
+                lines_read: rows,
+                rows_written: rows,
+                ..LoadCounts::default()
+            },
+        };
+        (staged, manifest)
+    }
+
+    /// Every file visible through `<out>/<table>`, relative to it.
+    fn visible(root: &Path) -> BTreeSet<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        let table = root.join(TABLE);
+        walk(&table, &table, &mut out);
+        out
+    }
+
+    fn versions(root: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(root.join(STATE_DIR).join(TABLES_DIR).join(TABLE))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn first_commit_creates_symlink_and_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let (staged, m) = stage(
+            &out,
+            "l1",
+            WriteMode::Append,
+            &[("2023-03", 5), ("2023-04", 2)],
+        );
+        let outcome = out.commit(&staged, &m).unwrap();
+        assert_eq!(
+            outcome,
+            CommitOutcome {
+                version: 1,
+                table_dir: tmp.path().join(TABLE),
+                files: 2,
+                rows_in_table: 7
+            }
+        );
+        assert_eq!(
+            fs::read_link(tmp.path().join(TABLE)).unwrap(),
+            Path::new(".mews-etl/tables/order_item/v0000000001")
+        );
+        assert_eq!(
+            visible(tmp.path()),
+            BTreeSet::from([
+                "ConsumedUtc_month=2023-03/l1-00000-00000.parquet".to_owned(),
+                "ConsumedUtc_month=2023-04/l1-00001-00000.parquet".to_owned(),
+                "_loads/l1.json".to_owned(),
+            ])
+        );
+        assert!(!staged.exists(), "staging directory removed after commit");
+    }
+
+    #[test]
+    fn append_keeps_earlier_loads_and_reloading_replaces_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 5)]);
+        out.commit(&s, &m).unwrap();
+        let (s, m) = stage(&out, "l2", WriteMode::Append, &[("2023-03", 3)]);
+        let outcome = out.commit(&s, &m).unwrap();
+        assert_eq!(
+            (outcome.version, outcome.files, outcome.rows_in_table),
+            (2, 2, 8)
+        );
+        // The same load again (say with fixed data): its old files go, the rows count once.
+        let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-04", 4)]);
+        let outcome = out.commit(&s, &m).unwrap();
+        assert_eq!(
+            (outcome.version, outcome.files, outcome.rows_in_table),
+            (3, 2, 7)
+        );
+        assert_eq!(
+            visible(tmp.path()),
+            BTreeSet::from([
+                "ConsumedUtc_month=2023-03/l2-00000-00000.parquet".to_owned(),
+                "ConsumedUtc_month=2023-04/l1-00000-00000.parquet".to_owned(),
+                "_loads/l1.json".to_owned(),
+                "_loads/l2.json".to_owned(),
+            ])
+        );
+        let loads: Vec<String> = out
+            .current_loads(TABLE)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.load_id)
+            .collect();
+        assert_eq!(loads, ["l1", "l2"]);
+        // Current and previous versions are kept, older ones collected.
+        assert_eq!(versions(tmp.path()), ["v0000000002", "v0000000003"]);
+    }
+
+    #[test]
+    fn replace_leaves_only_the_new_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 5)]);
+        out.commit(&s, &m).unwrap();
+        let (s, m) = stage(&out, "l2", WriteMode::Replace, &[("2023-05", 1)]);
+        let outcome = out.commit(&s, &m).unwrap();
+        assert_eq!((outcome.files, outcome.rows_in_table), (1, 1));
+        assert_eq!(
+            visible(tmp.path()),
+            BTreeSet::from([
+                "ConsumedUtc_month=2023-05/l2-00000-00000.parquet".to_owned(),
+                "_loads/l2.json".to_owned()
+            ])
+        );
+        let loads = out.current_loads(TABLE).unwrap();
+        assert_eq!(loads.len(), 1);
+        assert_eq!(loads[0], m);
+    }
+
+    #[test]
+    fn interrupted_commit_is_cleaned_on_next_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let before;
+        {
+            let out = OutputDir::open(tmp.path()).unwrap();
+            let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 5)]);
+            out.commit(&s, &m).unwrap();
+            before = visible(tmp.path());
+            let (s, m) = stage(&out, "l2", WriteMode::Append, &[("2023-04", 1)]);
+            let err = out
+                .commit_until(&s, &m, CrashPoint::BeforeSwitch)
+                .unwrap_err();
+            assert!(matches!(
+                err,
+                CommitError::SimulatedCrash(CrashPoint::BeforeSwitch)
+            ));
+            // More debris of a crash: a half-built version and a prepared symlink.
+            let versions_dir = tmp.path().join(STATE_DIR).join(TABLES_DIR).join(TABLE);
+            fs::create_dir(versions_dir.join(".tmp-v0000000003-x")).unwrap();
+            make_symlink(Path::new("nowhere"), &tmp.path().join(".order_item.tmp-1")).unwrap();
+            assert_eq!(
+                versions(tmp.path()),
+                [".tmp-v0000000003-x", "v0000000001", "v0000000002"]
+            );
+            assert_eq!(visible(tmp.path()), before, "readers still see version 1");
+        }
+        let out = OutputDir::open(tmp.path()).unwrap();
+        assert_eq!(versions(tmp.path()), ["v0000000001"]);
+        assert_eq!(visible(tmp.path()), before);
+        assert!(!tmp.path().join(".order_item.tmp-1").exists());
+        let staging = tmp.path().join(STATE_DIR).join(STAGING_DIR);
+        assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+        // And the table keeps working.
+        let (s, m) = stage(&out, "l2", WriteMode::Append, &[("2023-04", 1)]);
+        assert_eq!(out.commit(&s, &m).unwrap().version, 2);
+    }
+
+    #[test]
+    fn crash_after_switch_keeps_the_new_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let out = OutputDir::open(tmp.path()).unwrap();
+            for (id, crash) in [
+                ("l1", CrashPoint::Never),
+                ("l2", CrashPoint::Never),
+                ("l3", CrashPoint::BeforeCleanup),
+            ] {
+                let (s, m) = stage(&out, id, WriteMode::Append, &[("2023-03", 1)]);
+                let _ = out.commit_until(&s, &m, crash);
+            }
+            assert_eq!(
+                versions(tmp.path()),
+                ["v0000000001", "v0000000002", "v0000000003"]
+            );
+        }
+        let out = OutputDir::open(tmp.path()).unwrap();
+        assert_eq!(versions(tmp.path()), ["v0000000002", "v0000000003"]);
+        assert_eq!(out.current_loads(TABLE).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_real_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let user = tmp.path().join(TABLE);
+        fs::create_dir(&user).unwrap();
+        fs::write(user.join("precious.parquet"), "data").unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let (s, m) = stage(&out, "l1", WriteMode::Replace, &[("2023-03", 1)]);
+        let err = out.commit(&s, &m).unwrap_err();
+        assert!(matches!(err, CommitError::NotManaged { .. }), "{err}");
+        assert!(err.to_string().contains("real directory"), "{err}");
+        assert_eq!(
+            fs::read_to_string(user.join("precious.parquet")).unwrap(),
+            "data"
+        );
+        drop(out);
+        OutputDir::open(tmp.path()).unwrap();
+        assert!(user.join("precious.parquet").exists());
+    }
+
+    #[test]
+    fn a_second_open_fails_while_the_first_is_alive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = OutputDir::open(tmp.path()).unwrap();
+        let err = OutputDir::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, CommitError::Locked { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&tmp.path().display().to_string()), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(first);
+        OutputDir::open(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn paths_and_names_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        assert!(out.new_staging_dir("../x", "l1").is_err());
+        assert!(out.new_staging_dir(TABLE, "../l1").is_err());
+        assert!(out.new_staging_dir("_quarantine", "l1").is_err());
+        let (s, mut m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 1)]);
+        m.files[0].path = "../../escape.parquet".into();
+        assert!(matches!(
+            out.commit(&s, &m),
+            Err(CommitError::Inconsistent { .. })
+        ));
+        assert!(
+            out.commit(tmp.path(), &m).is_err(),
+            "not a staging directory"
+        );
+        out.discard(&s).unwrap();
+        assert!(!s.exists());
+        assert!(out.discard(tmp.path()).is_err());
+        assert!(!tmp.path().join(TABLE).exists());
+        assert_eq!(
+            out.quarantine_path(TABLE, "l1"),
+            tmp.path().join("_quarantine").join(TABLE).join("l1.jsonl")
+        );
+    }
+
+    #[test]
+    fn written_files_are_readable_through_the_table_link() {
+        use crate::schema::{DataType, Granularity, PartitionField, PartitionSpec};
+        use crate::sink::{PartitionedWriter, WriterOptions};
+        use arrow::array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use std::sync::Arc;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ConsumedUtc",
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("_line", ArrowType::Int64, false),
+        ]));
+        let spec = PartitionSpec {
+            fields: vec![PartitionField {
+                column: "ConsumedUtc".into(),
+                column_index: 0,
+                data_type: DataType::Timestamp,
+                granularity: Some(Granularity::Day),
+            }],
+        };
+        let staged = out.new_staging_dir(TABLE, "l1").unwrap();
+        let mut writer = PartitionedWriter::new(
+            staged.clone(),
+            schema.clone(),
+            spec,
+            WriterOptions::default(),
+            "l1".into(),
+        )
+        .unwrap();
+        let day = 86_400_000_000i64;
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![0, day, 2 * day, day])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        let (_, mut manifest) = stage(&out, "unused", WriteMode::Append, &[]);
+        manifest.load_id = "l1".into();
+        manifest.files = writer.finish().unwrap();
+        let outcome = out.commit(&staged, &manifest).unwrap();
+        assert_eq!((outcome.files, outcome.rows_in_table), (3, 4));
+        let mut rows = 0;
+        for f in &manifest.files {
+            let file = File::open(outcome.table_dir.join(&f.path)).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
+            rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+        }
+        assert_eq!(rows, 4);
+        assert!(visible(tmp.path()).contains("ConsumedUtc_day=1970-01-02/l1-00001-00000.parquet"));
+    }
+
+    #[test]
+    fn load_ids_are_sanitized() {
+        assert_eq!(
+            sanitize_load_id("2024-01-01T00:00:00Z_export.1"),
+            "2024-01-01T00_00_00Z_export.1"
+        );
+        assert_eq!(sanitize_load_id("../etc/passwd"), "_._etc_passwd");
+        assert_eq!(sanitize_load_id(".hidden"), "_hidden");
+        assert_eq!(sanitize_load_id(""), "load");
+        assert_eq!(sanitize_load_id("ok-id_1.2"), "ok-id_1.2");
+        let long_a = sanitize_load_id(&"a".repeat(300));
+        let long_b = sanitize_load_id(&("a".repeat(299) + "b"));
+        assert_eq!(long_a.len(), MAX_LOAD_ID_LEN);
+        assert_ne!(long_a, long_b);
+        for id in [long_a, sanitize_load_id("é/ü")] {
+            assert_eq!(sanitize_load_id(&id), id, "idempotent");
+            check_load_id(&id).unwrap();
+        }
+    }
+}

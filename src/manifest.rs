@@ -1,7 +1,111 @@
 //! What one load read, wrote and counted: the manifest written beside its files.
 
+use crate::sink::WrittenFile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// Version of the manifest layout; bumped when a field changes meaning, so a reader can
+/// refuse manifests it does not understand instead of misreading them.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// How a load's files join the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Keep the files of earlier loads and add this one's (replacing an earlier load with the
+    /// same load id, so re-running a load never duplicates rows).
+    #[default]
+    Append,
+    /// The table holds only this load's files afterwards.
+    Replace,
+}
+
+impl FromStr for WriteMode {
+    type Err = String;
+
+    /// Parses `append` or `replace` (ASCII case ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "append" => Ok(WriteMode::Append),
+            "replace" => Ok(WriteMode::Replace),
+            _ => Err(format!(
+                "unknown write mode {s:?} (expected append or replace)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for WriteMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WriteMode::Append => "append",
+            WriteMode::Replace => "replace",
+        })
+    }
+}
+
+/// What one load read and wrote: stored as `_loads/<load_id>.json` in every table version
+/// that contains the load's files, so a version describes itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadManifest {
+    /// [`MANIFEST_FORMAT_VERSION`] at the time of writing.
+    pub format_version: u32,
+    /// The load's id: a plain file name (see [`crate::commit::sanitize_load_id`]).
+    pub load_id: String,
+    /// Mews entity type, e.g. `OrderItem`.
+    pub entity: String,
+    /// Table name, e.g. `order_item`: the directory under the output root.
+    pub table: String,
+    /// The Connector API export the rows came from (or the load id for local files).
+    pub export_id: String,
+    /// Whether the load was appended or replaced the table.
+    pub mode: WriteMode,
+    /// The partition specification, as text (`ConsumedUtc:month` or `none`).
+    pub partition_spec: String,
+    /// Fingerprint of the entity schema the files were written with.
+    pub schema_fingerprint: String,
+    /// When the load was committed, RFC 3339 UTC (`2023-03-31T12:34:56Z`).
+    pub created_utc: String,
+    /// Each source file read, with its own counts.
+    pub sources: Vec<SourceSummary>,
+    /// The Parquet files written, relative to the table directory.
+    pub files: Vec<WrittenFile>,
+    /// Counts of the whole load: the sum of the sources' counts.
+    pub counts: LoadCounts,
+}
+
+impl LoadManifest {
+    /// Rows in the load's files, from the files themselves.
+    pub fn file_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}
+
+/// One source file of a load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    /// File name or URL (without query string, which may hold credentials).
+    pub name: String,
+    /// Compression detected from content: `gzip`, `zstd` or `none`.
+    pub compression: String,
+    /// Compressed bytes read.
+    pub bytes: u64,
+    /// Counts of this source alone.
+    pub counts: LoadCounts,
+}
+
+/// RFC 3339 UTC text of a point in time, to the second (`2023-03-31T12:34:56Z`), for
+/// [`LoadManifest::created_utc`].
+pub fn rfc3339_utc(time: SystemTime) -> String {
+    let seconds = match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    };
+    crate::sink::partition::format_utc_seconds(seconds)
+}
 
 /// Counts of one load (or one source file of it). Invariant, checked before commit:
 /// `rows_written + rejected == lines_read - blank_lines`.
@@ -44,5 +148,68 @@ impl LoadCounts {
     /// Whether every non-blank line read is accounted for as a row or a reject.
     pub fn is_balanced(&self) -> bool {
         self.rows_written + self.rejected == self.lines_read - self.blank_lines.min(self.lines_read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn manifest() -> LoadManifest {
+        let counts = LoadCounts {
+            lines_read: 3,
+            blank_lines: 1,
+            rows_written: 2,
+            ..LoadCounts::default()
+        };
+        LoadManifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            load_id: "load-1".into(),
+            entity: "OrderItem".into(),
+            table: "order_item".into(),
+            export_id: "e1".into(),
+            mode: WriteMode::Replace,
+            partition_spec: "ConsumedUtc:month".into(),
+            schema_fingerprint: "abc".into(),
+            created_utc: rfc3339_utc(SystemTime::UNIX_EPOCH + Duration::from_secs(1_680_307_199)),
+            sources: vec![SourceSummary {
+                name: "a.jsonl.gz".into(),
+                compression: "gzip".into(),
+                bytes: 10,
+                counts: counts.clone(),
+            }],
+            files: vec![WrittenFile {
+                path: "ConsumedUtc_month=2023-03/load-1-00000-00000.parquet".into(),
+                rows: 2,
+                bytes: 100,
+                partition: vec![("ConsumedUtc_month".into(), "2023-03".into())],
+            }],
+            counts,
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips_through_json() {
+        let m = manifest();
+        let json = serde_json::to_string_pretty(&m).unwrap();
+        assert!(json.contains("\"mode\": \"replace\""), "{json}");
+        assert!(
+            json.contains("\"created_utc\": \"2023-03-31T23:59:59Z\""),
+            "{json}"
+        );
+        let back: LoadManifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.file_rows(), 2);
+        assert!(back.counts.is_balanced());
+    }
+
+    #[test]
+    fn write_mode_parses_and_prints() {
+        for mode in [WriteMode::Append, WriteMode::Replace] {
+            assert_eq!(mode.to_string().parse::<WriteMode>(), Ok(mode));
+        }
+        assert_eq!("REPLACE".parse::<WriteMode>(), Ok(WriteMode::Replace));
+        assert!("upsert".parse::<WriteMode>().is_err());
     }
 }

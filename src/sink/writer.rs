@@ -1,0 +1,820 @@
+//! [`PartitionedWriter`]: record batches → Parquet files, one rolling file per partition.
+//!
+//! Memory is bounded two ways, because a load can touch many partitions at once:
+//! - at most [`WriterOptions::max_open_files`] files are open; opening one more closes the
+//!   least recently used, and its partition gets a new file if more rows arrive;
+//! - each open writer's buffered row group is flushed once its estimated size passes a
+//!   per-writer share of [`BUFFERED_BYTES_BUDGET`].
+//!
+//! Every file keeps all columns, partition columns included: directory names serve pruning
+//! (and may be escaped or truncated), while the exact values stay in the data.
+
+use super::partition::{partition_rows, PartitionKey};
+use super::SinkError;
+use crate::schema::PartitionSpec;
+use arrow::array::UInt32Array;
+use arrow::compute::take_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Default rows per Parquet file: large enough for efficient scans, small enough that a
+/// file (≈ tens of MB compressed for Mews entities) is cheap to rewrite or list.
+pub const DEFAULT_MAX_ROWS_PER_FILE: usize = 1_000_000;
+/// Default rows per row group: 128 Ki rows keeps statistics useful for pruning and a row
+/// group's buffer in the tens of MB.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Default cap on simultaneously open partition files: enough for a month-partitioned
+/// multi-year load to stream without churn, while file handles and buffers stay bounded.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 32;
+/// Default zstd level: level 1 compresses Mews data nearly as well as level 3 at a fraction
+/// of the CPU, and every reader decodes it.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+
+/// Total bytes the open writers may buffer in unflushed row groups. Each writer gets an
+/// equal share (clamped to the bounds below); past it, its row group is flushed early.
+/// 256 MiB keeps a conversion comfortably inside a small container's memory.
+pub const BUFFERED_BYTES_BUDGET: usize = 256 * 1024 * 1024;
+/// Smallest per-writer share: below a few MiB, row groups get too small to scan well.
+const MIN_WRITER_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Largest per-writer share: a single open file need not buffer more than this.
+const MAX_WRITER_BUFFER_BYTES: usize = 128 * 1024 * 1024;
+
+/// Parquet compression codec of the written files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCompression {
+    /// Zstandard at the given level (1–22): the default, small and fast to decode.
+    Zstd(i32),
+    /// Snappy: fastest to write, larger files.
+    Snappy,
+    /// Gzip at its default level: for readers without zstd.
+    Gzip,
+    /// LZ4, written as the `LZ4_RAW` codec (the old `LZ4` codec is deprecated by the format
+    /// because Hadoop and other writers disagreed on its framing).
+    Lz4,
+    /// No compression.
+    None,
+}
+
+impl Default for ParquetCompression {
+    fn default() -> Self {
+        ParquetCompression::Zstd(DEFAULT_ZSTD_LEVEL)
+    }
+}
+
+impl ParquetCompression {
+    fn to_parquet(self) -> Result<Compression, SinkError> {
+        Ok(match self {
+            ParquetCompression::Zstd(level) => Compression::ZSTD(
+                ZstdLevel::try_new(level)
+                    .map_err(|e| SinkError::InvalidOption(format!("zstd level {level}: {e}")))?,
+            ),
+            ParquetCompression::Snappy => Compression::SNAPPY,
+            ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
+            ParquetCompression::Lz4 => Compression::LZ4_RAW,
+            ParquetCompression::None => Compression::UNCOMPRESSED,
+        })
+    }
+}
+
+impl FromStr for ParquetCompression {
+    type Err = String;
+
+    /// Parses `zstd`, `zstd:<level>`, `snappy`, `gzip`, `lz4` or `none` (ASCII case ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "zstd" => Ok(ParquetCompression::default()),
+            "snappy" => Ok(ParquetCompression::Snappy),
+            "gzip" => Ok(ParquetCompression::Gzip),
+            "lz4" => Ok(ParquetCompression::Lz4),
+            "none" | "uncompressed" => Ok(ParquetCompression::None),
+            other => match other.strip_prefix("zstd:").map(str::parse::<i32>) {
+                Some(Ok(level)) if (1..=22).contains(&level) => Ok(ParquetCompression::Zstd(level)),
+                _ => Err(format!(
+                    "unknown compression {s:?} (expected zstd, zstd:<1-22>, snappy, gzip, lz4 or none)"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ParquetCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParquetCompression::Zstd(level) if *level == DEFAULT_ZSTD_LEVEL => f.write_str("zstd"),
+            ParquetCompression::Zstd(level) => write!(f, "zstd:{level}"),
+            ParquetCompression::Snappy => f.write_str("snappy"),
+            ParquetCompression::Gzip => f.write_str("gzip"),
+            ParquetCompression::Lz4 => f.write_str("lz4"),
+            ParquetCompression::None => f.write_str("none"),
+        }
+    }
+}
+
+/// How [`PartitionedWriter`] encodes and bounds its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Compression codec of every column.
+    pub compression: ParquetCompression,
+    /// A file is closed, and the partition continues in a new one, at this many rows.
+    pub max_rows_per_file: usize,
+    /// Rows per row group (Parquet's `max_row_group_size`).
+    pub row_group_rows: usize,
+    /// Most partition files open at once; the least recently used is closed beyond it.
+    pub max_open_files: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            compression: ParquetCompression::default(),
+            max_rows_per_file: DEFAULT_MAX_ROWS_PER_FILE,
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+        }
+    }
+}
+
+/// One complete Parquet file written by a load, as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Path relative to the table directory, `/`-separated
+    /// (`ConsumedUtc_month=2023-03/<name>.parquet`).
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// The file's partition: `(key, raw unescaped value)`, outermost first; a null value is
+    /// spelled `__HIVE_DEFAULT_PARTITION__`.
+    pub partition: Vec<(String, String)>,
+}
+
+/// Writes record batches as Parquet files under a staging directory, split by partition.
+///
+/// Files go to `<dir>/<key>=<value>/…/<prefix>-<partition seq>-<file seq>.parquet`. Nothing
+/// is visible to readers until [`crate::commit`] moves the files into a table version.
+pub struct PartitionedWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    spec: PartitionSpec,
+    options: WriterOptions,
+    properties: Arc<WriterProperties>,
+    file_prefix: String,
+    /// Buffered bytes at which an open writer's row group is flushed early.
+    writer_buffer_bytes: usize,
+    partitions: HashMap<PartitionKey, PartitionState>,
+    /// Number of partitions with an open file (≤ `max_open_files`).
+    open_files: usize,
+    /// Logical clock for least-recently-used eviction.
+    clock: u64,
+    written: Vec<WrittenFile>,
+    /// Directories created under `dir`, fsynced at `finish` so new entries are durable.
+    created_dirs: BTreeSet<PathBuf>,
+}
+
+/// Per-partition bookkeeping; survives the closing of the partition's file.
+struct PartitionState {
+    /// Order in which the partition was first seen: part of its file names.
+    seq: usize,
+    /// Relative directory (escaped), `/`-separated; empty when unpartitioned.
+    rel_dir: String,
+    manifest_values: Vec<(String, String)>,
+    /// Number of files started for this partition.
+    files_started: usize,
+    last_used: u64,
+    open: Option<OpenFile>,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    path: PathBuf,
+    rel_path: String,
+    rows: u64,
+}
+
+impl PartitionedWriter {
+    /// Creates a writer into the staging directory `dir` (created if missing).
+    ///
+    /// `file_prefix` starts every file name and must be a plain name (`[A-Za-z0-9._-]`, not
+    /// starting with `.`); the load id makes names unique across the loads of a table.
+    pub fn new(
+        dir: PathBuf,
+        schema: SchemaRef,
+        spec: PartitionSpec,
+        options: WriterOptions,
+        file_prefix: String,
+    ) -> Result<Self, SinkError> {
+        if options.max_rows_per_file == 0
+            || options.row_group_rows == 0
+            || options.max_open_files == 0
+        {
+            return Err(SinkError::InvalidOption(format!(
+                "max_rows_per_file, row_group_rows and max_open_files must be positive, got {options:?}"
+            )));
+        }
+        if file_prefix.is_empty()
+            || file_prefix.starts_with('.')
+            || !file_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(SinkError::InvalidOption(format!(
+                "file prefix {file_prefix:?} must be [A-Za-z0-9._-] and not start with '.'"
+            )));
+        }
+        let properties = WriterProperties::builder()
+            .set_compression(options.compression.to_parquet()?)
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            .build();
+        std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+            action: "creating staging directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let writer_buffer_bytes = (BUFFERED_BYTES_BUDGET / options.max_open_files)
+            .clamp(MIN_WRITER_BUFFER_BYTES, MAX_WRITER_BUFFER_BYTES);
+        Ok(PartitionedWriter {
+            dir,
+            schema,
+            spec,
+            options,
+            properties: Arc::new(properties),
+            file_prefix,
+            writer_buffer_bytes,
+            partitions: HashMap::new(),
+            open_files: 0,
+            clock: 0,
+            written: Vec::new(),
+            created_dirs: BTreeSet::new(),
+        })
+    }
+
+    /// Splits `batch` by partition and appends each part to its partition's open file.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.check_schema(batch)?;
+        let parts = partition_rows(batch, &self.spec)?;
+        if parts.keys.len() == 1 {
+            // The common case (unpartitioned, or a batch within one month): no copy.
+            let key = parts.keys.into_iter().next().expect("one key");
+            return self.append(key, batch.clone());
+        }
+        let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts.keys.len()];
+        for (row, &k) in parts.rows.iter().enumerate() {
+            indices[k as usize].push(row as u32);
+        }
+        for (key, rows) in parts.keys.into_iter().zip(indices) {
+            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(|source| {
+                SinkError::Arrow {
+                    partition: key.relative_dir(),
+                    source,
+                }
+            })?;
+            self.append(key, part)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every open file, makes files and directories durable, and lists the files.
+    pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
+        let keys: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.open.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.close_file(&key)?;
+        }
+        // Children before parents, then the staging directory itself.
+        for dir in self
+            .created_dirs
+            .iter()
+            .rev()
+            .chain(std::iter::once(&self.dir))
+        {
+            sync_dir(dir)?;
+        }
+        self.written.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(self.written)
+    }
+
+    fn check_schema(&self, batch: &RecordBatch) -> Result<(), SinkError> {
+        let got = batch.schema();
+        if got.fields().len() != self.schema.fields().len() {
+            return Err(SinkError::SchemaMismatch {
+                detail: format!(
+                    "{} columns, expected {}",
+                    got.fields().len(),
+                    self.schema.fields().len()
+                ),
+            });
+        }
+        for (g, e) in got.fields().iter().zip(self.schema.fields()) {
+            if g.name() != e.name() || g.data_type() != e.data_type() {
+                return Err(SinkError::SchemaMismatch {
+                    detail: format!(
+                        "column {} {}, expected {} {}",
+                        g.name(),
+                        g.data_type(),
+                        e.name(),
+                        e.data_type()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends rows of one partition, rolling files over at `max_rows_per_file`.
+    fn append(&mut self, key: PartitionKey, mut rows: RecordBatch) -> Result<(), SinkError> {
+        self.clock += 1;
+        let now = self.clock;
+        if !self.partitions.contains_key(&key) {
+            let state = PartitionState {
+                seq: self.partitions.len(),
+                rel_dir: key.relative_dir(),
+                manifest_values: key.manifest_values(),
+                files_started: 0,
+                last_used: now,
+                open: None,
+            };
+            self.partitions.insert(key.clone(), state);
+        }
+        while rows.num_rows() > 0 {
+            if self.partitions[&key].open.is_none() {
+                if self.open_files >= self.options.max_open_files {
+                    self.close_least_recently_used()?;
+                }
+                self.open_file(&key)?;
+            }
+            let state = self.partitions.get_mut(&key).expect("inserted above");
+            state.last_used = now;
+            let file = state.open.as_mut().expect("opened above");
+            let room = self.options.max_rows_per_file - file.rows as usize;
+            let n = room.min(rows.num_rows());
+            let chunk = rows.slice(0, n);
+            rows = rows.slice(n, rows.num_rows() - n);
+            let parquet_err = |file: &OpenFile, source| SinkError::Parquet {
+                path: file.path.clone(),
+                partition: state.rel_dir.clone(),
+                source,
+            };
+            file.writer
+                .write(&chunk)
+                .map_err(|e| parquet_err(file, e))?;
+            file.rows += n as u64;
+            if file.writer.in_progress_size() > self.writer_buffer_bytes {
+                file.writer.flush().map_err(|e| parquet_err(file, e))?;
+            }
+            if file.rows as usize >= self.options.max_rows_per_file {
+                self.close_file(&key)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_least_recently_used(&mut self) -> Result<(), SinkError> {
+        let oldest = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.open.is_some())
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(key) => self.close_file(&key),
+            None => Ok(()),
+        }
+    }
+
+    fn open_file(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+        let state = self.partitions.get_mut(key).expect("known partition");
+        let name = format!(
+            "{}-{:05}-{:05}.parquet",
+            self.file_prefix, state.seq, state.files_started
+        );
+        let (rel_path, dir) = if state.rel_dir.is_empty() {
+            (name.clone(), self.dir.clone())
+        } else {
+            (
+                format!("{}/{name}", state.rel_dir),
+                self.dir.join(&state.rel_dir),
+            )
+        };
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+                action: "creating partition directory",
+                path: dir.clone(),
+                source,
+            })?;
+            let mut d = dir.as_path();
+            while d != self.dir {
+                self.created_dirs.insert(d.to_path_buf());
+                d = d.parent().expect("inside the staging directory");
+            }
+        }
+        let path = dir.join(&name);
+        // `create_new`: two files of one load never share a name, so an existing file is a bug.
+        let file = File::create_new(&path).map_err(|source| SinkError::Io {
+            action: "creating file",
+            path: path.clone(),
+            source,
+        })?;
+        let writer =
+            ArrowWriter::try_new(file, self.schema.clone(), Some((*self.properties).clone()))
+                .map_err(|source| SinkError::Parquet {
+                    path: path.clone(),
+                    partition: state.rel_dir.clone(),
+                    source,
+                })?;
+        state.files_started += 1;
+        state.open = Some(OpenFile {
+            writer,
+            path,
+            rel_path,
+            rows: 0,
+        });
+        self.open_files += 1;
+        Ok(())
+    }
+
+    /// Writes the footer, fsyncs the file and records it.
+    fn close_file(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+        let state = self.partitions.get_mut(key).expect("known partition");
+        let Some(open) = state.open.take() else {
+            return Ok(());
+        };
+        self.open_files -= 1;
+        let file = open
+            .writer
+            .into_inner()
+            .map_err(|source| SinkError::Parquet {
+                path: open.path.clone(),
+                partition: state.rel_dir.clone(),
+                source,
+            })?;
+        let io_err = |action, source| SinkError::Io {
+            action,
+            path: open.path.clone(),
+            source,
+        };
+        file.sync_all().map_err(|e| io_err("syncing", e))?;
+        let bytes = file
+            .metadata()
+            .map_err(|e| io_err("reading size of", e))?
+            .len();
+        self.written.push(WrittenFile {
+            path: open.rel_path,
+            rows: open.rows,
+            bytes,
+            partition: state.manifest_values.clone(),
+        });
+        Ok(())
+    }
+}
+
+/// Fsyncs a directory so entries created in it survive a crash (a no-op where directories
+/// cannot be opened as files).
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| SinkError::Io {
+                action: "syncing directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{DataType, Granularity, PartitionField};
+    use arrow::array::{AsArray, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType as ArrowType, Field, Int64Type, Schema, TimeUnit};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::collections::BTreeMap;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("Kind", ArrowType::Utf8, true),
+            Field::new(
+                "ConsumedUtc",
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("_line", ArrowType::Int64, false),
+        ]))
+    }
+
+    fn batch(kinds: &[Option<&str>], first_line: i64) -> RecordBatch {
+        let n = kinds.len();
+        let day = 86_400_000_000i64;
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(kinds.to_vec())),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        (0..n as i64).map(|i| i * 40 * day),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from_iter_values(
+                    first_line..first_line + n as i64,
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn kind_spec() -> PartitionSpec {
+        PartitionSpec {
+            fields: vec![PartitionField {
+                column: "Kind".into(),
+                column_index: 0,
+                data_type: DataType::String,
+                granularity: None,
+            }],
+        }
+    }
+
+    /// Reads every file back: `_line` values per file, checking the footer's row count.
+    fn read_lines(dir: &Path, files: &[WrittenFile]) -> BTreeMap<String, Vec<i64>> {
+        let mut out = BTreeMap::new();
+        for f in files {
+            let path = dir.join(&f.path);
+            assert!(path.starts_with(dir));
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            let mut lines = Vec::new();
+            for b in reader {
+                let b = b.unwrap();
+                lines.extend(
+                    b.column(2)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+            }
+            assert_eq!(lines.len() as u64, f.rows, "{}", f.path);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), f.bytes);
+            out.insert(f.path.clone(), lines);
+        }
+        out
+    }
+
+    #[test]
+    fn rows_land_in_their_partitions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stage");
+        let spec = PartitionSpec {
+            fields: vec![PartitionField {
+                column: "ConsumedUtc".into(),
+                column_index: 1,
+                data_type: DataType::Timestamp,
+                granularity: Some(Granularity::Month),
+            }],
+        };
+        let mut w = PartitionedWriter::new(
+            dir.clone(),
+            schema(),
+            spec,
+            WriterOptions::default(),
+            "load1".into(),
+        )
+        .unwrap();
+        // Rows are 40 days apart from 1970-01-01: January, February, March, May.
+        w.write(&batch(&[Some("a"); 4], 1)).unwrap();
+        w.write(&batch(&[Some("a"); 2], 5)).unwrap();
+        let files = w.finish().unwrap();
+        let lines = read_lines(&dir, &files);
+        let expected: BTreeMap<String, Vec<i64>> = [
+            (
+                "ConsumedUtc_month=1970-01/load1-00000-00000.parquet".to_owned(),
+                vec![1, 5],
+            ),
+            (
+                "ConsumedUtc_month=1970-02/load1-00001-00000.parquet".to_owned(),
+                vec![2, 6],
+            ),
+            (
+                "ConsumedUtc_month=1970-03/load1-00002-00000.parquet".to_owned(),
+                vec![3],
+            ),
+            (
+                "ConsumedUtc_month=1970-05/load1-00003-00000.parquet".to_owned(),
+                vec![4],
+            ),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(lines, expected);
+        assert_eq!(
+            files[0].partition,
+            vec![("ConsumedUtc_month".to_owned(), "1970-01".to_owned())]
+        );
+    }
+
+    #[test]
+    fn files_roll_over_at_max_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            max_rows_per_file: 3,
+            row_group_rows: 2,
+            ..WriterOptions::default()
+        };
+        let mut w = PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            PartitionSpec::default(),
+            options,
+            "l".into(),
+        )
+        .unwrap();
+        w.write(&batch(&[Some("a"); 5], 1)).unwrap();
+        w.write(&batch(&[Some("a"); 3], 6)).unwrap();
+        let files = w.finish().unwrap();
+        let lines = read_lines(tmp.path(), &files);
+        assert_eq!(
+            lines.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("l-00000-00000.parquet".to_owned(), vec![1, 2, 3]),
+                ("l-00000-00001.parquet".to_owned(), vec![4, 5, 6]),
+                ("l-00000-00002.parquet".to_owned(), vec![7, 8]),
+            ]
+        );
+        let meta = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(tmp.path().join("l-00000-00000.parquet")).unwrap(),
+        )
+        .unwrap()
+        .metadata()
+        .clone();
+        assert_eq!(
+            meta.num_row_groups(),
+            2,
+            "row groups of row_group_rows rows"
+        );
+    }
+
+    #[test]
+    fn lru_close_keeps_every_row_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            max_open_files: 2,
+            ..WriterOptions::default()
+        };
+        let mut w = PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            kind_spec(),
+            options,
+            "l".into(),
+        )
+        .unwrap();
+        let kinds = ["a", "b", "c", "d", "e"];
+        let mut line = 1;
+        for round in 0..3 {
+            let rows: Vec<Option<&str>> = (0..10).map(|i| Some(kinds[(i + round) % 5])).collect();
+            w.write(&batch(&rows, line)).unwrap();
+            line += 10;
+            assert!(w.open_files <= 2);
+        }
+        let files = w.finish().unwrap();
+        let lines = read_lines(tmp.path(), &files);
+        let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=30).collect::<Vec<_>>());
+        assert!(
+            files.len() > 5,
+            "evicted partitions got more files: {files:?}"
+        );
+        for f in &files {
+            let kind = &f.partition[0].1;
+            assert!(f.path.starts_with(&format!("Kind={kind}/")), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_stay_inside_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stage");
+        let mut w = PartitionedWriter::new(
+            dir.clone(),
+            schema(),
+            kind_spec(),
+            WriterOptions::default(),
+            "l".into(),
+        )
+        .unwrap();
+        let long = "x".repeat(1000);
+        let hostile = [
+            Some("../../x"),
+            Some("/"),
+            Some("\\"),
+            Some("\0"),
+            Some("CON"),
+            Some(".."),
+            Some(""),
+            None,
+            Some(long.as_str()),
+        ];
+        w.write(&batch(&hostile, 1)).unwrap();
+        let files = w.finish().unwrap();
+        assert_eq!(files.len(), hostile.len());
+        read_lines(&dir, &files);
+        // Nothing but the staging directory was created next to it.
+        let siblings: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(siblings, vec![std::ffi::OsString::from("stage")]);
+        // One level of partition directories, each holding one file.
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            assert!(entry.file_type().unwrap().is_dir());
+            assert_eq!(std::fs::read_dir(entry.path()).unwrap().count(), 1);
+        }
+        let raw: Vec<&str> = files.iter().map(|f| f.partition[0].1.as_str()).collect();
+        assert!(
+            raw.contains(&"../../x")
+                && raw.contains(&"")
+                && raw.contains(&"__HIVE_DEFAULT_PARTITION__")
+        );
+    }
+
+    #[test]
+    fn schema_mismatch_and_bad_options_are_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bad = WriterOptions {
+            max_open_files: 0,
+            ..WriterOptions::default()
+        };
+        assert!(
+            PartitionedWriter::new(tmp.path().into(), schema(), kind_spec(), bad, "l".into())
+                .is_err()
+        );
+        assert!(PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            kind_spec(),
+            WriterOptions::default(),
+            "../l".into()
+        )
+        .is_err());
+        let mut w = PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            kind_spec(),
+            WriterOptions::default(),
+            "l".into(),
+        )
+        .unwrap();
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        assert!(matches!(
+            w.write(&other),
+            Err(SinkError::SchemaMismatch { .. })
+        ));
+        let _ = w.finish().unwrap();
+    }
+
+    #[test]
+    fn compression_parses_and_round_trips() {
+        for s in ["zstd", "zstd:9", "snappy", "gzip", "lz4", "none"] {
+            let c: ParquetCompression = s.parse().unwrap();
+            assert_eq!(c.to_string(), s);
+            c.to_parquet().unwrap();
+        }
+        assert_eq!(
+            "ZSTD".parse::<ParquetCompression>(),
+            Ok(ParquetCompression::Zstd(1))
+        );
+        assert!("brotli".parse::<ParquetCompression>().is_err());
+        assert!("zstd:0".parse::<ParquetCompression>().is_err());
+    }
+}
