@@ -178,6 +178,10 @@ impl OutputDir {
         for dir in [state.join(STAGING_DIR), state.join(TABLES_DIR)] {
             fs::create_dir_all(&dir).at("creating directory", &dir)?;
         }
+        // Work on the absolute path, so that paths handed out (staging directories made by
+        // `tempfile`, which are absolute) compare equal with the ones derived from the root.
+        let root = &fs::canonicalize(root).at("resolving", root)?;
+        let state = root.join(STATE_DIR);
         let lock_path = state.join(LOCK_FILE);
         let mut lock = OpenOptions::new()
             .read(true)

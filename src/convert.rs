@@ -20,7 +20,9 @@ use crate::config::ErrorBudget;
 use crate::decode::{DecodedBatch, RecordDecoder};
 use crate::framing::LineBatch;
 use crate::input::{self, Compression, FrameTotals, InputError, Source};
-use crate::manifest::{rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION};
+use crate::manifest::{
+    rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION,
+};
 use crate::quarantine::QuarantineWriter;
 use crate::schema::{EntitySchema, PartitionSpec};
 use crate::sink::{PartitionedWriter, SinkError, WriterOptions, WrittenFile};
@@ -125,13 +127,19 @@ pub struct LoadReport {
 pub fn load_id_from_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let mut stem = base;
-    for ext in [".gz", ".gzip", ".zst", ".zstd", ".jsonl", ".ndjson", ".json", ".txt"] {
+    for ext in [
+        ".gz", ".gzip", ".zst", ".zstd", ".jsonl", ".ndjson", ".json", ".txt",
+    ] {
         if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
             stem = &stem[..stem.len() - ext.len()];
         }
     }
     if let Some((head, part)) = stem.rsplit_once('-') {
-        if !head.is_empty() && !part.is_empty() && part.len() <= 4 && part.bytes().all(|b| b.is_ascii_digit()) {
+        if !head.is_empty()
+            && !part.is_empty()
+            && part.len() <= 4
+            && part.bytes().all(|b| b.is_ascii_digit())
+        {
             stem = head;
         }
     }
@@ -163,7 +171,11 @@ struct Written {
 }
 
 /// Runs one load of local (or already opened) sources into `out`.
-pub async fn load_files(out: &OutputDir, plan: &LoadPlan, sources: &[Source]) -> Result<LoadReport, LoadError> {
+pub async fn load_files(
+    out: &OutputDir,
+    plan: &LoadPlan,
+    sources: &[Source],
+) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
     let quarantine_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
@@ -184,16 +196,24 @@ pub async fn load_files(out: &OutputDir, plan: &LoadPlan, sources: &[Source]) ->
         let _ = out.discard(&staging);
         return Err(LoadError::Internal("a source was not decoded".into()));
     }
-    for ((c, source), (compression, bytes, totals)) in written.per_source.iter().zip(sources).zip(source_info) {
+    for ((c, source), (compression, bytes, totals)) in
+        written.per_source.iter().zip(sources).zip(source_info)
+    {
         let name = source.display_name();
         let expected_lines = totals.lines_read;
-        if c.lines_read != expected_lines || !c.is_balanced() || c.blank_lines != totals.blank_lines {
+        if c.lines_read != expected_lines || !c.is_balanced() || c.blank_lines != totals.blank_lines
+        {
             let _ = out.discard(&staging);
             return Err(LoadError::Unbalanced {
                 source_name: name,
                 detail: format!(
                     "framed {} lines ({} blank) but decoded {} (rows {}, rejected {}, blank {})",
-                    totals.lines_read, totals.blank_lines, c.lines_read, c.rows_written, c.rejected, c.blank_lines
+                    totals.lines_read,
+                    totals.blank_lines,
+                    c.lines_read,
+                    c.rows_written,
+                    c.rejected,
+                    c.blank_lines
                 ),
             });
         }
@@ -210,7 +230,10 @@ pub async fn load_files(out: &OutputDir, plan: &LoadPlan, sources: &[Source]) ->
         let _ = out.discard(&staging);
         return Err(LoadError::Unbalanced {
             source_name: plan.load_id.clone(),
-            detail: format!("decoded {} rows but the Parquet files hold {file_rows}", counts.rows_written),
+            detail: format!(
+                "decoded {} rows but the Parquet files hold {file_rows}",
+                counts.rows_written
+            ),
         });
     }
     let manifest = LoadManifest {
@@ -258,20 +281,34 @@ async fn run_pipeline(
 
     let schema = plan.schema;
     let export_id = plan.export_id.clone();
-    let decoder = tokio::task::spawn_blocking(move || decode_stage(schema, &export_id, stream_rx, decoded_tx));
+    let decoder = tokio::task::spawn_blocking(move || {
+        decode_stage(schema, &export_id, stream_rx, decoded_tx)
+    });
 
     let arrow_schema = plan.schema.arrow_schema();
     let spec = plan.partition.clone();
     let options = plan.writer.clone();
     let prefix = plan.load_id.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        write_stage(staging, arrow_schema, spec, options, prefix, quarantine_path, decoded_rx)
+        write_stage(
+            staging,
+            arrow_schema,
+            spec,
+            options,
+            prefix,
+            quarantine_path,
+            decoded_rx,
+        )
     });
 
     let read = read_stage(plan, sources, stream_tx).await;
     // The reader has dropped its sender (even on error), so both threads run to the end.
-    let decoded = decoder.await.map_err(|e| LoadError::Internal(format!("decoder thread: {e}")))?;
-    let written = writer.await.map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
+    let decoded = decoder
+        .await
+        .map_err(|e| LoadError::Internal(format!("decoder thread: {e}")))?;
+    let written = writer
+        .await
+        .map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
     let info = read?;
     decoded?;
     Ok((written?, info))
@@ -301,8 +338,13 @@ async fn read_stage(
         if streams.send(stream).await.is_err() {
             return Err(LoadError::Internal("decoder stopped early".into()));
         }
-        let totals = input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx).await?;
-        let bytes = if wire_bytes == 0 { totals.bytes } else { wire_bytes };
+        let totals =
+            input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx).await?;
+        let bytes = if wire_bytes == 0 {
+            totals.bytes
+        } else {
+            wire_bytes
+        };
         info.push((compression, bytes, totals));
     }
     Ok(info)
@@ -361,7 +403,12 @@ fn write_stage(
     let mut writer = PartitionedWriter::new(staging, schema, spec, options, prefix)?;
     let mut quarantine = QuarantineWriter::new(quarantine_path);
     let mut per_source: Vec<LoadCounts> = Vec::new();
-    for Decoded::Batch { index, source, batch } in batches {
+    for Decoded::Batch {
+        index,
+        source,
+        batch,
+    } in batches
+    {
         if batch.batch.num_rows() > 0 {
             writer.write(&batch.batch)?;
         }
@@ -394,7 +441,10 @@ mod tests {
 
     #[test]
     fn load_ids_from_file_names() {
-        assert_eq!(load_id_from_file_name("dir/3fa85f64-5717-1.jsonl.gz"), "3fa85f64-5717");
+        assert_eq!(
+            load_id_from_file_name("dir/3fa85f64-5717-1.jsonl.gz"),
+            "3fa85f64-5717"
+        );
         assert_eq!(load_id_from_file_name("order_items.jsonl"), "order_items");
         assert_eq!(load_id_from_file_name("C:\\x\\export.ndjson.zst"), "export");
     }

@@ -53,7 +53,9 @@ fn status_of(error: &anyhow::Error) -> u8 {
             return match e {
                 LoadError::Input(_) => exit::INPUT,
                 LoadError::Commit(CommitError::Locked { .. }) => exit::LOCKED,
-                LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => exit::OUTPUT,
+                LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => {
+                    exit::OUTPUT
+                }
                 LoadError::Unbalanced { .. } | LoadError::Internal(_) => exit::INTERNAL,
             };
         }
@@ -75,9 +77,12 @@ fn init_logging(cli: &Cli) {
         (false, _) => "trace",
     };
     // RUST_LOG, when set, refines the level chosen by flags (e.g. RUST_LOG=mews_etl=trace).
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("mews_etl={level},mews_etl_cli={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("mews_etl={level},mews_etl_cli={level},warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -127,7 +132,10 @@ fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
 fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     let schema = find_entity(&args.entity)?;
     let mode: WriteMode = args.mode.parse().map_err(usage)?;
-    let budget: ErrorBudget = args.max_rejected.parse().map_err(|e| usage(format!("--max-rejected: {e}")))?;
+    let budget: ErrorBudget = args
+        .max_rejected
+        .parse()
+        .map_err(|e| usage(format!("--max-rejected: {e}")))?;
     let compression: ParquetCompression = args
         .compression
         .parse()
@@ -145,20 +153,33 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         return Err(usage("--max-line-bytes must be at least 1".into()));
     }
     let sources: Vec<Source> = args.files.iter().map(|f| Source::parse(f)).collect();
-    if sources.iter().filter(|s| matches!(s, Source::Stdin)).count() > 1 {
+    if sources
+        .iter()
+        .filter(|s| matches!(s, Source::Stdin))
+        .count()
+        > 1
+    {
         return Err(usage("stdin (-) can be given only once".into()));
     }
     let export_id = match &args.export_id {
-        Some(id) if id.trim().is_empty() => return Err(usage("--export-id must not be empty".into())),
+        Some(id) if id.trim().is_empty() => {
+            return Err(usage("--export-id must not be empty".into()))
+        }
         Some(id) => id.clone(),
         None => match &sources[0] {
-            Source::Stdin => return Err(usage("reading stdin: give --export-id to name the load".into())),
+            Source::Stdin => {
+                return Err(usage(
+                    "reading stdin: give --export-id to name the load".into(),
+                ))
+            }
             Source::Path(p) => load_id_from_file_name(&p.to_string_lossy()),
         },
     };
     let load_id = mews_etl::commit::sanitize_load_id(&export_id);
     if load_id.is_empty() {
-        return Err(usage(format!("--export-id {export_id:?} has no usable characters")));
+        return Err(usage(format!(
+            "--export-id {export_id:?} has no usable characters"
+        )));
     }
     let plan = LoadPlan {
         schema,

@@ -11,7 +11,11 @@ impl DataType {
         match self {
             DataType::String | DataType::Enum(_) | DataType::Json => "VARCHAR".into(),
             DataType::Integer => "BIGINT".into(),
-            DataType::Decimal => format!("DECIMAL({}, {})", super::DECIMAL_PRECISION, super::DECIMAL_SCALE),
+            DataType::Decimal => format!(
+                "DECIMAL({}, {})",
+                super::DECIMAL_PRECISION,
+                super::DECIMAL_SCALE
+            ),
             DataType::Boolean => "BOOLEAN".into(),
             DataType::Timestamp => "TIMESTAMP WITH TIME ZONE".into(),
             DataType::Date => "DATE".into(),
@@ -29,10 +33,22 @@ impl DataType {
 
 /// The lineage columns appended to every table, with their meaning.
 pub const LINEAGE_COLUMNS: [(&str, &str, &str); 4] = [
-    (LINEAGE_EXTRA, "VARCHAR", "properties the schema does not know, as a JSON object keyed by path; null when none"),
-    (LINEAGE_EXPORT_ID, "VARCHAR", "the export (or --export-id) the row came from"),
+    (
+        LINEAGE_EXTRA,
+        "VARCHAR",
+        "properties the schema does not know, as a JSON object keyed by path; null when none",
+    ),
+    (
+        LINEAGE_EXPORT_ID,
+        "VARCHAR",
+        "the export (or --export-id) the row came from",
+    ),
     (LINEAGE_FILE, "VARCHAR", "the source file the row came from"),
-    (LINEAGE_LINE, "BIGINT", "1-based line number in the decompressed source file"),
+    (
+        LINEAGE_LINE,
+        "BIGINT",
+        "1-based line number in the decompressed source file",
+    ),
 ];
 
 fn describe_props(out: &mut String, props: &[Property], indent: usize) {
@@ -109,19 +125,36 @@ pub fn type_table_markdown() -> String {
         (DataType::String, "`string`", "UTF8 (dictionary-encoded)"),
         (example_enum, "`enum:<Name>`", "UTF8 (dictionary-encoded)"),
         (DataType::Integer, "`integer`", "INT64"),
-        (DataType::Decimal, "`decimal` (reference `number`/`decimal`)", "DECIMAL(38,9), exact"),
+        (
+            DataType::Decimal,
+            "`decimal` (reference `number`/`decimal`)",
+            "DECIMAL(38,9), exact",
+        ),
         (DataType::Boolean, "`boolean`", "BOOLEAN"),
-        (DataType::Timestamp, "`timestamp` (ISO-8601 instant)", "TIMESTAMP(MICROS, UTC)"),
+        (
+            DataType::Timestamp,
+            "`timestamp` (ISO-8601 instant)",
+            "TIMESTAMP(MICROS, UTC)",
+        ),
         (DataType::Date, "`date` (ISO-8601 date)", "DATE"),
-        (DataType::Json, "`json` (open-shaped object)", "UTF8 holding JSON text"),
+        (
+            DataType::Json,
+            "`json` (open-shaped object)",
+            "UTF8 holding JSON text",
+        ),
         (
             DataType::Object(Arc::from(Vec::<Property>::new()), "Amount".into()),
             "`object:<Name>`",
             "group (struct)",
         ),
-        (DataType::Array(Box::new(DataType::String)), "`array<T>`", "LIST"),
+        (
+            DataType::Array(Box::new(DataType::String)),
+            "`array<T>`",
+            "LIST",
+        ),
     ];
-    let mut out = String::from("| schema type | Arrow | Parquet | DuckDB |\n| --- | --- | --- | --- |\n");
+    let mut out =
+        String::from("| schema type | Arrow | Parquet | DuckDB |\n| --- | --- | --- | --- |\n");
     for (t, name, parquet) in rows {
         let arrow = match &t {
             DataType::Object(..) => "Struct".to_owned(),
