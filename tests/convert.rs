@@ -3,10 +3,10 @@
 
 mod common;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use mews_etl::generate::{Generator, Variety};
-use mews_etl::schema::{self, EntitySchema};
+use mews_etl::schema::{self, DataType, EntitySchema, Property};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,16 +41,29 @@ impl Env {
 
     fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mews-etl"));
-        cmd.arg("-q").arg("convert").arg("--out").arg(self.out()).args(args);
+        cmd.arg("-q")
+            .arg("convert")
+            .arg("--out")
+            .arg(self.out())
+            .args(args);
         cmd.current_dir(self.dir.path());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         if let Some(bytes) = stdin {
-            child.stdin.take().unwrap().write_all(bytes).unwrap();
+            // The process may exit before reading (a usage error); a broken pipe is expected then.
+            let _ = child.stdin.take().unwrap().write_all(bytes);
         }
         child.wait_with_output().unwrap()
     }
+}
+
+fn lineage(line: i64) -> common::ExpectedLineage<'static> {
+    common::ExpectedLineage { line, extra: None }
 }
 
 fn assert_ok(o: &Output) {
@@ -95,7 +108,10 @@ fn read_table(out: &Path, table: &str) -> RecordBatch {
     }
     let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
     let files = all.column_by_name("_file").unwrap().as_string::<i32>();
-    let lines = all.column_by_name("_line").unwrap().as_primitive::<Int64Type>();
+    let lines = all
+        .column_by_name("_line")
+        .unwrap()
+        .as_primitive::<Int64Type>();
     let mut order: Vec<usize> = (0..all.num_rows()).collect();
     order.sort_by_key(|&i| (files.value(i).to_owned(), lines.value(i)));
     let idx = arrow::array::UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
@@ -109,27 +125,85 @@ fn reference_examples(schema: &EntitySchema) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join(&schema.reference.file)).unwrap();
     let heading = text
         .lines()
-        .position(|l| l.trim_start_matches('#').trim() == schema.reference.section && l.starts_with('#'))
+        .position(|l| {
+            l.trim_start_matches('#').trim() == schema.reference.section && l.starts_with('#')
+        })
         .unwrap_or_else(|| panic!("section {} not found", schema.reference.section));
     let lines: Vec<&str> = text.lines().collect();
     // The last ```javascript block before the section heading.
-    let Some(start) = (0..heading).rev().find(|&i| lines[i].starts_with("```javascript")) else {
+    let Some(start) = (0..heading)
+        .rev()
+        .find(|&i| lines[i].starts_with("```javascript"))
+    else {
         return Vec::new();
     };
-    let end = (start + 1..heading).find(|&i| lines[i].starts_with("```")).unwrap();
+    let end = (start + 1..heading)
+        .find(|&i| lines[i].starts_with("```"))
+        .unwrap();
     let block = lines[start + 1..end].join("\n");
     let Ok(value) = serde_json::from_str::<serde_json::Value>(&block) else {
         return Vec::new();
     };
-    let Some(obj) = value.as_object() else { return Vec::new() };
+    let Some(obj) = value.as_object() else {
+        return Vec::new();
+    };
     for v in obj.values() {
         if let Some(items) = v.as_array() {
             if items.iter().all(|i| i.get("Id").is_some()) && !items.is_empty() {
-                return items.iter().map(|i| serde_json::to_string(i).unwrap()).collect();
+                return items
+                    .iter()
+                    .map(|i| serde_json::to_string(i).unwrap())
+                    .collect();
             }
         }
     }
     Vec::new()
+}
+
+/// Properties of `line` that the schema does not know, keyed by path as `_extra` holds
+/// them (the reference's own examples carry a few, e.g. a misspelt property).
+fn unknown_properties(schema: &EntitySchema, line: &str) -> Option<serde_json::Value> {
+    fn walk(
+        props: &[Property],
+        value: &serde_json::Value,
+        path: &str,
+        out: &mut serde_json::Map<String, serde_json::Value>,
+    ) {
+        let Some(obj) = value.as_object() else { return };
+        for (k, v) in obj {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match props.iter().find(|p| &p.name == k) {
+                None => {
+                    out.insert(here, v.clone());
+                }
+                Some(p) => walk_type(&p.data_type, v, &here, out),
+            }
+        }
+    }
+    fn walk_type(
+        t: &DataType,
+        v: &serde_json::Value,
+        path: &str,
+        out: &mut serde_json::Map<String, serde_json::Value>,
+    ) {
+        match (t, v) {
+            (DataType::Object(props, _), _) => walk(props, v, path, out),
+            (DataType::Array(item), serde_json::Value::Array(items)) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk_type(item, x, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let mut out = serde_json::Map::new();
+    walk(&schema.properties, &value, "", &mut out);
+    (!out.is_empty()).then_some(serde_json::Value::Object(out))
 }
 
 #[test]
@@ -147,19 +221,37 @@ fn every_entity_round_trips_value_by_value() {
         }
         let text = lines.join("\n") + "\n";
         let file = env.write(&format!("{}.jsonl", schema.table), text.as_bytes());
-        let o = env.convert(&["--entity", &schema.entity, "--max-rejected", "0", file.to_str().unwrap()]);
+        let o = env.convert(&[
+            "--entity",
+            &schema.entity,
+            "--max-rejected",
+            "0",
+            file.to_str().unwrap(),
+        ]);
         assert_ok(&o);
         let batch = read_table(&env.out(), &schema.table);
         assert_eq!(batch.num_rows(), lines.len(), "{}", schema.entity);
         let mut problems = Vec::new();
         for (i, line) in lines.iter().enumerate() {
-            for p in common::compare_row(schema, line, &batch, i, (i + 1) as u64, None) {
+            let extra = unknown_properties(schema, line);
+            let expected = common::ExpectedLineage {
+                line: (i + 1) as i64,
+                extra: extra.as_ref(),
+            };
+            for p in common::compare_row(schema, line, &batch, i, Some(expected)) {
                 problems.push(format!("{} line {}: {p}", schema.entity, i + 1));
             }
         }
-        assert!(problems.is_empty(), "{}", problems[..problems.len().min(20)].join("\n"));
+        assert!(
+            problems.is_empty(),
+            "{}",
+            problems[..problems.len().min(20)].join("\n")
+        );
     }
-    assert!(seen_examples >= 9, "reference examples found: {seen_examples}");
+    assert!(
+        seen_examples >= 9,
+        "reference examples found: {seen_examples}"
+    );
 }
 
 #[test]
@@ -175,15 +267,29 @@ fn input_edge_cases_keep_line_numbers() {
         })
         .collect();
     // BOM, CRLF, a blank line, a whitespace-only line, no final newline.
-    let text = format!("\u{feff}{}\r\n\r\n{}\n   \n{}\r\n{}", rows[0], rows[1], rows[2], rows[3]);
+    let text = format!(
+        "\u{feff}{}\r\n\r\n{}\n   \n{}\r\n{}",
+        rows[0], rows[1], rows[2], rows[3]
+    );
     let plain = env.write("p.jsonl", text.as_bytes());
-    let o = env.convert(&["--entity", "Payment", "--export-id", "plain", plain.to_str().unwrap()]);
+    let o = env.convert(&[
+        "--entity",
+        "Payment",
+        "--export-id",
+        "plain",
+        plain.to_str().unwrap(),
+    ]);
     assert_ok(&o);
     let b = read_table(&env.out(), "payment");
-    let lines: Vec<i64> = b.column_by_name("_line").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    let lines: Vec<i64> = b
+        .column_by_name("_line")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
     assert_eq!(lines, vec![1, 3, 5, 6]);
     for (i, line_no) in lines.iter().enumerate() {
-        let problems = common::compare_row(schema, &rows[i], &b, i, *line_no as u64, None);
+        let problems = common::compare_row(schema, &rows[i], &b, i, Some(lineage(*line_no)));
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
@@ -204,10 +310,20 @@ fn gzip_zstd_and_stdin_are_read_by_content() {
     // Misleading extensions on purpose: detection is by content.
     let gz = env.write("a.jsonl", &gzip(&text));
     let zst = env.write("b.gz", &zstd::encode_all(&text[..], 1).unwrap());
-    let o = env.convert(&["--entity", "Customer", "--export-id", "x", gz.to_str().unwrap(), zst.to_str().unwrap()]);
+    let o = env.convert(&[
+        "--entity",
+        "Customer",
+        "--export-id",
+        "x",
+        gz.to_str().unwrap(),
+        zst.to_str().unwrap(),
+    ]);
     assert_ok(&o);
     assert_eq!(read_table(&env.out(), "customer").num_rows(), 100);
-    let o = env.run_with_stdin(&["--entity", "Customer", "--export-id", "y", "-"], Some(&gzip(&text)));
+    let o = env.run_with_stdin(
+        &["--entity", "Customer", "--export-id", "y", "-"],
+        Some(&gzip(&text)),
+    );
     assert_ok(&o);
     assert_eq!(read_table(&env.out(), "customer").num_rows(), 150);
     // stdin without --export-id is a usage error.
@@ -218,7 +334,8 @@ fn gzip_zstd_and_stdin_are_read_by_content() {
 #[test]
 fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
     let env = Env::new();
-    let good = r#"{"Id":"a","PostingDate":"2024-01-31","Value":1.5,"CreatedUtc":"2024-01-31T10:00:00Z"}"#;
+    let good =
+        r#"{"Id":"a","PostingDate":"2024-01-31","Value":1.5,"CreatedUtc":"2024-01-31T10:00:00Z"}"#;
     let lines = [
         good.to_owned(),
         String::new(),
@@ -244,13 +361,27 @@ fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("committed"), "{stdout}");
     let q = std::fs::read_to_string(env.out().join("_quarantine/ledger_entry/le.jsonl")).unwrap();
-    let records: Vec<serde_json::Value> = q.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = q
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let got: Vec<(u64, String)> = records
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![3, 4, 5, 6, 7, 8]);
-    assert!(got[0].1.contains("expected a property name") || got[0].1.contains("unexpected"), "{got:?}");
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6, 7, 8]
+    );
+    assert!(
+        got[0].1.contains("expected a property name") || got[0].1.contains("unexpected"),
+        "{got:?}"
+    );
     assert!(got[1].1.contains("not a JSON object"));
     assert!(got[2].1.contains("property Value"));
     assert!(got[3].1.contains("no Id"));
@@ -260,8 +391,10 @@ fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
     assert_eq!(records[0]["file"].as_str().unwrap(), f.to_str().unwrap());
     assert_eq!(read_table(&env.out(), "ledger_entry").num_rows(), 2);
     // The manifest balances: rows + rejected = non-blank lines.
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(env.out().join("ledger_entry/_loads/le.json")).unwrap()).unwrap();
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.out().join("ledger_entry/_loads/le.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(m["counts"]["rows_written"], 2);
     assert_eq!(m["counts"]["rejected"], 6);
     assert_eq!(m["counts"]["lines_read"], 9);
@@ -271,17 +404,38 @@ fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
 #[test]
 fn over_budget_commits_nothing_and_keeps_the_previous_table() {
     let env = Env::new();
-    let good = r#"{"Id":"a","PostingDate":"2024-01-31","Value":1,"CreatedUtc":"2024-01-31T10:00:00Z"}"#;
+    let good =
+        r#"{"Id":"a","PostingDate":"2024-01-31","Value":1,"CreatedUtc":"2024-01-31T10:00:00Z"}"#;
     let f1 = env.write("first.jsonl", format!("{good}\n").as_bytes());
     assert_ok(&env.convert(&["--entity", "LedgerEntry", f1.to_str().unwrap()]));
     let f2 = env.write("second.jsonl", format!("{good}\nbroken\n").as_bytes());
-    let o = env.convert(&["--entity", "LedgerEntry", "--mode", "replace", f2.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.convert(&[
+        "--entity",
+        "LedgerEntry",
+        "--mode",
+        "replace",
+        f2.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing committed"));
     let b = read_table(&env.out(), "ledger_entry");
     assert_eq!(b.num_rows(), 1);
-    assert_eq!(b.column_by_name("_export_id").unwrap().as_string::<i32>().value(0), "first");
-    assert!(env.out().join("_quarantine/ledger_entry/second.jsonl").exists());
+    assert_eq!(
+        b.column_by_name("_export_id")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "first"
+    );
+    assert!(env
+        .out()
+        .join("_quarantine/ledger_entry/second.jsonl")
+        .exists());
     // Nothing is left in staging.
     let staging = env.out().join(".mews-etl/staging");
     assert!(parquet_files(&staging).is_empty());
@@ -295,7 +449,15 @@ fn converting_the_same_load_twice_keeps_its_rows_once() {
     let mut text = Vec::new();
     g.write_lines(0, 200, &mut text).unwrap();
     let f = env.write("export-1.jsonl", &text);
-    let other = env.write("other.jsonl", &text[..text.len() / 2 + text[text.len() / 2..].iter().position(|&b| b == b'\n').unwrap() + 1]);
+    let other = env.write(
+        "other.jsonl",
+        &text[..text.len() / 2
+            + text[text.len() / 2..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap()
+            + 1],
+    );
     assert_ok(&env.convert(&["--entity", "OrderItem", f.to_str().unwrap()]));
     assert_ok(&env.convert(&["--entity", "OrderItem", f.to_str().unwrap()]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 200);
@@ -303,7 +465,13 @@ fn converting_the_same_load_twice_keeps_its_rows_once() {
     assert_ok(&env.convert(&["--entity", "OrderItem", other.to_str().unwrap()]));
     let n_other = read_table(&env.out(), "order_item").num_rows() - 200;
     assert!(n_other > 0);
-    assert_ok(&env.convert(&["--entity", "OrderItem", "--mode", "replace", other.to_str().unwrap()]));
+    assert_ok(&env.convert(&[
+        "--entity",
+        "OrderItem",
+        "--mode",
+        "replace",
+        other.to_str().unwrap(),
+    ]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), n_other);
 }
 
@@ -318,15 +486,31 @@ fn hostile_partition_values_stay_inside_the_table_directory() {
         r#"{"Id":"5","EnterpriseId":null,"CreatedUtc":"2024-01-01T00:00:00Z"}"#,
     ];
     let f = env.write("rb.jsonl", (lines.join("\n") + "\n").as_bytes());
-    let o = env.convert(&["--entity", "ResourceBlock", "--partition-by", "EnterpriseId", f.to_str().unwrap()]);
+    let o = env.convert(&[
+        "--entity",
+        "ResourceBlock",
+        "--partition-by",
+        "EnterpriseId",
+        f.to_str().unwrap(),
+    ]);
     assert_ok(&o);
     let table = std::fs::canonicalize(env.out().join("resource_block")).unwrap();
     let files = parquet_files(&table);
     assert_eq!(files.len(), 5);
     for file in &files {
         let real = std::fs::canonicalize(file).unwrap();
-        assert!(real.starts_with(&table), "{} escaped {}", real.display(), table.display());
-        assert_eq!(real.parent().unwrap().parent().unwrap(), table, "{}", real.display());
+        assert!(
+            real.starts_with(&table),
+            "{} escaped {}",
+            real.display(),
+            table.display()
+        );
+        assert_eq!(
+            real.parent().unwrap().parent().unwrap(),
+            table,
+            "{}",
+            real.display()
+        );
     }
     assert!(!env.dir.path().join("x").exists());
     assert_eq!(read_table(&env.out(), "resource_block").num_rows(), 5);
@@ -338,14 +522,49 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
     let f = env.write("a.jsonl", b"{\"Id\":\"1\"}\n");
     for args in [
         vec!["--entity", "Nope", f.to_str().unwrap()],
-        vec!["--entity", "OrderItem", "--partition-by", "Nope:month", f.to_str().unwrap()],
-        vec!["--entity", "OrderItem", "--partition-by", "Notes:month", f.to_str().unwrap()],
-        vec!["--entity", "OrderItem", "--max-rejected", "abc", f.to_str().unwrap()],
-        vec!["--entity", "OrderItem", "--compression", "rar", f.to_str().unwrap()],
-        vec!["--entity", "OrderItem", "--mode", "upsert", f.to_str().unwrap()],
+        vec![
+            "--entity",
+            "OrderItem",
+            "--partition-by",
+            "Nope:month",
+            f.to_str().unwrap(),
+        ],
+        vec![
+            "--entity",
+            "OrderItem",
+            "--partition-by",
+            "Notes:month",
+            f.to_str().unwrap(),
+        ],
+        vec![
+            "--entity",
+            "OrderItem",
+            "--max-rejected",
+            "abc",
+            f.to_str().unwrap(),
+        ],
+        vec![
+            "--entity",
+            "OrderItem",
+            "--compression",
+            "rar",
+            f.to_str().unwrap(),
+        ],
+        vec![
+            "--entity",
+            "OrderItem",
+            "--mode",
+            "upsert",
+            f.to_str().unwrap(),
+        ],
     ] {
         let o = env.convert(&args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let o = env.convert(&["--entity", "OrderItem", "missing.jsonl"]);
     assert_eq!(o.status.code(), Some(3));
@@ -356,7 +575,9 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
 fn an_independent_reader_loads_the_output() {
     // DuckDB reads the table as a data engineer would. CI installs it (.ci/run); elsewhere
     // the test says why it did nothing, unless MEWS_ETL_REQUIRE_DUCKDB demands it.
-    let probe = Command::new("python3").args(["-c", "import duckdb"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         assert!(
             std::env::var_os("MEWS_ETL_REQUIRE_DUCKDB").is_none(),
@@ -368,18 +589,25 @@ fn an_independent_reader_loads_the_output() {
     let env = Env::new();
     let schema = schema::find("OrderItem").unwrap();
     let mut lines = reference_examples(schema);
-    lines.push(lines[1].replace("93.46", "-0.000000001").replace("bd11dc4a", "cd11dc4a"));
+    lines.push(
+        lines[1]
+            .replace("93.46", "-0.000000001")
+            .replace("bd11dc4a", "cd11dc4a"),
+    );
     let f = env.write("oi.jsonl", (lines.join("\n") + "\n").as_bytes());
     assert_ok(&env.convert(&["--entity", "OrderItem", f.to_str().unwrap()]));
     let sql = format!(
         "import duckdb; print(duckdb.sql(\"select string_agg(UnitAmount.NetValue::varchar, ',' order by _line), \
-         min(ConsumedUtc)::varchar, count(*), min(ConsumedUtc_month) from read_parquet('{}/order_item/**/*.parquet', hive_partitioning=true)\").fetchone())",
+         min(ConsumedUtc)::varchar, count(*), min(ConsumedUtc_month) from read_parquet('{}/order_item/**/*.parquet', hive_partitioning=true)\").fetchall())",
         env.out().display()
     );
     let o = Command::new("python3").args(["-c", &sql]).output().unwrap();
     assert_ok(&o);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("5.000000000,93.460000000,-0.000000001"), "{text}");
+    assert!(
+        text.contains("5.000000000,93.460000000,-0.000000001"),
+        "{text}"
+    );
     assert!(text.contains("2023-03-31 00:00:00+00"), "{text}");
     assert!(text.contains("3, '2023-03'"), "{text}");
 }

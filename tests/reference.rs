@@ -8,6 +8,9 @@
 //! values. All differences are collected and reported together, so one run lists everything
 //! that drifted.
 
+mod common;
+
+use common::reference_dir;
 use mews_etl::schema::{self, EntitySchema, Property, Reference};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -449,17 +452,6 @@ fn compare_properties(schema: &[Property], documented: &[RefProperty]) -> Vec<(S
         }
     }
     out
-}
-
-/// The reference root: `MEWS_REFERENCE_DIR`, else `../shared/reference/mews-connector-api`
-/// beside the repository.
-fn reference_dir() -> PathBuf {
-    match std::env::var_os("MEWS_REFERENCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/mews-connector-api")
-        }
-    }
 }
 
 #[test]

@@ -679,3 +679,13 @@ impl<'a> JsonParser<'a> {
         })
     }
 }
+
+/// The API reference root: `MEWS_REFERENCE_DIR`, else `../shared/reference/mews-connector-api`
+/// beside the repository (where CI lays it out).
+pub fn reference_dir() -> std::path::PathBuf {
+    match std::env::var_os("MEWS_REFERENCE_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/mews-connector-api"),
+    }
+}
