@@ -20,6 +20,10 @@ pub trait ColumnDecoder: Send {
     fn append_null(&mut self);
     /// Number of values appended since the last [`ColumnDecoder::finish`].
     fn len(&self) -> usize;
+    /// Whether nothing was appended since the last [`ColumnDecoder::finish`].
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Drops values so that `len` remain (rolls back a rejected line).
     fn truncate(&mut self, len: usize);
     /// Takes the values appended so far as an Arrow array, leaving the decoder empty.
@@ -116,6 +120,7 @@ pub fn make_decoder(data_type: &DataType, path: &str) -> Box<dyn ColumnDecoder> 
         DataType::Enum(e) => Box::new(string::StringDecoder::new(string::StringKind::Enum {
             values: e.clone(),
             path: path.into(),
+            last: 0,
         })),
         DataType::Json => Box::new(string::StringDecoder::new(string::StringKind::Json)),
         DataType::Integer => Box::new(integer::IntegerDecoder::default()),

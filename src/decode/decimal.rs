@@ -116,12 +116,56 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
     Ok(if negative { -value } else { value })
 }
 
+/// The common case in one pass: `-?digits(.digits)?` with at most 18 digits and at most
+/// [`DECIMAL_SCALE`] of them fractional, accumulated in a `u64`. Returns the scaled value
+/// and the text's length, or `None` for anything else (exponents, long or very precise
+/// numbers), which [`parse_decimal`] then handles exactly.
+#[inline]
+fn parse_simple_decimal(b: &[u8]) -> Option<(i128, usize)> {
+    let negative = b.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut v: u64 = 0;
+    let mut digits = 0;
+    let mut frac: Option<usize> = None;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'0'..=b'9' => {
+                v = v * 10 + u64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            b'e' | b'E' => return None,
+            _ => break,
+        }
+        if digits > 18 {
+            return None;
+        }
+        i += 1;
+    }
+    let frac = frac.unwrap_or(0);
+    if digits == 0 || frac > DECIMAL_SCALE as usize {
+        return None;
+    }
+    let scaled = i128::from(v) * 10i128.pow(DECIMAL_SCALE as u32 - frac as u32);
+    Some((if negative { -scaled } else { scaled }, i))
+}
+
 impl ColumnDecoder for DecimalDecoder {
+    #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
         match cur.peek()? {
             Token::Number => {
                 let at = cur.offset();
                 let text = cur.raw_number()?;
+                if let Some((v, len)) = parse_simple_decimal(text.as_bytes()) {
+                    if len == text.len() {
+                        self.values.push(v);
+                        return Ok(());
+                    }
+                }
                 let v = parse_decimal(text, DECIMAL_SCALE as u32)
                     .map_err(|e| Fault::mismatch(at, "a decimal", e))?;
                 self.values.push(v);
@@ -162,6 +206,31 @@ mod tests {
 
     fn d(s: &str) -> Result<i128, String> {
         parse_decimal(s, 9)
+    }
+
+    #[test]
+    fn simple_path_agrees_with_the_general_parser() {
+        for s in [
+            "0",
+            "-0",
+            "1",
+            "93.46",
+            "-5.5",
+            "123456789.123456789",
+            "999999999999999999",
+            "0.000000001",
+            "00.5",
+        ] {
+            let (v, len) = parse_simple_decimal(s.as_bytes()).unwrap();
+            assert_eq!(len, s.len());
+            assert_eq!(Ok(v), d(s), "{s}");
+        }
+        for s in ["1e2", "1.0000000001", "1234567890123456789"] {
+            assert!(
+                parse_simple_decimal(s.as_bytes()).is_none_or(|(_, l)| l < s.len()),
+                "{s}"
+            );
+        }
     }
 
     #[test]

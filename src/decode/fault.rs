@@ -7,7 +7,12 @@ use std::fmt;
 /// Built only on the error path, so the property path is assembled as the error unwinds
 /// through the nested decoders rather than tracked for every value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fault {
+pub struct Fault(Box<FaultInner>);
+
+/// The fields of a [`Fault`], boxed so that the `Result`s returned for every value on the
+/// hot path stay one pointer wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FaultInner {
     /// Property names from the outermost inwards (`UnitAmount`, `NetValue`); empty for
     /// syntax errors outside any property.
     path: Vec<String>,
@@ -20,11 +25,11 @@ pub struct Fault {
 impl Fault {
     /// A malformed-JSON or otherwise unreadable value at `offset`.
     pub fn syntax(offset: usize, message: impl Into<String>) -> Self {
-        Fault {
+        Fault(Box::new(FaultInner {
             path: Vec::new(),
             offset,
             message: message.into(),
-        }
+        }))
     }
 
     /// A value the column's type cannot hold.
@@ -34,17 +39,17 @@ impl Fault {
 
     /// Prefixes the property path with `name`, as the error leaves a nested decoder.
     pub fn within(mut self, name: &str) -> Self {
-        self.path.push(name.to_owned());
+        self.0.path.push(name.to_owned());
         self
     }
 
     /// The dotted property path, outermost first (`UnitAmount.NetValue`), if any.
     pub fn property(&self) -> Option<String> {
-        if self.path.is_empty() {
+        if self.0.path.is_empty() {
             return None;
         }
         let mut out = String::new();
-        for part in self.path.iter().rev() {
+        for part in self.0.path.iter().rev() {
             // Array indices attach to their property: `TaxValues[0].Value`.
             if !out.is_empty() && !part.starts_with('[') {
                 out.push('.');
@@ -56,12 +61,12 @@ impl Fault {
 
     /// The byte offset in the line.
     pub fn offset(&self) -> usize {
-        self.offset
+        self.0.offset
     }
 
     /// The message without location.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
@@ -71,10 +76,10 @@ impl fmt::Display for Fault {
             Some(p) => write!(
                 f,
                 "property {p}: {} (byte {})",
-                self.message,
-                self.offset + 1
+                self.0.message,
+                self.0.offset + 1
             ),
-            None => write!(f, "{} (byte {})", self.message, self.offset + 1),
+            None => write!(f, "{} (byte {})", self.0.message, self.0.offset + 1),
         }
     }
 }

@@ -156,22 +156,10 @@ impl<'a> Cursor<'a> {
     /// at the closing `}`. `first` says whether this is the first key of the object.
     #[inline]
     pub fn next_key(&mut self, first: bool) -> Result<Option<RawStr<'a>>, Fault> {
-        if self.eat(b'}') {
+        if !self.next_member(first)? {
             return Ok(None);
         }
-        if !first && !self.eat(b',') {
-            return Err(self.fault("expected ',' or '}' after a property"));
-        }
-        self.skip_ws();
-        if self.bytes.get(self.pos) != Some(&b'"') {
-            return Err(self.fault("expected a property name"));
-        }
-        let key = self.raw_string()?;
-        if !self.eat(b':') {
-            return Err(self.fault("expected ':' after a property name"));
-        }
-        self.skip_ws();
-        Ok(Some(key))
+        self.member_key().map(Some)
     }
 
     /// Consumes `[`; the caller has peeked [`Token::Array`].
@@ -207,28 +195,24 @@ impl<'a> Cursor<'a> {
         let mut i = start;
         let mut escaped = false;
         loop {
-            let Some(found) = memchr::memchr2(b'"', b'\\', &self.bytes[i..]) else {
-                self.pos = self.bytes.len();
-                return Err(self.fault("unterminated string"));
-            };
-            i += found;
-            if self.bytes[i] == b'"' {
-                break;
+            i = find_string_special(self.bytes, i);
+            match self.bytes.get(i) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    // Skip the backslash and the escaped byte; `\u` digits are checked on unescape.
+                    i += 2;
+                    if i > self.bytes.len() {
+                        self.pos = self.bytes.len();
+                        return Err(self.fault("unterminated string"));
+                    }
+                }
+                Some(_) => return Err(Fault::syntax(i, "unescaped control character in a string")),
+                None => {
+                    self.pos = self.bytes.len();
+                    return Err(self.fault("unterminated string"));
+                }
             }
-            escaped = true;
-            // Skip the backslash and the escaped byte; `\u` digits are checked on unescape.
-            i += 2;
-            if i > self.bytes.len() {
-                self.pos = self.bytes.len();
-                return Err(self.fault("unterminated string"));
-            }
-        }
-        let content = &self.bytes[start..i];
-        if content.iter().any(|&b| b < 0x20) {
-            return Err(Fault::syntax(
-                start,
-                "unescaped control character in a string",
-            ));
         }
         self.pos = i + 1;
         Ok(RawStr {
@@ -236,6 +220,56 @@ impl<'a> Cursor<'a> {
             has_escapes: escaped,
             offset: start,
         })
+    }
+
+    /// Moves to the next member of an object and stops at its key's opening quote: `true`
+    /// if there is one, `false` at the closing `}`. Pair with [`Cursor::eat_key`] or
+    /// [`Cursor::member_key`].
+    #[inline]
+    pub fn next_member(&mut self, first: bool) -> Result<bool, Fault> {
+        if self.eat(b'}') {
+            return Ok(false);
+        }
+        if !first && !self.eat(b',') {
+            return Err(self.fault("expected ',' or '}' after a property"));
+        }
+        self.skip_ws();
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return Err(self.fault("expected a property name"));
+        }
+        Ok(true)
+    }
+
+    /// If the key at the cursor is exactly `quoted` (the name with its quotes), consumes it
+    /// and its colon. This byte comparison is the fast path for the common case of keys in
+    /// schema order; any other spelling (escapes included) falls back to
+    /// [`Cursor::member_key`], which unescapes.
+    #[inline]
+    pub fn eat_key(&mut self, quoted: &[u8]) -> Result<bool, Fault> {
+        if starts_with(&self.bytes[self.pos..], quoted) {
+            self.pos += quoted.len();
+            self.expect_colon()?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// Consumes the key at the cursor and its colon.
+    #[inline]
+    pub fn member_key(&mut self) -> Result<RawStr<'a>, Fault> {
+        let key = self.raw_string()?;
+        self.expect_colon()?;
+        Ok(key)
+    }
+
+    #[inline]
+    fn expect_colon(&mut self) -> Result<(), Fault> {
+        if !self.eat(b':') {
+            return Err(self.fault("expected ':' after a property name"));
+        }
+        self.skip_ws();
+        Ok(())
     }
 
     /// Consumes a number and returns its text, checked against the JSON number grammar.
@@ -347,6 +381,62 @@ impl<'a> Cursor<'a> {
         }
         Ok(&self.text[start..self.pos])
     }
+}
+
+/// `hay.starts_with(needle)` for the short needles of property names, compared a word at a
+/// time inline rather than through a `memcmp` call per key.
+#[inline]
+fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
+    let n = needle.len();
+    if hay.len() < n {
+        return false;
+    }
+    if n < 8 {
+        return hay[..n] == *needle;
+    }
+    let word =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(hay, i) != word(needle, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last word overlaps the previous one; comparing bytes twice is harmless.
+    i == n || word(hay, n - 8) == word(needle, n - 8)
+}
+
+/// Index of the first `"`, `\\` or control character at or after `i`, or `b.len()`.
+///
+/// Scans eight bytes at a time with the classic "has byte less than n" and "has zero byte"
+/// word tricks: strings are short (ids, codes, names), where one word loop beats setting up
+/// a vectorised search per string. A flagged byte is only ever spurious above a true match,
+/// so the lowest flag is exact.
+#[inline]
+fn find_string_special(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let flags = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let flags = flags & HIGHS;
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// The raw content of a JSON string, between its quotes.
@@ -537,6 +627,29 @@ mod tests {
         let s = "[".repeat(10_000) + &"]".repeat(10_000);
         let err = raw(&s).unwrap_err();
         assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn string_scan_finds_the_first_special_byte_at_every_position() {
+        for len in 0..40 {
+            for special in [b'"', b'\\', 0x01, 0x1f] {
+                for at in 0..=len {
+                    let mut v = vec![b'a'; len];
+                    // Bytes that trip naive word tricks: high bytes and 0x20 itself.
+                    for (i, x) in v.iter_mut().enumerate() {
+                        *x = [b'a', 0xc3, 0x20, 0x7f, b'!'][i % 5];
+                    }
+                    if at < len {
+                        v[at] = special;
+                    }
+                    assert_eq!(
+                        find_string_special(&v, 0),
+                        at,
+                        "len {len} at {at} byte {special}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

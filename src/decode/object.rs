@@ -12,6 +12,8 @@ use std::sync::Arc;
 /// One known property of an object.
 struct Member {
     name: Box<str>,
+    /// The name with its quotes, for the byte-exact fast path of key matching.
+    quoted: Box<[u8]>,
     required: bool,
     /// Path used to name drift on this property, computed once.
     path: Arc<str>,
@@ -44,6 +46,7 @@ impl ObjectDecoder {
                 let member_path = join_path(path, &p.name);
                 Member {
                     name: p.name.as_str().into(),
+                    quoted: format!("\"{}\"", p.name).into_bytes().into(),
                     required: p.required,
                     decoder: make_decoder(&p.data_type, &member_path),
                     path: member_path.into(),
@@ -68,15 +71,7 @@ impl ObjectDecoder {
         self
     }
 
-    #[inline]
-    fn find(&self, key: &str, guess: usize) -> Option<usize> {
-        // Exports write properties in a stable order, so the member after the previous one
-        // is almost always right; fall back to a scan otherwise.
-        if let Some(m) = self.members.get(guess) {
-            if &*m.name == key {
-                return Some(guess);
-            }
-        }
+    fn find(&self, key: &str) -> Option<usize> {
         self.members.iter().position(|m| &*m.name == key)
     }
 
@@ -113,17 +108,31 @@ impl ColumnDecoder for ObjectDecoder {
         let mut guess = 0;
         let mut first = true;
         let mut key_is_null = false;
-        while let Some(raw_key) = cur.next_key(first)? {
+        while cur.next_member(first)? {
             first = false;
-            let key = raw_key.to_cow()?;
-            let Some(i) = self.find(&key, guess) else {
-                let raw = cur.raw_value()?;
-                ctx.unknown_property(&self.path, &key, raw);
-                continue;
+            let key_offset = cur.offset();
+            // Exports write properties in a stable order, so the member after the previous
+            // one is almost always next: compare its quoted name in place, and only read and
+            // unescape the key when that fails.
+            let i = match self.members.get(guess) {
+                Some(m) if cur.eat_key(&m.quoted)? => guess,
+                _ => {
+                    let raw_key = cur.member_key()?;
+                    let key = raw_key.to_cow()?;
+                    match self.find(&key) {
+                        Some(i) => i,
+                        None => {
+                            let raw = cur.raw_value()?;
+                            ctx.unknown_property(&self.path, &key, raw);
+                            continue;
+                        }
+                    }
+                }
             };
             guess = i + 1;
             if self.seen[i] == stamp {
-                return Err(Fault::syntax(raw_key.offset, "property appears twice").within(&key));
+                let name = &self.members[i].name;
+                return Err(Fault::syntax(key_offset, "property appears twice").within(name));
             }
             self.seen[i] = stamp;
             let member = &mut self.members[i];

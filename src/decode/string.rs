@@ -19,6 +19,9 @@ pub enum StringKind {
         values: Arc<Enum>,
         /// The property's path, to name the drift.
         path: Arc<str>,
+        /// Index of the value matched last: exports repeat a few values, so checking it
+        /// first usually settles membership with one comparison.
+        last: usize,
     },
     /// Any JSON value, kept as its exact JSON text.
     Json,
@@ -57,7 +60,7 @@ impl ColumnDecoder for StringDecoder {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
         let at = cur.offset();
-        match (&self.kind, cur.peek()?) {
+        match (&mut self.kind, cur.peek()?) {
             (StringKind::Json, _) => {
                 let raw = cur.raw_value()?;
                 self.bytes.extend_from_slice(raw.as_bytes());
@@ -65,11 +68,20 @@ impl ColumnDecoder for StringDecoder {
             (StringKind::Plain, Token::String) => {
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;
             }
-            (StringKind::Enum { values, path }, Token::String) => {
+            (StringKind::Enum { values, path, last }, Token::String) => {
                 let start = self.bytes.len();
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
-                if !values.values.iter().any(|v| v.as_bytes() == value) {
+                let known = &values.values;
+                let hit = known.get(*last).is_some_and(|v| v.as_bytes() == value)
+                    || match known.iter().position(|v| v.as_bytes() == value) {
+                        Some(i) => {
+                            *last = i;
+                            true
+                        }
+                        None => false,
+                    };
+                if !hit {
                     let value = String::from_utf8_lossy(value);
                     ctx.drift.push(Drift {
                         kind: DriftKind::UnknownEnumValue,
