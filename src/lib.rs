@@ -21,6 +21,7 @@
 //! ```
 //!
 //! Modules, in the order data flows:
+//! - [`api`] — Connector API client: wire types, requests, retries, rate limit.
 //! - [`schema`] — `schemas/*.json`, the single source of truth for columns and types.
 //! - [`config`] — validated settings with named defaults; no I/O.
 //! - [`input`] — opens a file or stdin, detects compression from content, decompresses.
@@ -33,6 +34,7 @@
 //! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
 //! - [`generate`] — deterministic synthetic rows for every entity (demo, tests, benches).
 
+pub mod api;
 pub mod commit;
 pub mod config;
 pub mod convert;

@@ -1,0 +1,5 @@
+//! The Connector API client: wire types, requests, retry policy and rate limit.
+
+pub mod types;
+
+pub use types::*;
