@@ -18,6 +18,7 @@
 use crate::commit::{sanitize_load_id, CommitError, OutputDir};
 use crate::config::ErrorBudget;
 use crate::decode::{DecodedBatch, RecordDecoder};
+use crate::download::{self, ExportFiles};
 use crate::framing::LineBatch;
 use crate::input::{self, Compression, FrameTotals, InputError, Source};
 use crate::manifest::{
@@ -68,6 +69,9 @@ pub enum LoadError {
         /// What disagrees.
         detail: String,
     },
+    /// A file of an export could not be downloaded whole.
+    #[error(transparent)]
+    Download(Box<download::DownloadError>),
     /// A pipeline thread stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +98,8 @@ pub struct LoadPlan {
     pub max_line_bytes: usize,
     /// Bytes of line data per batch handed to the decoder.
     pub batch_bytes: usize,
+    /// Sources read and decoded at the same time (each on its own decoder thread).
+    pub parallel_sources: usize,
 }
 
 /// How a load ended.
@@ -119,6 +125,19 @@ pub struct LoadReport {
     pub quarantine: Option<PathBuf>,
     /// Wall time of the load.
     pub elapsed: Duration,
+}
+
+/// One source of a load: a local file (or stdin), or a file of a successful export.
+pub enum LoadSource {
+    /// A local file or stdin.
+    Local(Source),
+    /// File `index` of an export, downloaded as it is decoded.
+    Remote {
+        /// The export's file list and URL refresher.
+        files: Arc<ExportFiles>,
+        /// Which file.
+        index: usize,
+    },
 }
 
 /// Derives a load id from a source file name: the name without directories, compression
@@ -179,7 +198,7 @@ pub async fn load_files(
     let started = Instant::now();
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
     let quarantine_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
-    let result = run_pipeline(plan, sources, staging.clone(), quarantine_path).await;
+    let result = run_pipeline(plan, &sources, staging.clone(), quarantine_path).await;
     let (written, source_info) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -268,95 +287,138 @@ pub async fn load_files(
     })
 }
 
-type SourceInfo = (Compression, u64, FrameTotals);
+/// Name, compression, bytes read (on the wire or from disk) and framing totals of a source.
+type SourceInfo = (String, Compression, u64, FrameTotals);
 
 async fn run_pipeline(
     plan: &LoadPlan,
-    sources: &[Source],
+    sources: &[LoadSource],
     staging: PathBuf,
     quarantine_path: PathBuf,
 ) -> Result<(Written, Vec<SourceInfo>), LoadError> {
-    let (stream_tx, stream_rx) = mpsc::channel::<SourceStream>(1);
+    let parallel = plan.parallel_sources.clamp(1, sources.len().max(1));
+    let (stream_tx, stream_rx) = mpsc::channel::<SourceStream>(parallel);
+    let stream_rx = Arc::new(std::sync::Mutex::new(stream_rx));
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoded>(BATCH_QUEUE);
 
-    let schema = plan.schema;
-    let export_id = plan.export_id.clone();
-    let decoder = tokio::task::spawn_blocking(move || {
-        decode_stage(schema, &export_id, stream_rx, decoded_tx)
-    });
+    // As many decoder threads as sources in flight, so that every source being read has a
+    // decoder draining it.
+    let mut decoders = Vec::with_capacity(parallel);
+    for _ in 0..parallel {
+        let schema = plan.schema;
+        let export_id = plan.export_id.clone();
+        let streams = stream_rx.clone();
+        let out = decoded_tx.clone();
+        decoders.push(tokio::task::spawn_blocking(move || decode_stage(schema, &export_id, &streams, out)));
+    }
+    drop(decoded_tx);
 
     let arrow_schema = plan.schema.arrow_schema();
     let spec = plan.partition.clone();
     let options = plan.writer.clone();
     let prefix = plan.load_id.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        write_stage(
-            staging,
-            arrow_schema,
-            spec,
-            options,
-            prefix,
-            quarantine_path,
-            decoded_rx,
-        )
+        write_stage(staging, arrow_schema, spec, options, prefix, quarantine_path, decoded_rx)
     });
 
-    let read = read_stage(plan, sources, stream_tx).await;
-    // The reader has dropped its sender (even on error), so both threads run to the end.
-    let decoded = decoder
-        .await
-        .map_err(|e| LoadError::Internal(format!("decoder thread: {e}")))?;
-    let written = writer
-        .await
-        .map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
-    let info = read?;
+    let read = futures::stream::iter(sources.iter().enumerate())
+        .map(|(index, source)| read_source(plan, index, source, stream_tx.clone()))
+        .buffered(parallel)
+        .collect::<Vec<_>>()
+        .await;
+    drop(stream_tx);
+    // Every sender is gone now (even on error), so the threads run to their end.
+    let mut decoded = Ok(());
+    for d in decoders {
+        let r = d.await.map_err(|e| LoadError::Internal(format!("decoder thread: {e}")))?;
+        if decoded.is_ok() {
+            decoded = r;
+        }
+    }
+    let written = writer.await.map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
+    let info = read.into_iter().collect::<Result<Vec<_>, _>>()?;
     decoded?;
     Ok((written?, info))
 }
 
-async fn read_stage(
+/// Opens one source, hands its line queue to a decoder, and frames it into that queue.
+async fn read_source(
     plan: &LoadPlan,
-    sources: &[Source],
+    index: usize,
+    source: &LoadSource,
     streams: mpsc::Sender<SourceStream>,
-) -> Result<Vec<SourceInfo>, LoadError> {
-    let mut info = Vec::with_capacity(sources.len());
-    for (index, source) in sources.iter().enumerate() {
-        let name = source.display_name();
-        let wire_bytes = match source {
-            Source::Path(p) => tokio::fs::metadata(p).await.map(|m| m.len()).unwrap_or(0),
-            Source::Stdin => 0,
-        };
-        let (reader, compression) = input::open(source).await?;
-        let (tx, rx) = mpsc::channel(LINE_QUEUE);
-        let stream = SourceStream {
-            index,
-            name: name.clone(),
-            lines: rx,
-        };
-        // The decoder takes one source at a time; this hand-over only waits while the
-        // previous source is still being decoded.
-        if streams.send(stream).await.is_err() {
-            return Err(LoadError::Internal("decoder stopped early".into()));
+) -> Result<SourceInfo, LoadError> {
+    let (reader, compression, name, wire): (input::DecompressedReader, Compression, String, WireBytes) = match source {
+        LoadSource::Local(source) => {
+            let name = source.display_name();
+            let size = match source {
+                Source::Path(p) => tokio::fs::metadata(p).await.map(|m| m.len()).ok(),
+                Source::Stdin => None,
+            };
+            let (reader, compression) = input::open(source).await?;
+            (reader, compression, name, WireBytes::Known(size))
         }
-        let totals =
-            input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx).await?;
-        let bytes = if wire_bytes == 0 {
-            totals.bytes
-        } else {
-            wire_bytes
-        };
-        info.push((compression, bytes, totals));
+        LoadSource::Remote { files, index } => {
+            let (stream, counter, name) = download::open_file(files.clone(), *index)
+                .await
+                .map_err(|e| LoadError::Download(Box::new(e)))?;
+            let reader = tokio_util::io::StreamReader::new(stream);
+            let (reader, compression) = input::decompress(reader, &name).await?;
+            (reader, compression, name, WireBytes::Counted(counter))
+        }
+    };
+    let (tx, rx) = mpsc::channel(LINE_QUEUE);
+    let stream = SourceStream {
+        index,
+        name: name.clone(),
+        lines: rx,
+    };
+    if streams.send(stream).await.is_err() {
+        return Err(LoadError::Internal("decoders stopped early".into()));
     }
-    Ok(info)
+    let totals = input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx)
+        .await
+        .map_err(|e| match download::DownloadError::find(&e) {
+            Some(_) => LoadError::Download(Box::new(match e {
+                InputError::Read { io, .. } | InputError::Decompress { io, .. } | InputError::Open { io, .. } => {
+                    match io.into_inner().map(|inner| inner.downcast::<download::DownloadError>()) {
+                        Some(Ok(d)) => *d,
+                        _ => download::DownloadError::Export {
+                            export_id: plan.export_id.clone(),
+                            message: "download failed".into(),
+                        },
+                    }
+                }
+            })),
+            None => LoadError::Input(e),
+        })?;
+    let bytes = match wire {
+        WireBytes::Known(Some(n)) => n,
+        WireBytes::Known(None) => totals.bytes,
+        WireBytes::Counted(c) => c.bytes(),
+    };
+    Ok((name, compression, bytes, totals))
+}
+
+/// How the bytes of a source are known: a file's size, or counted as they arrive.
+enum WireBytes {
+    Known(Option<u64>),
+    Counted(Arc<download::WireCounter>),
 }
 
 fn decode_stage(
     schema: &'static EntitySchema,
     export_id: &str,
-    mut streams: mpsc::Receiver<SourceStream>,
+    streams: &std::sync::Mutex<mpsc::Receiver<SourceStream>>,
     out: std::sync::mpsc::SyncSender<Decoded>,
 ) -> Result<(), LoadError> {
-    while let Some(mut stream) = streams.blocking_recv() {
+    loop {
+        // Hold the lock only while taking the next source, not while decoding it.
+        let next = match streams.lock() {
+            Ok(mut rx) => rx.blocking_recv(),
+            Err(_) => return Err(LoadError::Internal("a decoder thread panicked".into())),
+        };
+        let Some(mut stream) = next else { break };
         let source: Arc<str> = stream.name.as_str().into();
         let mut decoder = RecordDecoder::new(schema, export_id, &stream.name);
         let mut any = false;

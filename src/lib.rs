@@ -39,6 +39,7 @@ pub mod commit;
 pub mod config;
 pub mod convert;
 pub mod decode;
+pub mod download;
 pub mod framing;
 pub mod generate;
 pub mod input;

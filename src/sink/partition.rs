@@ -313,7 +313,7 @@ fn format_year(y: i64) -> String {
 }
 
 /// `YYYY-MM-DD` of a day count since 1970-01-01.
-fn format_date(days: i64) -> String {
+pub(crate) fn format_date(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{}-{m:02}-{d:02}", format_year(y))
 }

@@ -1,0 +1,382 @@
+//! Streaming download of an export's files: HTTP body → one continuous byte stream, however
+//! often the connection breaks, its URL expires or the server ignores ranges.
+//!
+//! A file's bytes are handed on as they arrive (nothing is buffered whole). When the body
+//! breaks off — a reset, a short body, a timeout — the download reconnects and asks for the
+//! rest with `Range: bytes=<received>-`; a server that answers with the whole file instead
+//! is read from the start and the bytes already delivered are skipped, so the decompressor
+//! and the line framer downstream never notice and no row is read twice. Signed URLs live
+//! 10 minutes: an aged URL, or a 403/404, is replaced by a fresh one from `exports/getAll`.
+//! The bytes received must add up to the file's `SizeInBytes` exactly, or the file fails.
+
+use crate::api::{redact_url, ApiClient, ApiError, Export, ExportStatus};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// A signed URL older than this is refreshed before use: they are valid 10 minutes, and a
+/// minute of margin covers clock skew and a request in flight.
+pub const URL_MAX_AGE: Duration = Duration::from_secs(9 * 60);
+
+/// Reconnections allowed per file before it fails. Each resumes where the last stopped, so
+/// this bounds flakiness, not progress.
+pub const MAX_RECONNECTS: u32 = 8;
+
+/// First pause before a reconnection; doubled each time, with jitter, up to
+/// [`MAX_RECONNECT_DELAY`].
+pub const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(200);
+
+/// Longest pause between reconnections.
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+
+/// Why a file could not be downloaded whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The export expired before its files were read: a new export is needed.
+    #[error("export {export_id} expired while its files were being read")]
+    Expired {
+        /// The export.
+        export_id: String,
+    },
+    /// The file's size disagrees with `SizeInBytes`.
+    #[error("{file}: received {received} bytes but SizeInBytes is {expected}")]
+    SizeMismatch {
+        /// The file (URL without its signature).
+        file: String,
+        /// Bytes received on the wire.
+        received: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// Gave up after repeated failures.
+    #[error("{file}: gave up after {attempts} attempts at byte {received} of {expected}: {last}")]
+    GaveUp {
+        /// The file (URL without its signature).
+        file: String,
+        /// Connection attempts made.
+        attempts: u32,
+        /// Bytes received before giving up.
+        received: u64,
+        /// Bytes announced.
+        expected: u64,
+        /// The last error.
+        last: String,
+    },
+    /// The export no longer lists this file, or fresh URLs could not be fetched.
+    #[error("export {export_id}: {message}")]
+    Export {
+        /// The export.
+        export_id: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl DownloadError {
+    /// Finds a download error behind an I/O error raised while reading a download.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<&DownloadError> {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = current {
+            if let Some(d) = e.downcast_ref::<DownloadError>() {
+                return Some(d);
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if let Some(inner) = io.get_ref() {
+                    if let Some(d) = inner.downcast_ref::<DownloadError>() {
+                        return Some(d);
+                    }
+                }
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
+/// The current signed URLs of one export's files, refreshed on demand. Shared by the
+/// downloads of that export so that one refresh serves them all.
+pub struct ExportFiles {
+    client: ApiClient,
+    export_id: String,
+    state: Mutex<(Vec<crate::api::ExportFile>, Instant)>,
+}
+
+impl ExportFiles {
+    /// The files of `export` (which must be `Success`), as just listed by `exports/getAll`.
+    pub fn new(client: ApiClient, export: &Export) -> Arc<Self> {
+        Arc::new(ExportFiles {
+            client,
+            export_id: export.id.clone(),
+            state: Mutex::new((export.files.clone(), Instant::now())),
+        })
+    }
+
+    /// The export's id.
+    pub fn export_id(&self) -> &str {
+        &self.export_id
+    }
+
+    /// Number of files.
+    pub async fn len(&self) -> usize {
+        self.state.lock().await.0.len()
+    }
+
+    /// Size in bytes and redacted URL of file `index`.
+    pub async fn describe(&self, index: usize) -> Option<(u64, String)> {
+        let state = self.state.lock().await;
+        state.0.get(index).map(|f| (f.size_in_bytes, redact_url(&f.url)))
+    }
+
+    /// A URL for file `index` that is young enough to use; refreshes first when `stale`
+    /// (the last one was refused) or when it has aged past [`URL_MAX_AGE`].
+    async fn url(&self, index: usize, stale: bool) -> Result<String, DownloadError> {
+        let mut state = self.state.lock().await;
+        if stale || state.1.elapsed() > URL_MAX_AGE {
+            let exports = self
+                .client
+                .get_exports(std::slice::from_ref(&self.export_id))
+                .await
+                .map_err(|e| DownloadError::Export {
+                    export_id: self.export_id.clone(),
+                    message: format!("refreshing file URLs: {e}"),
+                })?;
+            let export = exports.into_iter().find(|e| e.id == self.export_id).ok_or_else(|| {
+                DownloadError::Export {
+                    export_id: self.export_id.clone(),
+                    message: "no longer listed by exports/getAll".into(),
+                }
+            })?;
+            match export.status {
+                ExportStatus::Success => {}
+                ExportStatus::Expired => {
+                    return Err(DownloadError::Expired {
+                        export_id: self.export_id.clone(),
+                    })
+                }
+                other => {
+                    return Err(DownloadError::Export {
+                        export_id: self.export_id.clone(),
+                        message: format!("status changed to {other} while downloading"),
+                    })
+                }
+            }
+            if export.files.len() != state.0.len() {
+                return Err(DownloadError::Export {
+                    export_id: self.export_id.clone(),
+                    message: format!(
+                        "now lists {} files instead of {}",
+                        export.files.len(),
+                        state.0.len()
+                    ),
+                });
+            }
+            tracing::debug!(export_id = %self.export_id, "refreshed file URLs");
+            *state = (export.files, Instant::now());
+        }
+        state
+            .0
+            .get(index)
+            .map(|f| f.url.clone())
+            .ok_or_else(|| DownloadError::Export {
+                export_id: self.export_id.clone(),
+                message: format!("has no file {}", index + 1),
+            })
+    }
+}
+
+/// Progress of one download, readable while it runs.
+#[derive(Debug, Default)]
+pub struct WireCounter {
+    bytes: AtomicU64,
+}
+
+impl WireCounter {
+    /// Bytes received on the wire so far (compressed, if the file is).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+struct Body {
+    files: Arc<ExportFiles>,
+    index: usize,
+    name: String,
+    expected: u64,
+    received: u64,
+    response: Option<futures::stream::BoxStream<'static, reqwest::Result<Bytes>>>,
+    /// Bytes still to drop from the current response: a server that ignored our range
+    /// resent the file from its start.
+    skip: u64,
+    attempts: u32,
+    stale_url: bool,
+    last_error: String,
+    counter: Arc<WireCounter>,
+    finished: bool,
+}
+
+impl Body {
+    fn gave_up(&self) -> DownloadError {
+        DownloadError::GaveUp {
+            file: self.name.clone(),
+            attempts: self.attempts,
+            received: self.received,
+            expected: self.expected,
+            last: self.last_error.clone(),
+        }
+    }
+
+    /// Waits before reconnection `attempt`: exponential with full jitter.
+    async fn pause(&self) {
+        let exp = FIRST_RECONNECT_DELAY.saturating_mul(1 << self.attempts.min(16));
+        let cap = exp.min(MAX_RECONNECT_DELAY);
+        let jittered = cap.mul_f64(fastrand::f64());
+        tokio::time::sleep(jittered).await;
+    }
+
+    async fn connect(&mut self) -> Result<(), DownloadError> {
+        loop {
+            if self.attempts > MAX_RECONNECTS {
+                return Err(self.gave_up());
+            }
+            if self.attempts > 0 {
+                self.pause().await;
+            }
+            self.attempts += 1;
+            let url = self.files.url(self.index, self.stale_url).await?;
+            self.stale_url = false;
+            match self.files.client.download(&url, self.received).await {
+                Ok(response) => {
+                    self.skip = 0;
+                    self.response = Some(response.bytes_stream().boxed());
+                    return Ok(());
+                }
+                Err(e) => {
+                    match e.status() {
+                        // The signature expired or the file moved: fresh URLs, try again.
+                        Some(403 | 404) => self.stale_url = true,
+                        // The server ignored our range: read from the start, skip what we have.
+                        Some(200) if self.received > 0 => {
+                            match self.files.client.download(&url, 0).await {
+                                Ok(response) => {
+                                    self.skip = self.received;
+                                    self.response = Some(response.bytes_stream().boxed());
+                                    return Ok(());
+                                }
+                                Err(e) => self.last_error = e.to_string(),
+                            }
+                            continue;
+                        }
+                        // Range not satisfiable: the file is shorter than announced.
+                        Some(416) => {
+                            return Err(DownloadError::SizeMismatch {
+                                file: self.name.clone(),
+                                received: self.received,
+                                expected: self.expected,
+                            })
+                        }
+                        _ if !is_worth_retrying(&e) => {
+                            self.last_error = e.to_string();
+                            return Err(self.gave_up());
+                        }
+                        _ => {}
+                    }
+                    tracing::warn!(file = %self.name, attempt = self.attempts, error = %e, "download failed; retrying");
+                    self.last_error = e.to_string();
+                }
+            }
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, DownloadError>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if self.response.is_none() {
+                if let Err(e) = self.connect().await {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+            }
+            let stream = self.response.as_mut().expect("connected above");
+            match stream.next().await {
+                Some(Ok(mut chunk)) => {
+                    if self.skip > 0 {
+                        let drop = self.skip.min(chunk.len() as u64) as usize;
+                        self.skip -= drop as u64;
+                        chunk = chunk.slice(drop..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.received += chunk.len() as u64;
+                    self.counter.bytes.store(self.received, Ordering::Relaxed);
+                    if self.received > self.expected {
+                        self.finished = true;
+                        return Some(Err(DownloadError::SizeMismatch {
+                            file: self.name.clone(),
+                            received: self.received,
+                            expected: self.expected,
+                        }));
+                    }
+                    return Some(Ok(chunk));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(file = %self.name, received = self.received, error = %ApiError::transport("download", "", e).to_string(), "download interrupted; resuming");
+                    self.last_error = "connection interrupted".into();
+                    self.response = None;
+                }
+                None => {
+                    self.response = None;
+                    if self.received == self.expected && self.skip == 0 {
+                        self.finished = true;
+                        return None;
+                    }
+                    tracing::warn!(file = %self.name, received = self.received, expected = self.expected, "download ended early; resuming");
+                    self.last_error = format!("body ended at byte {}", self.received);
+                }
+            }
+        }
+    }
+}
+
+fn is_worth_retrying(e: &ApiError) -> bool {
+    e.is_retryable()
+}
+
+/// Opens file `index` of an export as a stream of its bytes (as served: compressed if the
+/// file is), resuming across failures, with a counter of bytes received.
+pub async fn open_file(
+    files: Arc<ExportFiles>,
+    index: usize,
+) -> Result<(impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static, Arc<WireCounter>, String), DownloadError> {
+    let (expected, name) = files.describe(index).await.ok_or_else(|| DownloadError::Export {
+        export_id: files.export_id.clone(),
+        message: format!("has no file {}", index + 1),
+    })?;
+    let counter = Arc::new(WireCounter::default());
+    let body = Body {
+        files,
+        index,
+        name: name.clone(),
+        expected,
+        received: 0,
+        response: None,
+        skip: 0,
+        attempts: 0,
+        stale_url: false,
+        last_error: String::new(),
+        counter: counter.clone(),
+        finished: false,
+    };
+    let stream = futures::stream::unfold(body, |mut body| async move {
+        body.next_chunk()
+            .await
+            .map(|r| (r.map_err(std::io::Error::other), body))
+    })
+    .boxed();
+    Ok((stream, counter, name))
+}

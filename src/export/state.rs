@@ -1,0 +1,119 @@
+//! The run state file: which export this tool created for each job, and whether its load
+//! committed — what lets a run after a crash resume the same exports instead of adding
+//! new ones. It holds export ids and counts only, never a token or a URL.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Version of the state file layout.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// One job's export, as last recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobState {
+    /// The entity type.
+    pub entity: String,
+    /// The export this tool created for the job.
+    pub export_id: String,
+    /// When it was created (RFC 3339 UTC).
+    pub created_utc: String,
+    /// Whether its load is committed (then the next run starts a new export).
+    pub committed: bool,
+    /// The table version that holds it, once committed.
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// The whole state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    /// [`STATE_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Jobs by key (entity, scope and filters).
+    pub jobs: BTreeMap<String, JobState>,
+}
+
+/// Why the state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("state file {path}: {message}")]
+pub struct StateError {
+    /// The state file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl RunState {
+    /// Reads the state file, or an empty state when there is none.
+    pub fn load(path: &Path) -> Result<Self, StateError> {
+        let err = |message: String| StateError {
+            path: path.to_owned(),
+            message,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let state: RunState = serde_json::from_slice(&bytes).map_err(|e| err(format!("unreadable ({e}); move it away to start afresh")))?;
+                if state.format_version != STATE_FORMAT_VERSION {
+                    return Err(err(format!(
+                        "format version {} is not {STATE_FORMAT_VERSION}",
+                        state.format_version
+                    )));
+                }
+                Ok(state)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RunState {
+                format_version: STATE_FORMAT_VERSION,
+                jobs: BTreeMap::new(),
+            }),
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    /// Writes the state file atomically: a temporary file, synced, renamed over the old one.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let err = |e: std::io::Error| StateError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
+        tmp.write_all(&text).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            // Durability of the rename; not all platforms allow syncing a directory.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut s = RunState::load(&path).unwrap();
+        assert!(s.jobs.is_empty());
+        s.jobs.insert(
+            "OrderItem".into(),
+            JobState {
+                entity: "OrderItem".into(),
+                export_id: "e1".into(),
+                created_utc: "2024-01-01T00:00:00Z".into(),
+                committed: false,
+                version: None,
+            },
+        );
+        s.save(&path).unwrap();
+        assert_eq!(RunState::load(&path).unwrap(), s);
+        std::fs::write(&path, b"{oops").unwrap();
+        assert!(RunState::load(&path).unwrap_err().to_string().contains("unreadable"));
+    }
+}
