@@ -27,8 +27,9 @@ pub struct RetryPolicy {
     pub max_total: Duration,
 }
 
-/// Default for [`RetryPolicy::max_attempts`]: with the delays below, about half a minute of
-/// worst-case backoff, enough to ride out a brief outage or a rate-limit burst.
+/// Default for [`RetryPolicy::max_attempts`]: five waits of at most 0.5 + 1 + 2 + 4 + 8 s
+/// without `Retry-After`, enough to ride out a brief outage; a 429's `Retry-After` may
+/// stretch each wait up to [`DEFAULT_MAX_DELAY`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// Default for [`RetryPolicy::base_delay`].
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
