@@ -763,6 +763,55 @@ mod tests {
         assert_eq!(server.requests().len(), 3);
     }
 
+    /// Collects formatted log lines in memory.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_logged_with_fields_and_without_secrets() {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // tracing-core takes a lone registered dispatcher for the global one and lets whichever
+        // thread first reaches a log statement decide whether it is enabled, for everyone; a
+        // second, idle dispatcher makes it ask all of them, so other tests running in parallel
+        // cannot switch this test's log line off.
+        let _idle = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        // The test runtime is single-threaded, so a thread-local subscriber sees every event.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let echo = format!("upstream rejected {ACCESS_TOKEN}");
+        let server = TestServer::start([Canned::text(502, &echo), added("e-1")]).await;
+        client(&server)
+            .add_export("OrderItem", None, None)
+            .await
+            .unwrap();
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        for field in [
+            "WARN",
+            "operation=\"exports/add\"",
+            "attempt=1",
+            "status=502",
+            "delay_ms=",
+        ] {
+            assert!(text.contains(field), "{field} missing in: {text}");
+        }
+        assert_no_secret(&text);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn persistent_server_errors_exhaust_the_policy() {
         let server = TestServer::start_with_fallback([], Some(Canned::text(503, "busy"))).await;
