@@ -140,7 +140,8 @@ fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + hour * 3600 + minute * 60 + second))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+/// Days since 1970-01-01 of a proleptic Gregorian date (the well-known `days_from_civil`
+/// algorithm: shift the year to start in March so leap days fall last).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
