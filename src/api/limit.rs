@@ -1,0 +1,76 @@
+//! Client-side request limit: at most N request starts in any sliding window.
+//!
+//! The Connector API counts requests per access token in a sliding 30-second window
+//! (`guidelines/requests.md`), so a fixed-bucket counter could still overrun it. Keeping the
+//! start instants of the last N requests is exact for a sliding window and costs N instants.
+//! Time comes from `tokio::time`, so tests run it with paused time.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Lets at most `max_requests` requests start within any `window`.
+#[derive(Debug)]
+pub struct RequestLimiter {
+    max_requests: u32,
+    window: Duration,
+    /// Start instants of the most recent requests, oldest first, at most `max_requests`.
+    /// A Tokio mutex, held while waiting: it queues callers fairly, so slots go out in
+    /// arrival order and nobody starves.
+    starts: Mutex<VecDeque<Instant>>,
+}
+
+impl RequestLimiter {
+    /// A limiter of `max_requests` per `window`; `max_requests` must be at least 1.
+    pub fn new(max_requests: u32, window: Duration) -> Self {
+        RequestLimiter {
+            max_requests: max_requests.max(1),
+            window,
+            starts: Mutex::new(VecDeque::with_capacity(max_requests.max(1) as usize)),
+        }
+    }
+
+    /// Waits until one more request may start without exceeding the limit, and records it.
+    pub async fn acquire(&self) {
+        let mut starts = self.starts.lock().await;
+        if starts.len() >= self.max_requests as usize {
+            // The oldest of the last N starts leaves the window at `oldest + window`; from
+            // then on at most N−1 starts remain inside it.
+            if let Some(&oldest) = starts.front() {
+                tokio::time::sleep_until(oldest + self.window).await;
+            }
+            starts.pop_front();
+        }
+        starts.push_back(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn spaces_bursts_by_the_window() {
+        let limiter = RequestLimiter::new(2, Duration::from_secs(10));
+        let t0 = Instant::now();
+        let mut offsets = Vec::new();
+        for _ in 0..5 {
+            limiter.acquire().await;
+            offsets.push((Instant::now() - t0).as_secs());
+        }
+        assert_eq!(offsets, [0, 0, 10, 10, 20]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_need_no_wait() {
+        let limiter = RequestLimiter::new(2, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            limiter.acquire().await;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+        // Starts at 0, 6, 12, 18: any 10 s window holds at most two.
+        assert_eq!((Instant::now() - t0).as_secs(), 24);
+    }
+}

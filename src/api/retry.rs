@@ -1,0 +1,232 @@
+//! When and how long to wait before trying a Connector API request again.
+//!
+//! What is retried: answers 408, 429 and 5xx, and transport failures (connection refused or
+//! reset, timeouts, bodies cut short) — see [`ApiError::is_retryable`](super::ApiError).
+//! Everything else fails at once: a 400, 401, 403 or 404 says the request or the credentials
+//! are wrong, and repeating it would only spend the rate limit.
+//!
+//! How long: on 429 the server's `Retry-After` (capped by [`RetryPolicy::max_delay`]), else
+//! exponential backoff with full jitter, so that many clients failing together do not come
+//! back together. Bounded twice: by a number of attempts and by a total time, whichever is
+//! reached first. Everything here is pure (the random source and the clock are arguments), so
+//! the policy is tested without waiting.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Bounds and pacing of retries of one API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most requests made for one call, the first included; 1 disables retries.
+    pub max_attempts: u32,
+    /// Upper bound of the first backoff; it doubles with each further attempt.
+    pub base_delay: Duration,
+    /// Longest single wait, also the cap on a server's `Retry-After`.
+    pub max_delay: Duration,
+    /// No retry is started if waiting for it would take the call past this time since the
+    /// first attempt — a bound on how long a caller can be kept waiting.
+    pub max_total: Duration,
+}
+
+/// Default for [`RetryPolicy::max_attempts`]: five waits of at most 0.5 + 1 + 2 + 4 + 8 s
+/// without `Retry-After`, enough to ride out a brief outage; a 429's `Retry-After` may
+/// stretch each wait up to [`DEFAULT_MAX_DELAY`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+/// Default for [`RetryPolicy::base_delay`].
+pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
+/// Default for [`RetryPolicy::max_delay`]: at least the 30 s rate-limit window, so one wait
+/// can always span it.
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+/// Default for [`RetryPolicy::max_total`].
+pub const DEFAULT_MAX_TOTAL: Duration = Duration::from_secs(5 * 60);
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base_delay: DEFAULT_BASE_DELAY,
+            max_delay: DEFAULT_MAX_DELAY,
+            max_total: DEFAULT_MAX_TOTAL,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempt`-th failed attempt (1-based): uniform in
+    /// `[0, min(max_delay, base_delay · 2^(attempt−1))]` ("full jitter").
+    pub fn backoff(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+        // Past 2^31 the product overflows and the cap applies anyway.
+        let factor = 1u32 << attempt.saturating_sub(1).min(31);
+        let ceiling = self
+            .base_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay);
+        // Nanoseconds fit a u64 for 584 years; anything longer is a configuration mistake
+        // that the cap already tamed.
+        let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rng.u64(0..=ceiling_nanos))
+    }
+
+    /// The wait before the next attempt: the server's `Retry-After` when it sent one (capped
+    /// by [`RetryPolicy::max_delay`], so a wild value cannot stall a load), else
+    /// [`RetryPolicy::backoff`].
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
+        match retry_after {
+            Some(wait) => wait.min(self.max_delay),
+            None => self.backoff(attempt, rng),
+        }
+    }
+
+    /// Whether, after `attempts` attempts and `elapsed` time, waiting `delay` for another
+    /// attempt stays within both bounds.
+    pub fn allows(&self, attempts: u32, elapsed: Duration, delay: Duration) -> bool {
+        attempts < self.max_attempts && elapsed.saturating_add(delay) <= self.max_total
+    }
+}
+
+/// Reads a `Retry-After` value: delay seconds (`3`) or an HTTP date
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`), the latter measured from `now`; a date in the past
+/// means no wait. `None` for anything else, so the caller falls back to backoff.
+///
+/// Only the IMF-fixdate form of HTTP dates is read, the one servers must send (RFC 9110
+/// §5.6.7); the two obsolete forms fall back to backoff, which is safe.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is nonsense; the cap would apply anyway.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = parse_imf_fixdate(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → instant.
+fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
+    let (_weekday, rest) = value.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day: u32 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':');
+    let hour: u64 = hms.next()?.parse().ok()?;
+    let minute: u64 = hms.next()?.parse().ok()?;
+    let second: u64 = hms.next()?.parse().ok()?;
+    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
+        return None;
+    }
+    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + hour * 3600 + minute * 60 + second))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the well-known `days_from_civil`
+/// algorithm: shift the year to start in March so leap days fall last).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_cap() {
+        let policy = RetryPolicy::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for attempt in 1..=12 {
+            let ceiling = (policy.base_delay * (1 << (attempt - 1))).min(policy.max_delay);
+            let mut longest = Duration::ZERO;
+            for _ in 0..2000 {
+                let d = policy.backoff(attempt, &mut rng);
+                assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+                longest = longest.max(d);
+            }
+            // Full jitter spreads over the whole range, so the largest of many draws comes
+            // close to the ceiling.
+            assert!(
+                longest * 10 >= ceiling * 9,
+                "attempt {attempt}: {longest:?}"
+            );
+        }
+        assert!(policy.backoff(u32::MAX, &mut rng) <= policy.max_delay);
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let policy = RetryPolicy::default();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let three = Some(Duration::from_secs(3));
+        assert_eq!(policy.delay(1, three, &mut rng), Duration::from_secs(3));
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(policy.delay(1, hour, &mut rng), policy.max_delay);
+    }
+
+    #[test]
+    fn bounded_by_attempts_and_by_total_time() {
+        let policy = RetryPolicy::default();
+        let s = Duration::from_secs;
+        assert!(policy.allows(1, s(0), s(1)));
+        assert!(!policy.allows(6, s(0), s(1)));
+        assert!(policy.allows(2, s(299), s(1)));
+        assert!(!policy.allows(2, s(299), s(2)));
+    }
+
+    #[test]
+    fn reads_retry_after_seconds_and_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 01 Mar 2000 00:00:00 GMT", UNIX_EPOCH),
+            Some(Duration::from_secs(951_868_800))
+        );
+        for bad in [
+            "",
+            "-1",
+            "soon",
+            "1.5",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+}
