@@ -27,6 +27,7 @@ use crate::manifest::{
 use crate::quarantine::QuarantineWriter;
 use crate::schema::{EntitySchema, PartitionSpec};
 use crate::sink::{PartitionedWriter, SinkError, WriterOptions, WrittenFile};
+use futures::StreamExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +40,10 @@ pub const LINE_QUEUE: usize = 4;
 /// Decoded batches in flight between the decoder and the Parquet writer (each roughly the
 /// size of one line batch in Arrow form).
 pub const BATCH_QUEUE: usize = 4;
+
+/// Sources of one load read and decoded at the same time: one per core of the machines
+/// this runs on (two), so that a multi-file export keeps both busy.
+pub const DEFAULT_PARALLEL_SOURCES: usize = 2;
 
 /// Why a load did not complete. Data errors in single lines are not here: they are
 /// rejections, counted against the error budget.
@@ -189,11 +194,22 @@ struct Written {
     quarantine: Option<PathBuf>,
 }
 
-/// Runs one load of local (or already opened) sources into `out`.
+/// Runs one load of local files (or stdin) into `out`.
 pub async fn load_files(
     out: &OutputDir,
     plan: &LoadPlan,
     sources: &[Source],
+) -> Result<LoadReport, LoadError> {
+    let sources: Vec<LoadSource> = sources.iter().cloned().map(LoadSource::Local).collect();
+    load(out, plan, sources).await
+}
+
+/// Runs one load of `sources` into `out`: decodes them, writes Parquet to staging, and
+/// commits if the rejected lines are within budget.
+pub async fn load(
+    out: &OutputDir,
+    plan: &LoadPlan,
+    sources: Vec<LoadSource>,
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
@@ -215,10 +231,7 @@ pub async fn load_files(
         let _ = out.discard(&staging);
         return Err(LoadError::Internal("a source was not decoded".into()));
     }
-    for ((c, source), (compression, bytes, totals)) in
-        written.per_source.iter().zip(sources).zip(source_info)
-    {
-        let name = source.display_name();
+    for (c, (name, compression, bytes, totals)) in written.per_source.iter().zip(source_info) {
         let expected_lines = totals.lines_read;
         if c.lines_read != expected_lines || !c.is_balanced() || c.blank_lines != totals.blank_lines
         {
@@ -309,7 +322,9 @@ async fn run_pipeline(
         let export_id = plan.export_id.clone();
         let streams = stream_rx.clone();
         let out = decoded_tx.clone();
-        decoders.push(tokio::task::spawn_blocking(move || decode_stage(schema, &export_id, &streams, out)));
+        decoders.push(tokio::task::spawn_blocking(move || {
+            decode_stage(schema, &export_id, &streams, out)
+        }));
     }
     drop(decoded_tx);
 
@@ -318,7 +333,15 @@ async fn run_pipeline(
     let options = plan.writer.clone();
     let prefix = plan.load_id.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        write_stage(staging, arrow_schema, spec, options, prefix, quarantine_path, decoded_rx)
+        write_stage(
+            staging,
+            arrow_schema,
+            spec,
+            options,
+            prefix,
+            quarantine_path,
+            decoded_rx,
+        )
     });
 
     let read = futures::stream::iter(sources.iter().enumerate())
@@ -330,12 +353,16 @@ async fn run_pipeline(
     // Every sender is gone now (even on error), so the threads run to their end.
     let mut decoded = Ok(());
     for d in decoders {
-        let r = d.await.map_err(|e| LoadError::Internal(format!("decoder thread: {e}")))?;
+        let r = d
+            .await
+            .map_err(|e| LoadError::Internal(format!("decoder thread: {e}")))?;
         if decoded.is_ok() {
             decoded = r;
         }
     }
-    let written = writer.await.map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
+    let written = writer
+        .await
+        .map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
     let info = read.into_iter().collect::<Result<Vec<_>, _>>()?;
     decoded?;
     Ok((written?, info))
@@ -348,7 +375,12 @@ async fn read_source(
     source: &LoadSource,
     streams: mpsc::Sender<SourceStream>,
 ) -> Result<SourceInfo, LoadError> {
-    let (reader, compression, name, wire): (input::DecompressedReader, Compression, String, WireBytes) = match source {
+    let (reader, compression, name, wire): (
+        input::DecompressedReader,
+        Compression,
+        String,
+        WireBytes,
+    ) = match source {
         LoadSource::Local(source) => {
             let name = source.display_name();
             let size = match source {
@@ -380,8 +412,13 @@ async fn read_source(
         .await
         .map_err(|e| match download::DownloadError::find(&e) {
             Some(_) => LoadError::Download(Box::new(match e {
-                InputError::Read { io, .. } | InputError::Decompress { io, .. } | InputError::Open { io, .. } => {
-                    match io.into_inner().map(|inner| inner.downcast::<download::DownloadError>()) {
+                InputError::Read { io, .. }
+                | InputError::Decompress { io, .. }
+                | InputError::Open { io, .. } => {
+                    match io
+                        .into_inner()
+                        .map(|inner| inner.downcast::<download::DownloadError>())
+                    {
                         Some(Ok(d)) => *d,
                         _ => download::DownloadError::Export {
                             export_id: plan.export_id.clone(),

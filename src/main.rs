@@ -51,7 +51,7 @@ fn status_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<LoadError>() {
             return match e {
-                LoadError::Input(_) => exit::INPUT,
+                LoadError::Input(_) | LoadError::Download(_) => exit::INPUT,
                 LoadError::Commit(CommitError::Locked { .. }) => exit::LOCKED,
                 LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => {
                     exit::OUTPUT
@@ -195,6 +195,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         budget,
         max_line_bytes: args.max_line_bytes,
         batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
+        parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -77,7 +77,7 @@ pub enum DownloadError {
 
 impl DownloadError {
     /// Finds a download error behind an I/O error raised while reading a download.
-    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<&DownloadError> {
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a DownloadError> {
         let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(e) = current {
             if let Some(d) = e.downcast_ref::<DownloadError>() {
@@ -127,7 +127,10 @@ impl ExportFiles {
     /// Size in bytes and redacted URL of file `index`.
     pub async fn describe(&self, index: usize) -> Option<(u64, String)> {
         let state = self.state.lock().await;
-        state.0.get(index).map(|f| (f.size_in_bytes, redact_url(&f.url)))
+        state
+            .0
+            .get(index)
+            .map(|f| (f.size_in_bytes, redact_url(&f.url)))
     }
 
     /// A URL for file `index` that is young enough to use; refreshes first when `stale`
@@ -143,12 +146,13 @@ impl ExportFiles {
                     export_id: self.export_id.clone(),
                     message: format!("refreshing file URLs: {e}"),
                 })?;
-            let export = exports.into_iter().find(|e| e.id == self.export_id).ok_or_else(|| {
-                DownloadError::Export {
+            let export = exports
+                .into_iter()
+                .find(|e| e.id == self.export_id)
+                .ok_or_else(|| DownloadError::Export {
                     export_id: self.export_id.clone(),
                     message: "no longer listed by exports/getAll".into(),
-                }
-            })?;
+                })?;
             match export.status {
                 ExportStatus::Success => {}
                 ExportStatus::Expired => {
@@ -228,21 +232,13 @@ impl Body {
         }
     }
 
-    /// Waits before reconnection `attempt`: exponential with full jitter.
-    async fn pause(&self) {
-        let exp = FIRST_RECONNECT_DELAY.saturating_mul(1 << self.attempts.min(16));
-        let cap = exp.min(MAX_RECONNECT_DELAY);
-        let jittered = cap.mul_f64(fastrand::f64());
-        tokio::time::sleep(jittered).await;
-    }
-
     async fn connect(&mut self) -> Result<(), DownloadError> {
         loop {
             if self.attempts > MAX_RECONNECTS {
                 return Err(self.gave_up());
             }
             if self.attempts > 0 {
-                self.pause().await;
+                pause(self.attempts).await;
             }
             self.attempts += 1;
             let url = self.files.url(self.index, self.stale_url).await?;
@@ -343,6 +339,13 @@ impl Body {
     }
 }
 
+/// Waits before reconnection `attempt`: exponential with full jitter.
+async fn pause(attempt: u32) {
+    let exp = FIRST_RECONNECT_DELAY.saturating_mul(1 << attempt.min(16));
+    let cap = exp.min(MAX_RECONNECT_DELAY);
+    tokio::time::sleep(cap.mul_f64(fastrand::f64())).await;
+}
+
 fn is_worth_retrying(e: &ApiError) -> bool {
     e.is_retryable()
 }
@@ -352,11 +355,21 @@ fn is_worth_retrying(e: &ApiError) -> bool {
 pub async fn open_file(
     files: Arc<ExportFiles>,
     index: usize,
-) -> Result<(impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static, Arc<WireCounter>, String), DownloadError> {
-    let (expected, name) = files.describe(index).await.ok_or_else(|| DownloadError::Export {
-        export_id: files.export_id.clone(),
-        message: format!("has no file {}", index + 1),
-    })?;
+) -> Result<
+    (
+        impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
+        Arc<WireCounter>,
+        String,
+    ),
+    DownloadError,
+> {
+    let (expected, name) = files
+        .describe(index)
+        .await
+        .ok_or_else(|| DownloadError::Export {
+            export_id: files.export_id.clone(),
+            message: format!("has no file {}", index + 1),
+        })?;
     let counter = Arc::new(WireCounter::default());
     let body = Body {
         files,
