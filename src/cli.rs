@@ -31,7 +31,11 @@ Exit status:
   3  an input could not be read or decompressed; nothing of that load was committed
   4  the output could not be written or committed; the table keeps its previous contents
   5  more lines rejected than --max-rejected allows; nothing committed, quarantine written
-  6  another mews-etl process holds the output directory";
+  6  another mews-etl process holds the output directory
+  7  run: some entity types failed (their exports failed, timed out or could not be read);
+     the others committed
+  8  run: an export of an entity type that this output directory did not start is already
+     pending or processing (the API allows one at a time)";
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,8 +51,121 @@ pub enum LogFormat {
 pub enum Command {
     /// Load local export files (JSON Lines, optionally gzip or zstd) of one entity type.
     Convert(ConvertArgs),
+    /// Export entity types from the Connector API and load them: add each export (or
+    /// resume the one a previous run started), wait for it, stream its files into Parquet.
+    Run(RunArgs),
     /// Print an entity's columns and types, as derived from schemas/.
     Schema(SchemaArgs),
+    /// Serve the embedded Connector API mock (exports/add, exports/getAll, file downloads)
+    /// on 127.0.0.1, with synthetic data for all ten entity types.
+    MockServer(MockServerArgs),
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Output directory; tables appear as <OUT>/<table>/.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Run against the embedded mock API on 127.0.0.1 with synthetic data; no tokens needed.
+    #[arg(long)]
+    pub demo: bool,
+    /// Entity types to export (repeatable; default: all ten).
+    #[arg(long = "entity", short)]
+    pub entities: Vec<String>,
+    /// Export these enterprises only (repeatable, at most 1000).
+    #[arg(long = "enterprise-id")]
+    pub enterprise_ids: Vec<String>,
+    /// Export these chains only (repeatable, at most 1000).
+    #[arg(long = "chain-id")]
+    pub chain_ids: Vec<String>,
+    /// Only rows updated at or after this instant (2024-01-01 or 2024-01-01T00:00:00Z).
+    /// Ranges over 180 days become consecutive exports.
+    #[arg(long)]
+    pub updated_start: Option<String>,
+    /// Only rows updated before this instant (default with --updated-start: 5 minutes ago).
+    #[arg(long, requires = "updated_start")]
+    pub updated_end: Option<String>,
+    /// First ledger posting date for LedgerEntry (default: 31 days before yesterday).
+    #[arg(long)]
+    pub posting_start: Option<String>,
+    /// Last ledger posting date for LedgerEntry (default: yesterday).
+    #[arg(long)]
+    pub posting_end: Option<String>,
+    /// append or replace. Default: replace for unfiltered exports (full snapshots), append
+    /// for --updated-start windows.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Platform address.
+    #[arg(long, env = "MEWS_PLATFORM_URL", default_value = mews_etl::api::DEMO_PLATFORM_URL)]
+    pub platform_url: String,
+    /// File holding the client token (default: the MEWS_CLIENT_TOKEN environment variable).
+    #[arg(long)]
+    pub client_token_file: Option<PathBuf>,
+    /// File holding the access token (default: the MEWS_ACCESS_TOKEN environment variable).
+    #[arg(long)]
+    pub access_token_file: Option<PathBuf>,
+    /// Longest pause between status polls: seconds (30) or a duration (500ms, 30s, 5m).
+    /// Polls start a few seconds apart and grow towards this.
+    #[arg(long, default_value = "5m")]
+    pub poll_interval: String,
+    /// Longest wait for one export to finish (a duration like 90m or 6h).
+    #[arg(long, default_value = "6h")]
+    pub timeout: String,
+    /// Entity types exported and loaded at the same time.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Print the exports and tables the run would produce, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rows per export served by --demo.
+    #[arg(long, default_value_t = 5000)]
+    pub demo_rows: u64,
+    /// Load settings shared with convert.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Flags of `mock-server`.
+#[derive(Debug, Args)]
+pub struct MockServerArgs {
+    /// Port on 127.0.0.1 (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Rows per export.
+    #[arg(long, default_value_t = 5000)]
+    pub rows: u64,
+    /// Files per export.
+    #[arg(long, default_value_t = 2)]
+    pub files: usize,
+    /// Serve files gzip-compressed.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// How loads are decoded and written (shared by `convert` and `run`).
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Partition keys: properties, each optionally :year, :month or :day
+    /// (e.g. ConsumedUtc:month,AccountType), or none. Default: the entity's own.
+    #[arg(long)]
+    pub partition_by: Option<String>,
+    /// Parquet compression: zstd, snappy, gzip, lz4 or none.
+    #[arg(long, default_value = "zstd")]
+    pub compression: String,
+    /// Rows per Parquet file before it rolls over to a new one.
+    #[arg(long, default_value_t = mews_etl::sink::writer::DEFAULT_MAX_ROWS_PER_FILE)]
+    pub max_rows_per_file: usize,
+    /// Rejected lines allowed before a load is refused: a count (100) or a percentage of
+    /// lines read (1%).
+    #[arg(long, default_value = "1%")]
+    pub max_rejected: String,
+    /// Longest line accepted, in bytes; longer lines are rejected without being buffered.
+    #[arg(long, default_value_t = mews_etl::framing::DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
 }
 
 /// Flags of `convert`.
@@ -71,23 +188,9 @@ pub struct ConvertArgs {
     /// load once it commits (right for a full snapshot).
     #[arg(long, default_value = "append")]
     pub mode: String,
-    /// Partition keys: properties, each optionally :year, :month or :day
-    /// (e.g. ConsumedUtc:month,AccountType), or none. Default: the entity's own.
-    #[arg(long)]
-    pub partition_by: Option<String>,
-    /// Parquet compression: zstd, snappy, gzip, lz4 or none.
-    #[arg(long, default_value = "zstd")]
-    pub compression: String,
-    /// Rows per Parquet file before it rolls over to a new one.
-    #[arg(long, default_value_t = mews_etl::sink::writer::DEFAULT_MAX_ROWS_PER_FILE)]
-    pub max_rows_per_file: usize,
-    /// Rejected lines allowed before the load is refused: a count (100) or a percentage
-    /// of lines read (1%).
-    #[arg(long, default_value = "1%")]
-    pub max_rejected: String,
-    /// Longest line accepted, in bytes; longer lines are rejected without being buffered.
-    #[arg(long, default_value_t = mews_etl::framing::DEFAULT_MAX_LINE_BYTES)]
-    pub max_line_bytes: usize,
+    /// Load settings.
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Input files (.jsonl, gzip or zstd, detected from content); - reads stdin.
     #[arg(required = true)]
     pub files: Vec<String>,

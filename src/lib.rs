@@ -40,6 +40,7 @@ pub mod config;
 pub mod convert;
 pub mod decode;
 pub mod download;
+pub mod export;
 pub mod framing;
 pub mod generate;
 pub mod input;

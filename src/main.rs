@@ -6,7 +6,7 @@ mod summary;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use cli::{Cli, Command, ConvertArgs, LogFormat, SchemaArgs, SchemaFormat};
+use cli::{Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs, SchemaFormat};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::ErrorBudget;
 use mews_etl::convert::{load_files, load_id_from_file_name, LoadError, LoadOutcome, LoadPlan};
@@ -14,7 +14,14 @@ use mews_etl::input::Source;
 use mews_etl::manifest::WriteMode;
 use mews_etl::schema::{self, EntitySchema};
 use mews_etl::sink::{ParquetCompression, WriterOptions};
+use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
+use mews_etl::config::parse_duration;
+use mews_etl::export::poll::Poller;
+use mews_etl::export::state::RunState;
+use mews_etl::mock::{MockConfig, MockServer};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Documented exit statuses (see `--help`).
 mod exit {
@@ -24,6 +31,8 @@ mod exit {
     pub const OUTPUT: u8 = 4;
     pub const OVER_BUDGET: u8 = 5;
     pub const LOCKED: u8 = 6;
+    pub const SOME_FAILED: u8 = 7;
+    pub const CONFLICT: u8 = 8;
 }
 
 /// An error with the exit status it maps to.
@@ -104,6 +113,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Convert(args) => convert(args),
         Command::Schema(args) => print_schema(args),
+        Command::Run(args) => run(args),
+        Command::MockServer(args) => mock_server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,9 +140,13 @@ fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn convert(args: &ConvertArgs) -> Result<(), Failure> {
-    let schema = find_entity(&args.entity)?;
-    let mode: WriteMode = args.mode.parse().map_err(usage)?;
+/// The validated load settings shared by `convert` and `run`.
+struct Load {
+    budget: ErrorBudget,
+    writer: WriterOptions,
+}
+
+fn load_settings(args: &LoadArgs) -> Result<Load, Failure> {
     let budget: ErrorBudget = args
         .max_rejected
         .parse()
@@ -140,18 +155,32 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         .compression
         .parse()
         .map_err(|e| usage(format!("--compression: {e}")))?;
-    let partition = match &args.partition_by {
-        Some(spec) => schema
-            .parse_partition_spec(spec)
-            .map_err(|e| usage(format!("--partition-by: {e}")))?,
-        None => schema.default_partition_spec(),
-    };
     if args.max_rows_per_file == 0 {
         return Err(usage("--max-rows-per-file must be at least 1".into()));
     }
     if args.max_line_bytes == 0 {
         return Err(usage("--max-line-bytes must be at least 1".into()));
     }
+    Ok(Load {
+        budget,
+        writer: WriterOptions {
+            compression,
+            max_rows_per_file: args.max_rows_per_file,
+            ..WriterOptions::default()
+        },
+    })
+}
+
+fn convert(args: &ConvertArgs) -> Result<(), Failure> {
+    let schema = find_entity(&args.entity)?;
+    let mode: WriteMode = args.mode.parse().map_err(usage)?;
+    let Load { budget, writer } = load_settings(&args.load)?;
+    let partition = match &args.load.partition_by {
+        Some(spec) => schema
+            .parse_partition_spec(spec)
+            .map_err(|e| usage(format!("--partition-by: {e}")))?,
+        None => schema.default_partition_spec(),
+    };
     let sources: Vec<Source> = args.files.iter().map(|f| Source::parse(f)).collect();
     if sources
         .iter()
@@ -187,13 +216,9 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         export_id,
         mode,
         partition,
-        writer: WriterOptions {
-            compression,
-            max_rows_per_file: args.max_rows_per_file,
-            ..WriterOptions::default()
-        },
+        writer,
         budget,
-        max_line_bytes: args.max_line_bytes,
+        max_line_bytes: args.load.max_line_bytes,
         batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
         parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
     };
@@ -225,4 +250,227 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
             ),
         }),
     }
+}
+
+fn read_token(file: Option<&std::path::Path>, var: &str, flag: &str) -> Result<Secret, Failure> {
+    let value = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?,
+        None => std::env::var(var).map_err(|_| {
+            usage(format!(
+                "no {var}: set it, or pass {flag}, or use --demo to run against the embedded mock"
+            ))
+        })?,
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(usage(format!("{var} is empty")));
+    }
+    Ok(Secret::new(value))
+}
+
+fn run(args: &RunArgs) -> Result<(), Failure> {
+    use mews_etl::export::{self, job, RunRequest};
+    let mut entities: Vec<&'static EntitySchema> = Vec::new();
+    if args.entities.is_empty() {
+        entities.extend(schema::all());
+    }
+    for name in &args.entities {
+        let s = find_entity(name)?;
+        if !entities.iter().any(|e| e.entity == s.entity) {
+            entities.push(s);
+        }
+    }
+    let mode = args
+        .mode
+        .as_deref()
+        .map(str::parse::<WriteMode>)
+        .transpose()
+        .map_err(usage)?;
+    let scope = (!args.enterprise_ids.is_empty() || !args.chain_ids.is_empty()).then(|| ExportScope {
+        enterprise_ids: (!args.enterprise_ids.is_empty()).then(|| args.enterprise_ids.clone()),
+        chain_ids: (!args.chain_ids.is_empty()).then(|| args.chain_ids.clone()),
+    });
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let instant = |flag: &str, v: &str| export::parse_instant(v).map_err(|e| usage(format!("{flag}: {e}")));
+    let updated = match &args.updated_start {
+        Some(start) => {
+            let start = instant("--updated-start", start)?;
+            let end = match &args.updated_end {
+                Some(end) => instant("--updated-end", end)?,
+                None => now - export::MIN_END_AGE_SECS,
+            };
+            Some((start, end))
+        }
+        None => None,
+    };
+    let day = |flag: &str, v: &str| export::parse_day(v).map_err(|e| usage(format!("{flag}: {e}")));
+    let posting = match (&args.posting_start, &args.posting_end) {
+        (None, None) => None,
+        (Some(s), Some(e)) => Some((day("--posting-start", s)?, day("--posting-end", e)?)),
+        (Some(s), None) => Some((day("--posting-start", s)?, export::default_posting(now).1)),
+        (None, Some(e)) => {
+            let e = day("--posting-end", e)?;
+            Some((e - 30, e))
+        }
+    };
+    if let Some((s, e)) = posting {
+        if e < s {
+            return Err(usage("--posting-end is before --posting-start".into()));
+        }
+    }
+    let request = RunRequest {
+        entities,
+        scope,
+        updated,
+        posting,
+        mode,
+    };
+    let specs = export::plan(&request, now).map_err(usage)?;
+    let Load { budget, writer } = load_settings(&args.load)?;
+    if let Some(p) = &args.load.partition_by {
+        for spec in &specs {
+            spec.schema
+                .parse_partition_spec(p)
+                .map_err(|e| usage(format!("--partition-by: {e}")))?;
+        }
+    }
+    let poll_cap = parse_duration(&args.poll_interval).map_err(|e| usage(format!("--poll-interval: {e}")))?;
+    let timeout = parse_duration(&args.timeout).map_err(|e| usage(format!("--timeout: {e}")))?;
+    if args.concurrency == 0 {
+        return Err(usage("--concurrency must be at least 1".into()));
+    }
+
+    if args.dry_run {
+        println!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
+        for spec in &specs {
+            let key = spec.key();
+            let filters = key.strip_prefix(&spec.schema.entity).unwrap_or("").trim();
+            println!(
+                "{:<24} {:<8} {:<60} {}",
+                spec.schema.entity,
+                spec.mode.to_string(),
+                if filters.is_empty() { "(all rows)" } else { filters },
+                args.out.join(&spec.schema.table).display()
+            );
+        }
+        println!("{} export(s); nothing was changed (--dry-run)", specs.len());
+        return Ok(());
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let load = job::LoadSettings {
+        partition_by: args.load.partition_by.clone(),
+        writer,
+        budget,
+        max_line_bytes: args.load.max_line_bytes,
+        batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
+        parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
+    };
+    let results = runtime.block_on(async {
+        let (platform_url, client_token, access_token, mock) = if args.demo {
+            let mut config = MockConfig::demo();
+            config.rows = args.demo_rows;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let mock = MockServer::start(config.clone(), addr)
+                .await
+                .context("starting the embedded mock API")?;
+            tracing::info!(url = %mock.base_url(), "demo: embedded Connector API mock started");
+            (
+                mock.base_url(),
+                Secret::new(config.client_token),
+                Secret::new(config.access_token),
+                Some(mock),
+            )
+        } else {
+            (
+                args.platform_url.clone(),
+                read_token(args.client_token_file.as_deref(), "MEWS_CLIENT_TOKEN", "--client-token-file")?,
+                read_token(args.access_token_file.as_deref(), "MEWS_ACCESS_TOKEN", "--access-token-file")?,
+                None,
+            )
+        };
+        let client = ApiClient::new(ApiConfig::new(platform_url, client_token, access_token))
+            .map_err(|e| usage(e.to_string()))?;
+        let out = Arc::new(OutputDir::open(&args.out)?);
+        let state_path = out.root().join(mews_etl::commit::STATE_DIR).join("state.json");
+        let state = RunState::load(&state_path).context("reading the run state")?;
+        let ctx = Arc::new(job::RunContext {
+            poller: Poller::new(client.clone(), poll_cap),
+            client,
+            out,
+            state: Arc::new(tokio::sync::Mutex::new(state)),
+            state_path,
+            load,
+            timeout,
+        });
+        let results = export::run_all(ctx, specs, args.concurrency).await;
+        if let Some(mock) = mock {
+            mock.shutdown().await;
+        }
+        Ok::<_, Failure>(results)
+    })?;
+
+    let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
+    summary::print(&rows);
+    let mut status = 0;
+    for r in &results {
+        let s = match &r.outcome {
+            job::JobOutcome::Committed(_) | job::JobOutcome::AlreadyLoaded(_) => 0,
+            job::JobOutcome::OverBudget(_) => exit::OVER_BUDGET,
+            job::JobOutcome::Failed { reason, .. } => {
+                eprintln!("error: {}: {reason}", r.entity);
+                exit::SOME_FAILED
+            }
+            job::JobOutcome::Conflict { reason } => {
+                eprintln!("error: {}: {reason}", r.entity);
+                exit::CONFLICT
+            }
+        };
+        // The most specific problem wins: a conflict needs a person, a failure a rerun.
+        let rank = |s: u8| match s {
+            exit::CONFLICT => 3,
+            exit::SOME_FAILED => 2,
+            exit::OVER_BUDGET => 1,
+            _ => 0,
+        };
+        if rank(s) > rank(status) {
+            status = s;
+        }
+    }
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(Failure {
+            status,
+            error: anyhow!("{} of {} export(s) did not commit", results.iter().filter(|r| !r.is_committed()).count(), results.len()),
+        })
+    }
+}
+
+fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
+    let mut config = MockConfig::demo();
+    config.rows = args.rows;
+    config.files_per_export = args.files.max(1);
+    config.gzip = args.gzip;
+    config.seed = args.seed;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    eprintln!(
+        "serving the Connector API mock on http://{addr} (client token {}, access token {}); Ctrl-C stops",
+        config.client_token, config.access_token
+    );
+    runtime
+        .block_on(mews_etl::mock::serve_forever(config, addr))
+        .context("serving the mock")?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The end-of-run summary table, printed to stdout.
 
 use mews_etl::convert::{LoadOutcome, LoadReport};
+use mews_etl::export::job::{JobOutcome, JobResult};
 
 /// One line of the summary.
 pub struct Row {
@@ -44,6 +45,47 @@ impl Row {
                 LoadOutcome::OverBudget => "NOT committed (over --max-rejected)".into(),
             },
             drift,
+        }
+    }
+}
+
+impl Row {
+    /// The summary line of one export job of `run`.
+    pub fn from_job(j: &JobResult) -> Self {
+        let mut row = match &j.outcome {
+            JobOutcome::Committed(r) | JobOutcome::OverBudget(r) => Row::from_report(r),
+            JobOutcome::AlreadyLoaded(m) => Row {
+                entity: m.entity.clone(),
+                export_id: m.export_id.clone(),
+                files: m.sources.len(),
+                lines: m.counts.lines_read - m.counts.blank_lines,
+                rows: m.counts.rows_written,
+                rejected: m.counts.rejected,
+                bytes: m.sources.iter().map(|s| s.bytes).sum(),
+                seconds: 0.0,
+                status: "committed by an earlier run".into(),
+                drift: Vec::new(),
+            },
+            JobOutcome::Failed { export_id, reason } => Row::failed(&j.entity, export_id.as_deref(), format!("FAILED: {reason}")),
+            JobOutcome::Conflict { .. } => Row::failed(&j.entity, None, "NOT started: another export is pending".into()),
+        };
+        row.seconds = j.elapsed.as_secs_f64();
+        row
+    }
+
+    fn failed(entity: &str, export_id: Option<&str>, status: String) -> Self {
+        let status: String = status.chars().take(120).collect();
+        Row {
+            entity: entity.to_owned(),
+            export_id: export_id.unwrap_or("-").to_owned(),
+            files: 0,
+            lines: 0,
+            rows: 0,
+            rejected: 0,
+            bytes: 0,
+            seconds: 0.0,
+            status,
+            drift: Vec::new(),
         }
     }
 }

@@ -120,7 +120,7 @@ impl ExportFiles {
     }
 
     /// Number of files.
-    pub async fn len(&self) -> usize {
+    pub async fn file_count(&self) -> usize {
         self.state.lock().await.0.len()
     }
 

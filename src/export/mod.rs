@@ -212,3 +212,31 @@ mod tests {
         assert!(err.contains("5 minutes"), "{err}");
     }
 }
+
+/// Runs every spec: entity types concurrently, at most `concurrency` at a time; the windows
+/// of one entity type one after another, since they commit into the same table.
+pub async fn run_all(ctx: std::sync::Arc<job::RunContext>, specs: Vec<ExportSpec>, concurrency: usize) -> Vec<job::JobResult> {
+    use futures::StreamExt;
+    let mut groups: Vec<Vec<ExportSpec>> = Vec::new();
+    for spec in specs {
+        match groups.iter_mut().find(|g| g[0].schema.table == spec.schema.table) {
+            Some(g) => g.push(spec),
+            None => groups.push(vec![spec]),
+        }
+    }
+    let results: Vec<Vec<job::JobResult>> = futures::stream::iter(groups)
+        .map(|group| {
+            let ctx = ctx.clone();
+            async move {
+                let mut out = Vec::with_capacity(group.len());
+                for spec in &group {
+                    out.push(job::run_job(&ctx, spec).await);
+                }
+                out
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}

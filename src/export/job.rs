@@ -1,0 +1,297 @@
+//! One export from add to commit: add it (or resume the one the state file names), wait for
+//! a final status, download and load its files as one load, and record the commit.
+
+use super::poll::Poller;
+use super::state::{JobState, RunState};
+use super::ExportSpec;
+use crate::api::{ApiClient, ApiError};
+use crate::commit::{sanitize_load_id, OutputDir};
+use crate::config::ErrorBudget;
+use crate::convert::{load, LoadError, LoadOutcome, LoadPlan, LoadReport, LoadSource};
+use crate::download::{DownloadError, ExportFiles};
+use crate::manifest::{rfc3339_utc, LoadManifest};
+use crate::sink::WriterOptions;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Mutex;
+
+/// New exports one job may create in one run: the first, and one more if that one expires
+/// before its files are read. A second expiry means something is wrong; retrying forever
+/// would only hide it.
+pub const MAX_EXPORTS_PER_JOB: u32 = 2;
+
+/// How each load of a run is decoded and written (the per-export parts come from the spec).
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    /// Partition specification overriding the entity's default, if any.
+    pub partition_by: Option<String>,
+    /// Parquet settings.
+    pub writer: WriterOptions,
+    /// Rejected lines allowed per load.
+    pub budget: ErrorBudget,
+    /// Longest line accepted.
+    pub max_line_bytes: usize,
+    /// Line batch size.
+    pub batch_bytes: usize,
+    /// Files of one export read at the same time.
+    pub parallel_sources: usize,
+}
+
+/// Everything the jobs of a run share.
+pub struct RunContext {
+    /// The API client (its limiter is shared by every job).
+    pub client: ApiClient,
+    /// The output directory (locked for the run).
+    pub out: Arc<OutputDir>,
+    /// The shared status poll.
+    pub poller: Poller,
+    /// The run state and where it is saved.
+    pub state: Arc<Mutex<RunState>>,
+    /// The state file.
+    pub state_path: PathBuf,
+    /// Load settings.
+    pub load: LoadSettings,
+    /// Longest wait for one export to finish.
+    pub timeout: Duration,
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// Its load committed.
+    Committed(Box<LoadReport>),
+    /// A previous run had already committed this export (it crashed before recording it).
+    AlreadyLoaded(Box<LoadManifest>),
+    /// More lines were rejected than the budget allows; nothing committed. A rerun with a
+    /// larger budget resumes the same export.
+    OverBudget(Box<LoadReport>),
+    /// An export of this entity type that this tool did not start is pending or processing.
+    Conflict {
+        /// The API's message.
+        reason: String,
+    },
+    /// The job failed; other jobs go on.
+    Failed {
+        /// The export, if one was created or resumed.
+        export_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A finished job, for the summary.
+#[derive(Debug)]
+pub struct JobResult {
+    /// The entity type.
+    pub entity: String,
+    /// The job's key (entity, scope, filters).
+    pub key: String,
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// Wall time, waiting included.
+    pub elapsed: Duration,
+}
+
+impl JobResult {
+    /// Whether the job's rows are in the table.
+    pub fn is_committed(&self) -> bool {
+        matches!(self.outcome, JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded(_))
+    }
+}
+
+/// Whether a 400 from `exports/add` says an export is already running (the API rejects a
+/// second export of an entity type while one is Pending or Processing).
+fn is_already_running(e: &ApiError) -> bool {
+    if e.status() != Some(400) {
+        return false;
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    ["already", "pending", "processing", "in progress"].iter().any(|w| text.contains(w))
+}
+
+async fn update_state(ctx: &RunContext, f: impl FnOnce(&mut RunState)) -> Result<(), String> {
+    let mut state = ctx.state.lock().await;
+    f(&mut state);
+    state.save(&ctx.state_path).map_err(|e| e.to_string())
+}
+
+/// Runs one export job to its end.
+pub async fn run_job(ctx: &RunContext, spec: &ExportSpec) -> JobResult {
+    let started = Instant::now();
+    let key = spec.key();
+    let outcome = drive(ctx, spec, &key).await;
+    JobResult {
+        entity: spec.schema.entity.clone(),
+        key,
+        outcome,
+        elapsed: started.elapsed(),
+    }
+}
+
+async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
+    let entity = &spec.schema.entity;
+    let failed = |export_id: Option<&str>, reason: String| JobOutcome::Failed {
+        export_id: export_id.map(str::to_owned),
+        reason,
+    };
+    let mut created = 0;
+    loop {
+        let resumable = {
+            let state = ctx.state.lock().await;
+            state.jobs.get(key).filter(|j| !j.committed).map(|j| j.export_id.clone())
+        };
+        let export_id = match resumable {
+            Some(id) => {
+                tracing::info!(entity = %entity, export_id = %id, "resuming the export a previous run started");
+                id
+            }
+            None => {
+                if created >= MAX_EXPORTS_PER_JOB {
+                    return failed(None, format!("{created} exports expired before their files could be read"));
+                }
+                match ctx
+                    .client
+                    .add_export(entity, spec.scope.clone(), spec.filters.clone())
+                    .await
+                {
+                    Ok(export) => {
+                        created += 1;
+                        tracing::info!(entity = %entity, export_id = %export.id, "export added");
+                        let job = JobState {
+                            entity: entity.clone(),
+                            export_id: export.id.clone(),
+                            created_utc: rfc3339_utc(SystemTime::now()),
+                            committed: false,
+                            version: None,
+                        };
+                        // Recorded before waiting, so a crash from here on resumes this export.
+                        if let Err(e) = update_state(ctx, |s| {
+                            s.jobs.insert(key.to_owned(), job);
+                        })
+                        .await
+                        {
+                            return failed(Some(&export.id), e);
+                        }
+                        export.id
+                    }
+                    Err(e) if is_already_running(&e) => {
+                        return JobOutcome::Conflict {
+                            reason: format!(
+                                "an export of {entity} that this output directory did not start is pending or processing ({e}); wait for it to finish, or run with the --out that started it"
+                            ),
+                        }
+                    }
+                    Err(e) => return failed(None, e.to_string()),
+                }
+            }
+        };
+        let load_id = sanitize_load_id(&export_id);
+
+        // A crash between commit and the state update leaves a committed load that the
+        // state does not know of: finish the bookkeeping instead of loading it again.
+        if let Ok(loads) = ctx.out.current_loads(&spec.schema.table) {
+            if let Some(m) = loads.into_iter().find(|m| m.load_id == load_id) {
+                let r = update_state(ctx, |s| {
+                    if let Some(j) = s.jobs.get_mut(key) {
+                        j.committed = true;
+                    }
+                })
+                .await;
+                return match r {
+                    Ok(()) => JobOutcome::AlreadyLoaded(Box::new(m)),
+                    Err(e) => failed(Some(&export_id), e),
+                };
+            }
+        }
+
+        let export = match tokio::time::timeout(ctx.timeout, ctx.poller.wait_final(&export_id)).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => return failed(Some(&export_id), e),
+            Err(_) => {
+                return failed(
+                    Some(&export_id),
+                    format!("still not finished after {:?}; a rerun resumes it", ctx.timeout),
+                )
+            }
+        };
+        match export.status {
+            crate::api::ExportStatus::Success => {}
+            crate::api::ExportStatus::Expired => {
+                tracing::warn!(entity = %entity, export_id = %export_id, "export expired before it was read; starting a new one");
+                if let Err(e) = update_state(ctx, |s| {
+                    s.jobs.remove(key);
+                })
+                .await
+                {
+                    return failed(Some(&export_id), e);
+                }
+                continue;
+            }
+            status => {
+                // Failed: the next run starts a new export rather than resuming this one.
+                let _ = update_state(ctx, |s| {
+                    s.jobs.remove(key);
+                })
+                .await;
+                return failed(Some(&export_id), format!("export ended with status {status}"));
+            }
+        }
+
+        let partition = match &ctx.load.partition_by {
+            Some(p) => match spec.schema.parse_partition_spec(p) {
+                Ok(p) => p,
+                Err(e) => return failed(Some(&export_id), format!("--partition-by: {e}")),
+            },
+            None => spec.schema.default_partition_spec(),
+        };
+        let plan = LoadPlan {
+            schema: spec.schema,
+            load_id,
+            export_id: export_id.clone(),
+            mode: spec.mode,
+            partition,
+            writer: ctx.load.writer.clone(),
+            budget: ctx.load.budget,
+            max_line_bytes: ctx.load.max_line_bytes,
+            batch_bytes: ctx.load.batch_bytes,
+            parallel_sources: ctx.load.parallel_sources,
+        };
+        let files = ExportFiles::new(ctx.client.clone(), &export);
+        let sources = (0..export.files.len())
+            .map(|index| LoadSource::Remote {
+                files: files.clone(),
+                index,
+            })
+            .collect();
+        match load(&ctx.out, &plan, sources).await {
+            Ok(report) => match report.outcome {
+                LoadOutcome::Committed { version } => {
+                    let r = update_state(ctx, |s| {
+                        if let Some(j) = s.jobs.get_mut(key) {
+                            j.committed = true;
+                            j.version = Some(version);
+                        }
+                    })
+                    .await;
+                    return match r {
+                        Ok(()) => JobOutcome::Committed(Box::new(report)),
+                        Err(e) => failed(Some(&export_id), e),
+                    };
+                }
+                LoadOutcome::OverBudget => return JobOutcome::OverBudget(Box::new(report)),
+            },
+            Err(LoadError::Download(d)) if matches!(*d, DownloadError::Expired { .. }) => {
+                tracing::warn!(entity = %entity, export_id = %export_id, "export expired while downloading; starting a new one");
+                if let Err(e) = update_state(ctx, |s| {
+                    s.jobs.remove(key);
+                })
+                .await
+                {
+                    return failed(Some(&export_id), e);
+                }
+            }
+            Err(e) => return failed(Some(&export_id), e.to_string()),
+        }
+    }
+}
