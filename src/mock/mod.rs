@@ -371,14 +371,28 @@ impl MockServer {
     }
 
     /// Stops accepting connections, ends open downloads and waits for the server to stop.
-    pub async fn shutdown(self) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
-        self.shared.shutdown.send_replace(true);
-        match self.task.await {
+    pub async fn shutdown(mut self) {
+        self.signal_stop();
+        match (&mut self.task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "mock server stopped with an error"),
             Err(e) => tracing::warn!(error = %e, "mock server task failed"),
         }
+    }
+}
+
+impl MockServer {
+    fn signal_stop(&self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.shared.shutdown.send_replace(true);
+    }
+}
+
+impl Drop for MockServer {
+    // A server dropped without `shutdown` (a test that panicked, a benchmark that returned
+    // early) still stops serving and generating, instead of running on in the background.
+    fn drop(&mut self) {
+        self.signal_stop();
     }
 }
 

@@ -606,3 +606,34 @@ async fn only_loopback_addresses_are_served() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_downloads() {
+    let config = MockConfig {
+        files_per_export: 1,
+        ..small(100_000)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("AvailabilityAdjustment").await;
+    let done = api.finished(&export.id).await;
+    let host = api.base.strip_prefix("http://").unwrap().to_owned();
+    let target = done.files[0]
+        .url
+        .strip_prefix(&api.base)
+        .unwrap()
+        .to_owned();
+    // A client that asks for a large file and never reads it holds the body open.
+    let mut stalled = TcpStream::connect(&host).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    stalled.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown waited for a stalled download");
+    // Whatever was buffered drains, then the connection ends short of the file.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    assert!((rest.len() as u64) < done.files[0].size_in_bytes);
+}
