@@ -33,6 +33,7 @@
 //! - [`commit`] — table versions, the atomic commit point, the output-directory lock.
 //! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
 //! - [`generate`] — deterministic synthetic rows for every entity (demo, tests, benches).
+//! - [`mock`] — the embedded Connector API: exports, signed downloads, injected faults.
 
 pub mod api;
 pub mod commit;
@@ -45,6 +46,7 @@ pub mod framing;
 pub mod generate;
 pub mod input;
 pub mod manifest;
+pub mod mock;
 pub mod quarantine;
 pub mod schema;
 pub mod sink;

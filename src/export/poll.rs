@@ -35,7 +35,7 @@ struct Inner {
     cap: Duration,
     waiting: Mutex<HashMap<String, (Vec<Waiter>, u32)>>,
     statuses: std::sync::Mutex<HashMap<String, ExportStatus>>,
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
 impl Poller {
@@ -48,7 +48,7 @@ impl Poller {
             cap,
             waiting: Mutex::new(HashMap::new()),
             statuses: std::sync::Mutex::new(HashMap::new()),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         });
         tokio::spawn(run(Arc::downgrade(&inner)));
         Poller { inner }
@@ -80,10 +80,11 @@ async fn run(inner: Weak<Inner>) {
         let ids: Vec<String> = me.waiting.lock().await.keys().cloned().collect();
         if ids.is_empty() {
             // Sleep until someone waits; holding only a weak reference meanwhile lets the
-            // task end when the poller is dropped.
-            let notified = me.wake.notified();
+            // task end (at the next check) once the poller is dropped. A wake-up sent before
+            // we wait is kept by `Notify` as a permit, so none is lost.
+            let wake = me.wake.clone();
             drop(me);
-            notified.await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
             interval = Duration::ZERO;
             continue;
         }
@@ -91,7 +92,6 @@ async fn run(inner: Weak<Inner>) {
             // A new export joined: ask about it soon rather than at the grown interval.
             interval = me.initial;
         }
-        known = ids.len();
         let client = me.client.clone();
         drop(me);
         tokio::time::sleep(interval).await;

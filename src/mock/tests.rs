@@ -1,0 +1,639 @@
+//! The mock over real sockets, with a minimal HTTP/1.1 client on a raw `TcpStream`: the
+//! crate's own client is written separately, and these tests must not depend on it.
+
+use super::{Faults, MockConfig, MockServer};
+use crate::api::{AddExportResponse, ErrorBody, Export, ExportStatus, GetAllExportsResponse};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::io::Read;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A response as read off the socket.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Whether the body reached its `Content-Length`.
+    complete: bool,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: {e}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn error_message(&self) -> String {
+        let body: ErrorBody = self.json();
+        assert!(body.request_id.is_some(), "error without RequestId");
+        assert_eq!(self.header("Request-Id"), body.request_id.as_deref());
+        body.message
+    }
+}
+
+/// Sends one request with `Connection: close` and reads until the server closes; a reset or
+/// early close shows as `complete == false`, never as an error.
+async fn send(
+    base: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let host = base.strip_prefix("http://").unwrap();
+    let target = target.strip_prefix(base).unwrap_or(target);
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response without a header block");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut reply = Reply {
+        status,
+        headers,
+        body,
+        complete: true,
+    };
+    assert_ne!(reply.header("Transfer-Encoding"), Some("chunked"));
+    if let Some(len) = reply.header("Content-Length") {
+        reply.complete = reply.body.len() as u64 == len.parse::<u64>().unwrap();
+    }
+    reply
+}
+
+/// The two operations, with the credentials a test chooses.
+struct Api {
+    base: String,
+    client_token: String,
+    access_token: String,
+}
+
+impl Api {
+    fn of(server: &MockServer, config: &MockConfig) -> Self {
+        Api {
+            base: server.base_url(),
+            client_token: config.client_token.clone(),
+            access_token: config.access_token.clone(),
+        }
+    }
+
+    async fn call(&self, operation: &str, mut body: Value) -> Reply {
+        body["ClientToken"] = json!(self.client_token);
+        body["AccessToken"] = json!(self.access_token);
+        body["Client"] = json!("mews-etl tests 0");
+        let path = format!("/api/connector/v1/exports/{operation}");
+        let headers = [("Content-Type", "application/json")];
+        send(
+            &self.base,
+            "POST",
+            &path,
+            &headers,
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    async fn add(&self, entity: &str) -> Reply {
+        self.call("add", json!({ "EntityType": entity })).await
+    }
+
+    async fn added(&self, entity: &str) -> Export {
+        let reply = self.add(entity).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json::<AddExportResponse>().export
+    }
+
+    async fn get_all(&self, ids: &[&str]) -> Reply {
+        self.call("getAll", json!({ "ExportIds": ids })).await
+    }
+
+    async fn export(&self, id: &str) -> Export {
+        let reply = self.get_all(&[id]).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let mut exports = reply.json::<GetAllExportsResponse>().exports;
+        assert_eq!(exports.len(), 1);
+        exports.remove(0)
+    }
+
+    /// Polls until the export is final (bounded: the mock's polls are counted, not timed).
+    async fn finished(&self, id: &str) -> Export {
+        for _ in 0..20 {
+            let export = self.export(id).await;
+            if export.status.is_final() {
+                return export;
+            }
+        }
+        panic!("export {id} never finished");
+    }
+
+    async fn download(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        send(&self.base, "GET", url, headers, b"").await
+    }
+}
+
+fn small(rows: u64) -> MockConfig {
+    MockConfig {
+        rows,
+        files_per_export: 3,
+        ..MockConfig::demo()
+    }
+}
+
+async fn start(config: &MockConfig) -> (MockServer, Api) {
+    let server = MockServer::start(config.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let api = Api::of(&server, config);
+    (server, api)
+}
+
+fn decompressed(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Ids of JSON Lines text, checking every line is a JSON object with a string `Id`.
+fn ids_of(text: &[u8]) -> Vec<String> {
+    text.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let row: Value = serde_json::from_slice(line).unwrap();
+            row["Id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+async fn lifecycle(gzip: bool) {
+    let config = MockConfig {
+        gzip,
+        ..small(1000)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("OrderItem").await;
+    assert_eq!(export.status, ExportStatus::Pending);
+    assert!(export.files.is_empty());
+
+    let again = api.add("OrderItem").await;
+    assert_eq!(again.status, 400);
+    assert!(again.error_message().contains("already pending"));
+
+    assert_eq!(api.export(&export.id).await.status, ExportStatus::Pending);
+    let processing = api.export(&export.id).await;
+    assert_eq!(processing.status, ExportStatus::Processing);
+    assert!(processing.files.is_empty());
+    let done = api.export(&export.id).await;
+    assert_eq!(done.status, ExportStatus::Success);
+    assert_eq!(done.files.len(), 3);
+    assert!(done.expires_utc.is_some());
+
+    let mut ids = Vec::new();
+    let mut served = 0;
+    for file in &done.files {
+        let reply = api.download(&file.url, &[]).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.complete);
+        assert_eq!(reply.body.len() as u64, file.size_in_bytes);
+        served += file.size_in_bytes;
+        let text = if gzip {
+            assert_eq!(reply.header("Content-Type"), Some("application/gzip"));
+            assert_eq!(&reply.body[..2], &[0x1f, 0x8b]);
+            decompressed(&reply.body)
+        } else {
+            reply.body
+        };
+        ids.extend(ids_of(&text));
+    }
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000, "Ids repeat");
+    assert_eq!(Some(ids), server.expected_ids(&export.id));
+
+    // Once finished, the entity can be exported again.
+    let second = api.added("OrderItem").await;
+    assert_ne!(second.id, export.id);
+
+    let stats = server.stats();
+    assert_eq!(stats.add_requests, 3);
+    assert_eq!(stats.exports_added, 2);
+    assert_eq!(stats.bad_requests, 1);
+    assert_eq!(stats.get_all_requests, 3);
+    assert_eq!(stats.downloads, 3);
+    assert_eq!(stats.bytes_served, served);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_export_runs_from_add_to_download() {
+    lifecycle(false).await;
+}
+
+#[tokio::test]
+async fn gzip_exports_serve_and_measure_the_gzip_stream() {
+    lifecycle(true).await;
+}
+
+#[tokio::test]
+async fn each_get_all_signs_fresh_urls_and_unknown_ids_are_omitted() {
+    let config = MockConfig {
+        pending_polls: 0,
+        processing_polls: 0,
+        ..small(10)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("Payment").await;
+    let first = api.finished(&export.id).await;
+    server.advance_clock(Duration::from_secs(5));
+    let reply = api.get_all(&[&export.id, "unknown", &export.id]).await;
+    let exports = reply.json::<GetAllExportsResponse>().exports;
+    assert_eq!(exports.len(), 1);
+    assert_ne!(exports[0].files[0].url, first.files[0].url);
+    assert_eq!(
+        exports[0].files[0].size_in_bytes,
+        first.files[0].size_in_bytes
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_get_401() {
+    let config = small(10);
+    let (server, mut api) = start(&config).await;
+    api.access_token = "wrong".into();
+    let reply = api.add("Payment").await;
+    assert_eq!(reply.status, 401);
+    assert!(!reply.error_message().is_empty());
+    api.access_token = config.access_token.clone();
+    api.client_token = "wrong".into();
+    assert_eq!(api.get_all(&["x"]).await.status, 401);
+    assert_eq!(server.stats().unauthorized, 2);
+    assert_eq!(server.stats().exports_added, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_requests_get_400_saying_why() {
+    let config = small(10);
+    let (server, api) = start(&config).await;
+    let reply = api.add("LedgerEntry").await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("Posting"));
+    let reply = api
+        .call(
+            "add",
+            json!({ "EntityType": "LedgerEntry", "Filters": { "LedgerEntryFilters": {
+                "Posting": { "Start": "2024-01-01", "End": "2024-01-31" } } } }),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+
+    let reply = api.add("Nope").await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("EntityType"));
+
+    // The end of the interval must be 5 minutes old on the server's clock.
+    let end = super::clock::format_utc(server.shared.clock.now_secs() - 60);
+    let reply = api
+        .call(
+            "add",
+            json!({ "EntityType": "Payment", "Filters": { "UpdatedUtc": {
+                "StartUtc": "2024-01-01T00:00:00Z", "EndUtc": end } } }),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("5 minutes"));
+
+    let ids: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let reply = api.get_all(&refs).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("ExportIds"));
+
+    let base = server.base_url();
+    let path = "/api/connector/v1/exports/add";
+    let reply = send(&base, "POST", path, &[], b"{\"EntityType\":").await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.error_message().contains("Invalid JSON"));
+    assert_eq!(send(&base, "GET", "/nowhere", &[], b"").await.status, 404);
+    assert_eq!(server.stats().bad_requests, 5);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn urls_are_refused_once_expired_tampered_or_unknown() {
+    let config = MockConfig {
+        url_validity: Duration::from_secs(60),
+        ..small(30)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("Customer").await;
+    let done = api.finished(&export.id).await;
+    let url = &done.files[0].url;
+    assert_eq!(api.download(url, &[]).await.status, 200);
+
+    let tampered = url.replace("exp=", "exp=1");
+    assert_eq!(api.download(&tampered, &[]).await.status, 403);
+    let other_file = url.replace("/1?", "/2?");
+    assert_eq!(api.download(&other_file, &[]).await.status, 403);
+    let unknown = url.replace(&export.id, "nope");
+    assert_eq!(api.download(&unknown, &[]).await.status, 404);
+    let beyond = url.replace("/1?", "/4?");
+    assert_eq!(api.download(&beyond, &[]).await.status, 404);
+
+    server.advance_clock(Duration::from_secs(61));
+    let expired = api.download(url, &[]).await;
+    assert_eq!(expired.status, 403);
+    assert!(String::from_utf8_lossy(&expired.body).contains("expired"));
+    let fresh = api.export(&export.id).await;
+    assert_eq!(api.download(&fresh.files[0].url, &[]).await.status, 200);
+    assert_eq!(server.stats().forbidden, 3);
+    assert_eq!(server.stats().not_found, 2);
+    server.shutdown().await;
+
+    let config = MockConfig {
+        url_validity: Duration::ZERO,
+        ..small(30)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("Customer").await;
+    let done = api.finished(&export.id).await;
+    assert_eq!(api.download(&done.files[0].url, &[]).await.status, 403);
+    server.shutdown().await;
+}
+
+async fn ranges(gzip: bool) {
+    let config = MockConfig { gzip, ..small(300) };
+    let (server, api) = start(&config).await;
+    let export = api.added("Reservation").await;
+    let done = api.finished(&export.id).await;
+    let file = &done.files[1];
+    let whole = api.download(&file.url, &[]).await.body;
+    let size = file.size_in_bytes;
+
+    let tail = api.download(&file.url, &[("Range", "bytes=100-")]).await;
+    assert_eq!(tail.status, 206);
+    assert!(tail.complete);
+    assert_eq!(tail.body, whole[100..]);
+    let expected_range = format!("bytes 100-{}/{size}", size - 1);
+    assert_eq!(tail.header("Content-Range"), Some(expected_range.as_str()));
+
+    let middle = api.download(&file.url, &[("Range", "bytes=10-19")]).await;
+    assert_eq!(middle.status, 206);
+    assert_eq!(middle.body, whole[10..20]);
+
+    let beyond = format!("bytes={size}-");
+    let refused = api.download(&file.url, &[("Range", beyond.as_str())]).await;
+    assert_eq!(refused.status, 416);
+    assert_eq!(server.stats().range_downloads, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn range_requests_return_the_tail() {
+    ranges(false).await;
+}
+
+#[tokio::test]
+async fn range_requests_return_the_tail_of_gzip_streams() {
+    ranges(true).await;
+}
+
+#[tokio::test]
+async fn api_faults_fire_on_the_configured_requests() {
+    let config = MockConfig {
+        pending_polls: 0,
+        processing_polls: 0,
+        faults: Faults {
+            rate_limit_every: Some(3),
+            retry_after_secs: 1,
+            server_error_every: Some(4),
+            ..Faults::default()
+        },
+        ..small(10)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("Bill").await; // 1
+    assert_eq!(api.get_all(&[&export.id]).await.status, 200); // 2
+    let limited = api.get_all(&[&export.id]).await; // 3
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("Retry-After"), Some("1"));
+    assert!(!limited.error_message().is_empty());
+    let failed = api.get_all(&[&export.id]).await; // 4
+    assert_eq!(failed.status, 500);
+    assert!(!failed.error_message().is_empty());
+    assert_eq!(api.get_all(&[&export.id]).await.status, 200); // 5
+    assert_eq!(api.get_all(&[&export.id]).await.status, 429); // 6
+    let stats = server.stats();
+    assert_eq!((stats.rate_limited, stats.server_errors), (2, 1));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn download_faults_cut_the_configured_downloads() {
+    let config = MockConfig {
+        faults: Faults {
+            reset_mid_body: Some(1),
+            short_body: Some(2),
+            ..Faults::default()
+        },
+        ..small(2000)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("OrderItem").await;
+    let done = api.finished(&export.id).await;
+    let file = &done.files[0];
+    let reset = api.download(&file.url, &[]).await;
+    assert_eq!(reset.status, 200);
+    assert!(!reset.complete);
+    assert!(reset.body.len() as u64 <= file.size_in_bytes / 2);
+    let short = api.download(&file.url, &[]).await;
+    assert!(!short.complete);
+    assert_eq!(short.body.len() as u64, file.size_in_bytes / 2);
+    let whole = api.download(&file.url, &[]).await;
+    assert!(whole.complete);
+    assert_eq!(whole.body[..short.body.len()], short.body);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.resets, stats.short_bodies, stats.downloads),
+        (1, 1, 3)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn exports_fail_or_expire_as_configured() {
+    let config = MockConfig {
+        faults: Faults {
+            fail_entity: Some("Company".into()),
+            expire_entity_once: Some("Payment".into()),
+            ..Faults::default()
+        },
+        ..small(50)
+    };
+    let (server, api) = start(&config).await;
+    let company = api.added("Company").await;
+    let failed = api.finished(&company.id).await;
+    assert_eq!(failed.status, ExportStatus::Failed);
+    assert!(failed.files.is_empty());
+    assert_eq!(server.expected_ids(&company.id), Some(Vec::new()));
+
+    let payment = api.added("Payment").await;
+    let listed = api.finished(&payment.id).await;
+    assert_eq!(listed.status, ExportStatus::Success);
+    assert_eq!(api.download(&listed.files[0].url, &[]).await.status, 404);
+    let expired = api.export(&payment.id).await;
+    assert_eq!(expired.status, ExportStatus::Expired);
+    assert!(expired.files.is_empty());
+
+    let again = api.added("Payment").await;
+    let done = api.finished(&again.id).await;
+    assert_eq!(done.status, ExportStatus::Success);
+    assert_eq!(api.download(&done.files[0].url, &[]).await.status, 200);
+    assert_eq!(api.export(&again.id).await.status, ExportStatus::Success);
+    let stats = server.stats();
+    assert_eq!((stats.failed_exports, stats.expired_exports), (1, 1));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn trickled_downloads_arrive_whole() {
+    let config = MockConfig {
+        faults: Faults {
+            trickle: Some((4096, Duration::from_millis(1))),
+            ..Faults::default()
+        },
+        ..small(100)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("ResourceBlock").await;
+    let done = api.finished(&export.id).await;
+    let reply = api.download(&done.files[0].url, &[]).await;
+    assert!(reply.complete);
+    assert_eq!(reply.body.len() as u64, done.files[0].size_in_bytes);
+    assert_eq!(server.stats().trickled, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_exports_stream_in_chunks() {
+    const ROWS: u64 = 200_000;
+    let config = MockConfig {
+        files_per_export: 2,
+        ..small(ROWS)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("AvailabilityAdjustment").await;
+    let done = api.finished(&export.id).await;
+    let mut lines = 0;
+    for file in &done.files {
+        let reply = api.download(&file.url, &[]).await;
+        assert!(reply.complete);
+        assert_eq!(reply.body.len() as u64, file.size_in_bytes);
+        assert!(file.size_in_bytes > 4 * super::content::CHUNK_BYTES as u64);
+        lines += reply.body.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    assert_eq!(lines, ROWS);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_loopback_addresses_are_served() {
+    let refused = MockServer::start(small(1), "0.0.0.0:0".parse().unwrap()).await;
+    assert!(refused.is_err());
+    let no_files = MockConfig {
+        files_per_export: 0,
+        ..small(1)
+    };
+    assert!(MockServer::start(no_files, "127.0.0.1:0".parse().unwrap())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_downloads() {
+    let config = MockConfig {
+        files_per_export: 1,
+        ..small(100_000)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("AvailabilityAdjustment").await;
+    let done = api.finished(&export.id).await;
+    let host = api.base.strip_prefix("http://").unwrap().to_owned();
+    let target = done.files[0]
+        .url
+        .strip_prefix(&api.base)
+        .unwrap()
+        .to_owned();
+    // A client that asks for a large file and never reads it holds the body open.
+    let mut stalled = TcpStream::connect(&host).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    stalled.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown waited for a stalled download");
+    // Whatever was buffered drains, then the connection ends short of the file.
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    assert!((rest.len() as u64) < done.files[0].size_in_bytes);
+}
