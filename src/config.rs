@@ -104,9 +104,12 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 30, 500ms, 30s, 5m or 6h"))?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("{text:?} is not a duration like 30, 500ms, 30s, 5m or 6h"));
+        return Err(format!(
+            "{text:?} is not a duration like 30, 500ms, 30s, 5m or 6h"
+        ));
     }
-    std::time::Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is too long"))
+    std::time::Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]

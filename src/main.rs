@@ -6,19 +6,22 @@ mod summary;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use cli::{Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs, SchemaFormat};
+use cli::{
+    Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs,
+    SchemaFormat,
+};
+use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
+use mews_etl::config::parse_duration;
 use mews_etl::config::ErrorBudget;
 use mews_etl::convert::{load_files, load_id_from_file_name, LoadError, LoadOutcome, LoadPlan};
-use mews_etl::input::Source;
-use mews_etl::manifest::WriteMode;
-use mews_etl::schema::{self, EntitySchema};
-use mews_etl::sink::{ParquetCompression, WriterOptions};
-use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
-use mews_etl::config::parse_duration;
 use mews_etl::export::poll::Poller;
 use mews_etl::export::state::RunState;
+use mews_etl::input::Source;
+use mews_etl::manifest::WriteMode;
 use mews_etl::mock::{MockConfig, MockServer};
+use mews_etl::schema::{self, EntitySchema};
+use mews_etl::sink::{ParquetCompression, WriterOptions};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -287,15 +290,17 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         .map(str::parse::<WriteMode>)
         .transpose()
         .map_err(usage)?;
-    let scope = (!args.enterprise_ids.is_empty() || !args.chain_ids.is_empty()).then(|| ExportScope {
-        enterprise_ids: (!args.enterprise_ids.is_empty()).then(|| args.enterprise_ids.clone()),
-        chain_ids: (!args.chain_ids.is_empty()).then(|| args.chain_ids.clone()),
-    });
+    let scope =
+        (!args.enterprise_ids.is_empty() || !args.chain_ids.is_empty()).then(|| ExportScope {
+            enterprise_ids: (!args.enterprise_ids.is_empty()).then(|| args.enterprise_ids.clone()),
+            chain_ids: (!args.chain_ids.is_empty()).then(|| args.chain_ids.clone()),
+        });
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let instant = |flag: &str, v: &str| export::parse_instant(v).map_err(|e| usage(format!("{flag}: {e}")));
+    let instant =
+        |flag: &str, v: &str| export::parse_instant(v).map_err(|e| usage(format!("{flag}: {e}")));
     let updated = match &args.updated_start {
         Some(start) => {
             let start = instant("--updated-start", start)?;
@@ -338,7 +343,8 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
                 .map_err(|e| usage(format!("--partition-by: {e}")))?;
         }
     }
-    let poll_cap = parse_duration(&args.poll_interval).map_err(|e| usage(format!("--poll-interval: {e}")))?;
+    let poll_cap =
+        parse_duration(&args.poll_interval).map_err(|e| usage(format!("--poll-interval: {e}")))?;
     let timeout = parse_duration(&args.timeout).map_err(|e| usage(format!("--timeout: {e}")))?;
     if args.concurrency == 0 {
         return Err(usage("--concurrency must be at least 1".into()));
@@ -353,7 +359,11 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
                 "{:<24} {:<8} {:<60} {}",
                 spec.schema.entity,
                 spec.mode.to_string(),
-                if filters.is_empty() { "(all rows)" } else { filters },
+                if filters.is_empty() {
+                    "(all rows)"
+                } else {
+                    filters
+                },
                 args.out.join(&spec.schema.table).display()
             );
         }
@@ -391,15 +401,26 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         } else {
             (
                 args.platform_url.clone(),
-                read_token(args.client_token_file.as_deref(), "MEWS_CLIENT_TOKEN", "--client-token-file")?,
-                read_token(args.access_token_file.as_deref(), "MEWS_ACCESS_TOKEN", "--access-token-file")?,
+                read_token(
+                    args.client_token_file.as_deref(),
+                    "MEWS_CLIENT_TOKEN",
+                    "--client-token-file",
+                )?,
+                read_token(
+                    args.access_token_file.as_deref(),
+                    "MEWS_ACCESS_TOKEN",
+                    "--access-token-file",
+                )?,
                 None,
             )
         };
         let client = ApiClient::new(ApiConfig::new(platform_url, client_token, access_token))
             .map_err(|e| usage(e.to_string()))?;
         let out = Arc::new(OutputDir::open(&args.out)?);
-        let state_path = out.root().join(mews_etl::commit::STATE_DIR).join("state.json");
+        let state_path = out
+            .root()
+            .join(mews_etl::commit::STATE_DIR)
+            .join("state.json");
         let state = RunState::load(&state_path).context("reading the run state")?;
         let ctx = Arc::new(job::RunContext {
             poller: Poller::new(client.clone(), poll_cap),
@@ -409,8 +430,9 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             state_path,
             load,
             timeout,
+            load_slots: Arc::new(tokio::sync::Semaphore::new(args.concurrency)),
         });
-        let results = export::run_all(ctx, specs, args.concurrency).await;
+        let results = export::run_all(ctx, specs).await;
         if let Some(mock) = mock {
             mock.shutdown().await;
         }
@@ -449,7 +471,11 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
     } else {
         Err(Failure {
             status,
-            error: anyhow!("{} of {} export(s) did not commit", results.iter().filter(|r| !r.is_committed()).count(), results.len()),
+            error: anyhow!(
+                "{} of {} export(s) did not commit",
+                results.iter().filter(|r| !r.is_committed()).count(),
+                results.len()
+            ),
         })
     }
 }

@@ -66,8 +66,14 @@ impl Row {
                 status: "committed by an earlier run".into(),
                 drift: Vec::new(),
             },
-            JobOutcome::Failed { export_id, reason } => Row::failed(&j.entity, export_id.as_deref(), format!("FAILED: {reason}")),
-            JobOutcome::Conflict { .. } => Row::failed(&j.entity, None, "NOT started: another export is pending".into()),
+            JobOutcome::Failed { export_id, reason } => {
+                Row::failed(&j.entity, export_id.as_deref(), format!("FAILED: {reason}"))
+            }
+            JobOutcome::Conflict { .. } => Row::failed(
+                &j.entity,
+                None,
+                "NOT started: another export is pending".into(),
+            ),
         };
         row.seconds = j.elapsed.as_secs_f64();
         row

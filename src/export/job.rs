@@ -54,6 +54,9 @@ pub struct RunContext {
     pub load: LoadSettings,
     /// Longest wait for one export to finish.
     pub timeout: Duration,
+    /// Exports downloaded and loaded at the same time (`--concurrency`): each takes a
+    /// decoder and a writer thread per file in flight, so this bounds CPU and memory.
+    pub load_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// How a job ended.
@@ -96,7 +99,10 @@ pub struct JobResult {
 impl JobResult {
     /// Whether the job's rows are in the table.
     pub fn is_committed(&self) -> bool {
-        matches!(self.outcome, JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded(_))
+        matches!(
+            self.outcome,
+            JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded(_)
+        )
     }
 }
 
@@ -107,7 +113,9 @@ fn is_already_running(e: &ApiError) -> bool {
         return false;
     }
     let text = e.to_string().to_ascii_lowercase();
-    ["already", "pending", "processing", "in progress"].iter().any(|w| text.contains(w))
+    ["already", "pending", "processing", "in progress"]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 async fn update_state(ctx: &RunContext, f: impl FnOnce(&mut RunState)) -> Result<(), String> {
@@ -139,7 +147,11 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
     loop {
         let resumable = {
             let state = ctx.state.lock().await;
-            state.jobs.get(key).filter(|j| !j.committed).map(|j| j.export_id.clone())
+            state
+                .jobs
+                .get(key)
+                .filter(|j| !j.committed)
+                .map(|j| j.export_id.clone())
         };
         let export_id = match resumable {
             Some(id) => {
@@ -148,7 +160,10 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
             None => {
                 if created >= MAX_EXPORTS_PER_JOB {
-                    return failed(None, format!("{created} exports expired before their files could be read"));
+                    return failed(
+                        None,
+                        format!("{created} exports expired before their files could be read"),
+                    );
                 }
                 match ctx
                     .client
@@ -205,16 +220,20 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         }
 
-        let export = match tokio::time::timeout(ctx.timeout, ctx.poller.wait_final(&export_id)).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => return failed(Some(&export_id), e),
-            Err(_) => {
-                return failed(
-                    Some(&export_id),
-                    format!("still not finished after {:?}; a rerun resumes it", ctx.timeout),
-                )
-            }
-        };
+        let export =
+            match tokio::time::timeout(ctx.timeout, ctx.poller.wait_final(&export_id)).await {
+                Ok(Ok(e)) => e,
+                Ok(Err(e)) => return failed(Some(&export_id), e),
+                Err(_) => {
+                    return failed(
+                        Some(&export_id),
+                        format!(
+                            "still not finished after {:?}; a rerun resumes it",
+                            ctx.timeout
+                        ),
+                    )
+                }
+            };
         match export.status {
             crate::api::ExportStatus::Success => {}
             crate::api::ExportStatus::Expired => {
@@ -234,7 +253,10 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     s.jobs.remove(key);
                 })
                 .await;
-                return failed(Some(&export_id), format!("export ended with status {status}"));
+                return failed(
+                    Some(&export_id),
+                    format!("export ended with status {status}"),
+                );
             }
         }
 
@@ -264,7 +286,10 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 index,
             })
             .collect();
-        match load(&ctx.out, &plan, sources).await {
+        let permit = ctx.load_slots.acquire().await;
+        let loaded = load(&ctx.out, &plan, sources).await;
+        drop(permit);
+        match loaded {
             Ok(report) => match report.outcome {
                 LoadOutcome::Committed { version } => {
                     let r = update_state(ctx, |s| {

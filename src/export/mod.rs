@@ -129,7 +129,10 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
         }
     };
     if let Some(scope) = &request.scope {
-        for list in [&scope.enterprise_ids, &scope.chain_ids].into_iter().flatten() {
+        for list in [&scope.enterprise_ids, &scope.chain_ids]
+            .into_iter()
+            .flatten()
+        {
             if list.len() > crate::api::MAX_IDS_PER_REQUEST {
                 return Err(format!(
                     "at most {} enterprise or chain ids per export",
@@ -155,15 +158,20 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
                 }
             });
             let filtered = updated_utc.is_some();
-            let filters = (updated_utc.is_some() || ledger_entry_filters.is_some()).then(|| ExportFilters {
-                updated_utc,
-                ledger_entry_filters,
-            });
+            let filters =
+                (updated_utc.is_some() || ledger_entry_filters.is_some()).then(|| ExportFilters {
+                    updated_utc,
+                    ledger_entry_filters,
+                });
             specs.push(ExportSpec {
                 schema,
                 scope: request.scope.clone(),
                 filters,
-                mode: request.mode.unwrap_or(if filtered { WriteMode::Append } else { WriteMode::Replace }),
+                mode: request.mode.unwrap_or(if filtered {
+                    WriteMode::Append
+                } else {
+                    WriteMode::Replace
+                }),
             });
         }
     }
@@ -176,7 +184,10 @@ mod tests {
 
     fn request(updated: Option<(i64, i64)>) -> RunRequest {
         RunRequest {
-            entities: vec![crate::schema::find("OrderItem").unwrap(), crate::schema::find("LedgerEntry").unwrap()],
+            entities: vec![
+                crate::schema::find("OrderItem").unwrap(),
+                crate::schema::find("LedgerEntry").unwrap(),
+            ],
             scope: None,
             updated,
             posting: None,
@@ -190,16 +201,45 @@ mod tests {
         let start = parse_instant("2024-01-01").unwrap();
         let end = parse_instant("2024-12-01").unwrap();
         let specs = plan(&request(Some((start, end))), now).unwrap();
-        let order: Vec<_> = specs.iter().filter(|s| s.schema.entity == "OrderItem").collect();
+        let order: Vec<_> = specs
+            .iter()
+            .filter(|s| s.schema.entity == "OrderItem")
+            .collect();
         assert_eq!(order.len(), 2);
-        let w0 = order[0].filters.as_ref().unwrap().updated_utc.as_ref().unwrap();
-        let w1 = order[1].filters.as_ref().unwrap().updated_utc.as_ref().unwrap();
+        let w0 = order[0]
+            .filters
+            .as_ref()
+            .unwrap()
+            .updated_utc
+            .as_ref()
+            .unwrap();
+        let w1 = order[1]
+            .filters
+            .as_ref()
+            .unwrap()
+            .updated_utc
+            .as_ref()
+            .unwrap();
         assert_eq!(w0.start_utc, "2024-01-01T00:00:00Z");
         assert_eq!(w0.end_utc, w1.start_utc);
         assert_eq!(w1.end_utc, "2024-12-01T00:00:00Z");
         assert!(order.iter().all(|s| s.mode == WriteMode::Append));
-        let ledger = specs.iter().find(|s| s.schema.entity == "LedgerEntry").unwrap();
-        assert_eq!(ledger.filters.as_ref().unwrap().ledger_entry_filters.as_ref().unwrap().posting.end, "2024-12-30");
+        let ledger = specs
+            .iter()
+            .find(|s| s.schema.entity == "LedgerEntry")
+            .unwrap();
+        assert_eq!(
+            ledger
+                .filters
+                .as_ref()
+                .unwrap()
+                .ledger_entry_filters
+                .as_ref()
+                .unwrap()
+                .posting
+                .end,
+            "2024-12-30"
+        );
     }
 
     #[test]
@@ -213,30 +253,34 @@ mod tests {
     }
 }
 
-/// Runs every spec: entity types concurrently, at most `concurrency` at a time; the windows
-/// of one entity type one after another, since they commit into the same table.
-pub async fn run_all(ctx: std::sync::Arc<job::RunContext>, specs: Vec<ExportSpec>, concurrency: usize) -> Vec<job::JobResult> {
-    use futures::StreamExt;
+/// Runs every spec: all entity types are added and waited for at once (waiting costs
+/// nothing but the shared poll); at most `ctx.load_slots` exports download and load at the
+/// same time. The windows of one entity type run one after another, since they commit into
+/// the same table.
+pub async fn run_all(
+    ctx: std::sync::Arc<job::RunContext>,
+    specs: Vec<ExportSpec>,
+) -> Vec<job::JobResult> {
     let mut groups: Vec<Vec<ExportSpec>> = Vec::new();
     for spec in specs {
-        match groups.iter_mut().find(|g| g[0].schema.table == spec.schema.table) {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].schema.table == spec.schema.table)
+        {
             Some(g) => g.push(spec),
             None => groups.push(vec![spec]),
         }
     }
-    let results: Vec<Vec<job::JobResult>> = futures::stream::iter(groups)
-        .map(|group| {
-            let ctx = ctx.clone();
-            async move {
-                let mut out = Vec::with_capacity(group.len());
-                for spec in &group {
-                    out.push(job::run_job(&ctx, spec).await);
-                }
-                out
+    let results = futures::future::join_all(groups.into_iter().map(|group| {
+        let ctx = ctx.clone();
+        async move {
+            let mut out = Vec::with_capacity(group.len());
+            for spec in &group {
+                out.push(job::run_job(&ctx, spec).await);
             }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+            out
+        }
+    }))
+    .await;
     results.into_iter().flatten().collect()
 }

@@ -23,6 +23,17 @@ pub const MISSING_ROUNDS: u32 = 3;
 
 type Waiter = oneshot::Sender<Result<Export, String>>;
 
+/// One export being waited for.
+#[derive(Default)]
+struct Waiting {
+    waiters: Vec<Waiter>,
+    /// Rounds in which `exports/getAll` did not list it.
+    missing: u32,
+    /// Rounds that asked about it: its pause grows with this, so a new export is asked
+    /// about soon even while older ones are polled rarely.
+    polls: u32,
+}
+
 /// Waits for exports to reach a final status (Success, Failed or Expired).
 #[derive(Clone)]
 pub struct Poller {
@@ -33,7 +44,7 @@ struct Inner {
     client: ApiClient,
     initial: Duration,
     cap: Duration,
-    waiting: Mutex<HashMap<String, (Vec<Waiter>, u32)>>,
+    waiting: Mutex<HashMap<String, Waiting>>,
     statuses: std::sync::Mutex<HashMap<String, ExportStatus>>,
     wake: Arc<Notify>,
 }
@@ -65,7 +76,11 @@ impl Poller {
         let (tx, rx) = oneshot::channel();
         {
             let mut waiting = self.inner.waiting.lock().await;
-            waiting.entry(export_id.to_owned()).or_default().0.push(tx);
+            waiting
+                .entry(export_id.to_owned())
+                .or_default()
+                .waiters
+                .push(tx);
         }
         self.inner.wake.notify_one();
         rx.await.map_err(|_| "the poller stopped".to_owned())?
@@ -73,32 +88,30 @@ impl Poller {
 }
 
 async fn run(inner: Weak<Inner>) {
-    let mut interval = Duration::ZERO;
-    let mut known = 0usize;
     loop {
         let Some(me) = inner.upgrade() else { return };
-        let ids: Vec<String> = me.waiting.lock().await.keys().cloned().collect();
-        if ids.is_empty() {
+        let youngest = me.waiting.lock().await.values().map(|w| w.polls).min();
+        let Some(polls) = youngest else {
             // Sleep until someone waits; holding only a weak reference meanwhile lets the
             // task end (at the next check) once the poller is dropped. A wake-up sent before
             // we wait is kept by `Notify` as a permit, so none is lost.
             let wake = me.wake.clone();
             drop(me);
             let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-            interval = Duration::ZERO;
             continue;
-        }
-        if ids.len() > known {
-            // A new export joined: ask about it soon rather than at the grown interval.
-            interval = me.initial;
-        }
+        };
+        let interval = me
+            .initial
+            .mul_f64(POLL_GROWTH.powi(polls.min(64) as i32))
+            .min(me.cap);
         let client = me.client.clone();
         drop(me);
         tokio::time::sleep(interval).await;
-        interval = interval.mul_f64(POLL_GROWTH).max(Duration::from_millis(1));
         let Some(me) = inner.upgrade() else { return };
-        interval = interval.min(me.cap);
         let ids: Vec<String> = me.waiting.lock().await.keys().cloned().collect();
+        if ids.is_empty() {
+            continue;
+        }
         let result = client.get_exports(&ids).await;
         let mut waiting = me.waiting.lock().await;
         match result {
@@ -113,26 +126,25 @@ async fn run(inner: Weak<Inner>) {
                     }
                 }
                 for id in ids {
-                    match seen.get(id.as_str()) {
-                        Some(e) if e.status.is_final() => {
-                            if let Some((waiters, _)) = waiting.remove(&id) {
-                                for w in waiters {
-                                    let _ = w.send(Ok((*e).clone()));
-                                }
-                            }
+                    let done = match (seen.get(id.as_str()), waiting.get_mut(&id)) {
+                        (_, None) => None,
+                        (Some(e), Some(_)) if e.status.is_final() => Some(Ok((*e).clone())),
+                        (Some(_), Some(w)) => {
+                            w.polls += 1;
+                            None
                         }
-                        Some(_) => {}
-                        None => {
-                            let missing = waiting.get_mut(&id).map(|(_, m)| {
-                                *m += 1;
-                                *m
-                            });
-                            if missing.unwrap_or(0) >= MISSING_ROUNDS {
-                                if let Some((waiters, _)) = waiting.remove(&id) {
-                                    for w in waiters {
-                                        let _ = w.send(Err(format!("export {id} is not listed by exports/getAll")));
-                                    }
-                                }
+                        (None, Some(w)) => {
+                            w.polls += 1;
+                            w.missing += 1;
+                            (w.missing >= MISSING_ROUNDS).then(|| {
+                                Err(format!("export {id} is not listed by exports/getAll"))
+                            })
+                        }
+                    };
+                    if let Some(result) = done {
+                        if let Some(w) = waiting.remove(&id) {
+                            for tx in w.waiters {
+                                let _ = tx.send(result.clone());
                             }
                         }
                     }
@@ -140,14 +152,13 @@ async fn run(inner: Weak<Inner>) {
             }
             Err(e) => {
                 // The client already retried what was worth retrying: give up on this round's
-                // exports, each waiter reports the error for its entity.
-                for (_, (waiters, _)) in waiting.drain() {
-                    for w in waiters {
-                        let _ = w.send(Err(format!("polling export status: {e}")));
+                // exports; each waiter reports the error for its entity.
+                for (_, w) in waiting.drain() {
+                    for tx in w.waiters {
+                        let _ = tx.send(Err(format!("polling export status: {e}")));
                     }
                 }
             }
         }
-        known = waiting.len();
     }
 }

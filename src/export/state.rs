@@ -54,7 +54,8 @@ impl RunState {
         };
         match std::fs::read(path) {
             Ok(bytes) => {
-                let state: RunState = serde_json::from_slice(&bytes).map_err(|e| err(format!("unreadable ({e}); move it away to start afresh")))?;
+                let state: RunState = serde_json::from_slice(&bytes)
+                    .map_err(|e| err(format!("unreadable ({e}); move it away to start afresh")))?;
                 if state.format_version != STATE_FORMAT_VERSION {
                     return Err(err(format!(
                         "format version {} is not {STATE_FORMAT_VERSION}",
@@ -114,6 +115,9 @@ mod tests {
         s.save(&path).unwrap();
         assert_eq!(RunState::load(&path).unwrap(), s);
         std::fs::write(&path, b"{oops").unwrap();
-        assert!(RunState::load(&path).unwrap_err().to_string().contains("unreadable"));
+        assert!(RunState::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("unreadable"));
     }
 }
