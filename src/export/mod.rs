@@ -158,11 +158,12 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
                 }
             });
             let filtered = updated_utc.is_some();
-            let filters =
-                (updated_utc.is_some() || ledger_entry_filters.is_some()).then(|| ExportFilters {
+            let filters = (updated_utc.is_some() || ledger_entry_filters.is_some()).then_some(
+                ExportFilters {
                     updated_utc,
                     ledger_entry_filters,
-                });
+                },
+            );
             specs.push(ExportSpec {
                 schema,
                 scope: request.scope.clone(),
@@ -176,6 +177,38 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
         }
     }
     Ok(specs)
+}
+
+/// Runs every spec: all entity types are added and waited for at once (waiting costs
+/// nothing but the shared poll); at most `ctx.load_slots` exports download and load at the
+/// same time. The windows of one entity type run one after another, since they commit into
+/// the same table.
+pub async fn run_all(
+    ctx: std::sync::Arc<job::RunContext>,
+    specs: Vec<ExportSpec>,
+) -> Vec<job::JobResult> {
+    let mut groups: Vec<Vec<ExportSpec>> = Vec::new();
+    for spec in specs {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].schema.table == spec.schema.table)
+        {
+            Some(g) => g.push(spec),
+            None => groups.push(vec![spec]),
+        }
+    }
+    let results = futures::future::join_all(groups.into_iter().map(|group| {
+        let ctx = ctx.clone();
+        async move {
+            let mut out = Vec::with_capacity(group.len());
+            for spec in &group {
+                out.push(job::run_job(&ctx, spec).await);
+            }
+            out
+        }
+    }))
+    .await;
+    results.into_iter().flatten().collect()
 }
 
 #[cfg(test)]
@@ -251,36 +284,4 @@ mod tests {
         let err = plan(&request(Some((now - 3600, now - 60))), now).unwrap_err();
         assert!(err.contains("5 minutes"), "{err}");
     }
-}
-
-/// Runs every spec: all entity types are added and waited for at once (waiting costs
-/// nothing but the shared poll); at most `ctx.load_slots` exports download and load at the
-/// same time. The windows of one entity type run one after another, since they commit into
-/// the same table.
-pub async fn run_all(
-    ctx: std::sync::Arc<job::RunContext>,
-    specs: Vec<ExportSpec>,
-) -> Vec<job::JobResult> {
-    let mut groups: Vec<Vec<ExportSpec>> = Vec::new();
-    for spec in specs {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].schema.table == spec.schema.table)
-        {
-            Some(g) => g.push(spec),
-            None => groups.push(vec![spec]),
-        }
-    }
-    let results = futures::future::join_all(groups.into_iter().map(|group| {
-        let ctx = ctx.clone();
-        async move {
-            let mut out = Vec::with_capacity(group.len());
-            for spec in &group {
-                out.push(job::run_job(&ctx, spec).await);
-            }
-            out
-        }
-    }))
-    .await;
-    results.into_iter().flatten().collect()
 }
