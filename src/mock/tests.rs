@@ -591,6 +591,12 @@ async fn large_exports_stream_in_chunks() {
         lines += reply.body.iter().filter(|&&b| b == b'\n').count() as u64;
     }
     assert_eq!(lines, ROWS);
+    let ids = server.expected_ids(&export.id).unwrap();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len() as u64,
+        ROWS,
+        "Ids repeat"
+    );
     server.shutdown().await;
 }
 
