@@ -50,10 +50,10 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load local export files (JSON Lines, optionally gzip or zstd) of one entity type.
-    Convert(ConvertArgs),
+    Convert(Box<ConvertArgs>),
     /// Export entity types from the Connector API and load them: add each export (or
     /// resume the one a previous run started), wait for it, stream its files into Parquet.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print an entity's columns and types, as derived from schemas/.
     Schema(SchemaArgs),
     /// Serve the embedded Connector API mock (exports/add, exports/getAll, file downloads)
