@@ -24,6 +24,7 @@ use crate::input::{self, Compression, FrameTotals, InputError, Source};
 use crate::manifest::{
     rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION,
 };
+use crate::progress::LoadProgress;
 use crate::quarantine::QuarantineWriter;
 use crate::schema::{EntitySchema, PartitionSpec};
 use crate::sink::{PartitionedWriter, SinkError, WriterOptions, WrittenFile};
@@ -105,6 +106,8 @@ pub struct LoadPlan {
     pub batch_bytes: usize,
     /// Sources read and decoded at the same time (each on its own decoder thread).
     pub parallel_sources: usize,
+    /// Live counters for progress display.
+    pub progress: Arc<LoadProgress>,
 }
 
 /// How a load ended.
@@ -310,6 +313,7 @@ async fn run_pipeline(
     quarantine_path: PathBuf,
 ) -> Result<(Written, Vec<SourceInfo>), LoadError> {
     let parallel = plan.parallel_sources.clamp(1, sources.len().max(1));
+    LoadProgress::add(&plan.progress.files_total, sources.len() as u64);
     let (stream_tx, stream_rx) = mpsc::channel::<SourceStream>(parallel);
     let stream_rx = Arc::new(std::sync::Mutex::new(stream_rx));
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoded>(BATCH_QUEUE);
@@ -322,8 +326,9 @@ async fn run_pipeline(
         let export_id = plan.export_id.clone();
         let streams = stream_rx.clone();
         let out = decoded_tx.clone();
+        let progress = plan.progress.clone();
         decoders.push(tokio::task::spawn_blocking(move || {
-            decode_stage(schema, &export_id, &streams, out)
+            decode_stage(schema, &export_id, &streams, out, &progress)
         }));
     }
     drop(decoded_tx);
@@ -429,6 +434,7 @@ async fn read_source(
             })),
             None => LoadError::Input(e),
         })?;
+    LoadProgress::add(&plan.progress.files_done, 1);
     let bytes = match wire {
         WireBytes::Known(Some(n)) => n,
         WireBytes::Known(None) => totals.bytes,
@@ -448,6 +454,7 @@ fn decode_stage(
     export_id: &str,
     streams: &std::sync::Mutex<mpsc::Receiver<SourceStream>>,
     out: std::sync::mpsc::SyncSender<Decoded>,
+    progress: &LoadProgress,
 ) -> Result<(), LoadError> {
     loop {
         // Hold the lock only while taking the next source, not while decoding it.
@@ -462,6 +469,9 @@ fn decode_stage(
         while let Some(lines) = stream.lines.blocking_recv() {
             decoder.decode_batch(&lines);
             let batch = decoder.flush();
+            LoadProgress::add(&progress.bytes, lines.len_bytes() as u64);
+            LoadProgress::add(&progress.rows, batch.batch.num_rows() as u64);
+            LoadProgress::add(&progress.rejected, batch.rejects.len() as u64);
             any = true;
             if out
                 .send(Decoded::Batch {

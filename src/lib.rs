@@ -32,6 +32,7 @@
 //! - [`manifest`] — what one load wrote and counted.
 //! - [`commit`] — table versions, the atomic commit point, the output-directory lock.
 //! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
+//! - [`progress`] — live counters and job states for progress display.
 //! - [`generate`] — deterministic synthetic rows for every entity (demo, tests, benches).
 //! - [`mock`] — the embedded Connector API: exports, signed downloads, injected faults.
 
@@ -47,6 +48,7 @@ pub mod generate;
 pub mod input;
 pub mod manifest;
 pub mod mock;
+pub mod progress;
 pub mod quarantine;
 pub mod schema;
 pub mod sink;

@@ -1,6 +1,7 @@
 //! The `mews-etl` command: parses flags into validated settings, calls the library, prints
 //! the summary and maps the outcome to a documented exit status.
 
+mod bars;
 mod cli;
 mod summary;
 
@@ -81,9 +82,21 @@ fn status_of(error: &anyhow::Error) -> u8 {
     exit::INTERNAL
 }
 
+/// Progress bars are for a person at a terminal: not with JSON logs, -q or -v (whose log
+/// lines would tear through the bars).
+fn shows_bars(cli: &Cli) -> bool {
+    matches!(cli.command, Command::Run(_))
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && cli.log_format == LogFormat::Text
+        && !cli.quiet
+        && cli.verbose == 0
+}
+
 fn init_logging(cli: &Cli) {
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
+        // With bars on screen, info lines would scroll them away; the bars carry that news.
+        (false, 0) if shows_bars(cli) => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",
@@ -116,7 +129,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Convert(args) => convert(args),
         Command::Schema(args) => print_schema(args),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, shows_bars(&cli)),
         Command::MockServer(args) => mock_server(args),
     };
     match result {
@@ -224,6 +237,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         max_line_bytes: args.load.max_line_bytes,
         batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
         parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
+        progress: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -272,7 +286,7 @@ fn read_token(file: Option<&std::path::Path>, var: &str, flag: &str) -> Result<S
     Ok(Secret::new(value))
 }
 
-fn run(args: &RunArgs) -> Result<(), Failure> {
+fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     use mews_etl::export::{self, job, RunRequest};
     let mut entities: Vec<&'static EntitySchema> = Vec::new();
     if args.entities.is_empty() {
@@ -422,7 +436,10 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             .join(mews_etl::commit::STATE_DIR)
             .join("state.json");
         let state = RunState::load(&state_path).context("reading the run state")?;
+        let progress = mews_etl::progress::RunProgress::default();
+        let bars = show_bars.then(|| bars::Bars::start(progress.clone()));
         let ctx = Arc::new(job::RunContext {
+            progress,
             poller: Poller::new(client.clone(), poll_cap),
             client,
             out,
@@ -433,6 +450,9 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             load_slots: Arc::new(tokio::sync::Semaphore::new(args.concurrency)),
         });
         let results = export::run_all(ctx, specs).await;
+        if let Some(bars) = bars {
+            bars.stop().await;
+        }
         if let Some(mock) = mock {
             mock.shutdown().await;
         }

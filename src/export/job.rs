@@ -54,6 +54,8 @@ pub struct RunContext {
     pub load: LoadSettings,
     /// Longest wait for one export to finish.
     pub timeout: Duration,
+    /// Where each job's state is shown.
+    pub progress: crate::progress::RunProgress,
     /// Exports downloaded and loaded at the same time (`--concurrency`): each takes a
     /// decoder and a writer thread per file in flight, so this bounds CPU and memory.
     pub load_slots: Arc<tokio::sync::Semaphore>,
@@ -128,7 +130,15 @@ async fn update_state(ctx: &RunContext, f: impl FnOnce(&mut RunState)) -> Result
 pub async fn run_job(ctx: &RunContext, spec: &ExportSpec) -> JobResult {
     let started = Instant::now();
     let key = spec.key();
+    ctx.progress.set_state(&spec.schema.entity, "adding", None);
     let outcome = drive(ctx, spec, &key).await;
+    let state = match &outcome {
+        JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded(_) => "committed",
+        JobOutcome::OverBudget(_) => "over budget",
+        JobOutcome::Conflict { .. } => "conflict",
+        JobOutcome::Failed { .. } => "failed",
+    };
+    ctx.progress.set_state(&spec.schema.entity, state, None);
     JobResult {
         entity: spec.schema.entity.clone(),
         key,
@@ -278,7 +288,9 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             max_line_bytes: ctx.load.max_line_bytes,
             batch_bytes: ctx.load.batch_bytes,
             parallel_sources: ctx.load.parallel_sources,
+            progress: Default::default(),
         };
+        ctx.progress.set_load(entity, plan.progress.clone());
         let files = ExportFiles::new(ctx.client.clone(), &export);
         let sources = (0..export.files.len())
             .map(|index| LoadSource::Remote {
@@ -286,7 +298,9 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 index,
             })
             .collect();
+        ctx.progress.set_state(entity, "queued", Some(&export_id));
         let permit = ctx.load_slots.acquire().await;
+        ctx.progress.set_state(entity, "loading", None);
         let loaded = load(&ctx.out, &plan, sources).await;
         drop(permit);
         match loaded {
