@@ -38,9 +38,14 @@ use tokio::sync::mpsc;
 /// holds a few MiB: enough to absorb read jitter, small enough to keep memory flat.
 pub const LINE_QUEUE: usize = 4;
 
+/// Rows a decoder gathers before handing a record batch to the writer: batches of a few
+/// thousand rows amortise the writer's per-batch work (splitting by partition, one write
+/// per partition) while staying a few MiB in Arrow form.
+pub const TARGET_BATCH_ROWS: usize = 4096;
+
 /// Decoded batches in flight between the decoder and the Parquet writer (each roughly the
 /// size of one line batch in Arrow form).
-pub const BATCH_QUEUE: usize = 4;
+pub const BATCH_QUEUE: usize = 2;
 
 /// Sources of one load read and decoded at the same time: one per core of the machines
 /// this runs on (two), so that a multi-file export keeps both busy.
@@ -465,37 +470,25 @@ fn decode_stage(
         let Some(mut stream) = next else { break };
         let source: Arc<str> = stream.name.as_str().into();
         let mut decoder = RecordDecoder::new(schema, export_id, &stream.name);
-        let mut any = false;
-        while let Some(lines) = stream.lines.blocking_recv() {
-            decoder.decode_batch(&lines);
-            let batch = decoder.flush();
-            LoadProgress::add(&progress.bytes, lines.len_bytes() as u64);
+        let send = |batch: DecodedBatch| {
             LoadProgress::add(&progress.rows, batch.batch.num_rows() as u64);
             LoadProgress::add(&progress.rejected, batch.rejects.len() as u64);
-            any = true;
-            if out
-                .send(Decoded::Batch {
-                    index: stream.index,
-                    source: source.clone(),
-                    batch,
-                })
-                .is_err()
-            {
-                return Err(LoadError::Internal("writer stopped early".into()));
-            }
-        }
-        if !any {
-            // An empty source still reports (zero) counts, so it appears in the manifest.
-            let batch = decoder.flush();
-            let msg = Decoded::Batch {
+            out.send(Decoded::Batch {
                 index: stream.index,
-                source,
+                source: source.clone(),
                 batch,
-            };
-            if out.send(msg).is_err() {
-                return Err(LoadError::Internal("writer stopped early".into()));
+            })
+            .map_err(|_| LoadError::Internal("writer stopped early".into()))
+        };
+        while let Some(lines) = stream.lines.blocking_recv() {
+            decoder.decode_batch(&lines);
+            LoadProgress::add(&progress.bytes, lines.len_bytes() as u64);
+            if decoder.buffered_rows() >= TARGET_BATCH_ROWS {
+                send(decoder.flush())?;
             }
         }
+        // The rest, and for an empty source its (zero) counts, so it is in the manifest.
+        send(decoder.flush())?;
     }
     Ok(())
 }

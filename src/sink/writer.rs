@@ -1,10 +1,16 @@
 //! [`PartitionedWriter`]: record batches → Parquet files, one rolling file per partition.
 //!
-//! Memory is bounded two ways, because a load can touch many partitions at once:
-//! - at most [`WriterOptions::max_open_files`] files are open; opening one more closes the
-//!   least recently used, and its partition gets a new file if more rows arrive;
-//! - each open writer's buffered row group is flushed once its estimated size passes a
-//!   per-writer share of [`BUFFERED_BYTES_BUDGET`].
+//! A load can touch many partitions at once (rows of a month-partitioned export arrive in
+//! no order of month), and a Parquet writer with a row group in progress costs memory per
+//! column whatever its row count. So rows are first gathered per partition in Arrow form,
+//! and each partition's rows go to its file one whole row group at a time:
+//! - a partition's rows are written out as a row group once they reach
+//!   [`WriterOptions::row_group_rows`]; the writer is then idle, which costs next to nothing;
+//! - the rows gathered in all partitions together stay under [`BUFFERED_BYTES_BUDGET`]:
+//!   past it, the largest partition's rows are written out early, as a smaller row group;
+//! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
+//!   opening one more closes the least recently used, whose partition continues in a new
+//!   file. Files roll over at [`WriterOptions::max_rows_per_file`].
 //!
 //! Every file keeps all columns, partition columns included: directory names serve pruning
 //! (and may be escaped or truncated), while the exact values stay in the data.
@@ -33,21 +39,18 @@ pub const DEFAULT_MAX_ROWS_PER_FILE: usize = 1_000_000;
 /// Default rows per row group: 128 Ki rows keeps statistics useful for pruning and a row
 /// group's buffer in the tens of MB.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
-/// Default cap on simultaneously open partition files: enough for a month-partitioned
-/// multi-year load to stream without churn, while file handles and buffers stay bounded.
-pub const DEFAULT_MAX_OPEN_FILES: usize = 32;
+/// Default cap on simultaneously open partition files: enough for ten years of monthly
+/// partitions to stream without churn, well inside the usual limit of 1024 file handles.
+/// Memory is bounded separately, by [`BUFFERED_BYTES_BUDGET`].
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 /// Default zstd level: level 1 compresses Mews data nearly as well as level 3 at a fraction
 /// of the CPU, and every reader decodes it.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-/// Total bytes the open writers may buffer in unflushed row groups. Each writer gets an
-/// equal share (clamped to the bounds below); past it, its row group is flushed early.
-/// 256 MiB keeps a conversion comfortably inside a small container's memory.
-pub const BUFFERED_BYTES_BUDGET: usize = 256 * 1024 * 1024;
-/// Smallest per-writer share: below a few MiB, row groups get too small to scan well.
-const MIN_WRITER_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-/// Largest per-writer share: a single open file need not buffer more than this.
-const MAX_WRITER_BUFFER_BYTES: usize = 128 * 1024 * 1024;
+/// Arrow bytes of rows gathered in all partitions and not yet written; past it, the largest
+/// partition's rows are written out early. 128 MiB keeps a load comfortably inside a small
+/// container's memory while row groups of a few dozen partitions still reach several MiB.
+pub const BUFFERED_BYTES_BUDGET: usize = 128 * 1024 * 1024;
 
 /// Parquet compression codec of the written files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,8 +174,8 @@ pub struct PartitionedWriter {
     options: WriterOptions,
     properties: Arc<WriterProperties>,
     file_prefix: String,
-    /// Buffered bytes at which an open writer's row group is flushed early.
-    writer_buffer_bytes: usize,
+    /// Arrow bytes of the rows gathered in all partitions and not yet written.
+    buffered_bytes: usize,
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Number of partitions with an open file (≤ `max_open_files`).
     open_files: usize,
@@ -194,6 +197,10 @@ struct PartitionState {
     files_started: usize,
     last_used: u64,
     open: Option<OpenFile>,
+    /// Rows gathered and not yet written, with their row count and Arrow size.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    pending_bytes: usize,
 }
 
 struct OpenFile {
@@ -242,8 +249,6 @@ impl PartitionedWriter {
             path: dir.clone(),
             source,
         })?;
-        let writer_buffer_bytes = (BUFFERED_BYTES_BUDGET / options.max_open_files)
-            .clamp(MIN_WRITER_BUFFER_BYTES, MAX_WRITER_BUFFER_BYTES);
         Ok(PartitionedWriter {
             dir,
             schema,
@@ -251,7 +256,7 @@ impl PartitionedWriter {
             options,
             properties: Arc::new(properties),
             file_prefix,
-            writer_buffer_bytes,
+            buffered_bytes: 0,
             partitions: HashMap::new(),
             open_files: 0,
             clock: 0,
@@ -290,6 +295,15 @@ impl PartitionedWriter {
 
     /// Closes every open file, makes files and directories durable, and lists the files.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
+        let pending: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.pending_rows > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in pending {
+            self.write_pending(&key)?;
+        }
         let keys: Vec<PartitionKey> = self
             .partitions
             .iter()
@@ -339,8 +353,9 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Appends rows of one partition, rolling files over at `max_rows_per_file`.
-    fn append(&mut self, key: PartitionKey, mut rows: RecordBatch) -> Result<(), SinkError> {
+    /// Gathers rows of one partition; writes them out as a row group when there are enough,
+    /// and writes out the largest partition's rows when all gathered rows pass the budget.
+    fn append(&mut self, key: PartitionKey, rows: RecordBatch) -> Result<(), SinkError> {
         self.clock += 1;
         let now = self.clock;
         if !self.partitions.contains_key(&key) {
@@ -351,38 +366,80 @@ impl PartitionedWriter {
                 files_started: 0,
                 last_used: now,
                 open: None,
+                pending: Vec::new(),
+                pending_rows: 0,
+                pending_bytes: 0,
             };
             self.partitions.insert(key.clone(), state);
         }
-        while rows.num_rows() > 0 {
-            if self.partitions[&key].open.is_none() {
-                if self.open_files >= self.options.max_open_files {
-                    self.close_least_recently_used()?;
-                }
-                self.open_file(&key)?;
+        let state = self.partitions.get_mut(&key).expect("inserted above");
+        state.last_used = now;
+        let bytes = rows.get_array_memory_size();
+        state.pending_rows += rows.num_rows();
+        state.pending_bytes += bytes;
+        state.pending.push(rows);
+        self.buffered_bytes += bytes;
+        if state.pending_rows >= self.options.row_group_rows {
+            self.write_pending(&key)?;
+        }
+        while self.buffered_bytes > BUFFERED_BYTES_BUDGET {
+            let largest = self
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.pending_rows > 0)
+                .max_by_key(|(_, s)| s.pending_bytes)
+                .map(|(k, _)| k.clone());
+            match largest {
+                Some(k) => self.write_pending(&k)?,
+                None => break,
             }
-            let state = self.partitions.get_mut(&key).expect("inserted above");
-            state.last_used = now;
-            let file = state.open.as_mut().expect("opened above");
-            let room = self.options.max_rows_per_file - file.rows as usize;
-            let n = room.min(rows.num_rows());
-            let chunk = rows.slice(0, n);
-            rows = rows.slice(n, rows.num_rows() - n);
-            let parquet_err = |file: &OpenFile, source| SinkError::Parquet {
+        }
+        Ok(())
+    }
+
+    /// Writes a partition's gathered rows to its file as one row group, rolling files over
+    /// at `max_rows_per_file`.
+    fn write_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+        let state = self.partitions.get_mut(key).expect("known partition");
+        let batches = std::mem::take(&mut state.pending);
+        self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
+        state.pending_rows = 0;
+        state.pending_bytes = 0;
+        for mut rows in batches {
+            while rows.num_rows() > 0 {
+                if self.partitions[key].open.is_none() {
+                    if self.open_files >= self.options.max_open_files {
+                        self.close_least_recently_used()?;
+                    }
+                    self.open_file(key)?;
+                }
+                let state = self.partitions.get_mut(key).expect("known partition");
+                let file = state.open.as_mut().expect("opened above");
+                let room = self.options.max_rows_per_file - file.rows as usize;
+                let n = room.min(rows.num_rows());
+                let chunk = rows.slice(0, n);
+                rows = rows.slice(n, rows.num_rows() - n);
+                file.writer
+                    .write(&chunk)
+                    .map_err(|source| SinkError::Parquet {
+                        path: file.path.clone(),
+                        partition: state.rel_dir.clone(),
+                        source,
+                    })?;
+                file.rows += n as u64;
+                if file.rows as usize >= self.options.max_rows_per_file {
+                    self.close_file(key)?;
+                }
+            }
+        }
+        // End the row group now: an idle writer holds no per-column buffers.
+        let state = self.partitions.get_mut(key).expect("known partition");
+        if let Some(file) = state.open.as_mut() {
+            file.writer.flush().map_err(|source| SinkError::Parquet {
                 path: file.path.clone(),
                 partition: state.rel_dir.clone(),
                 source,
-            };
-            file.writer
-                .write(&chunk)
-                .map_err(|e| parquet_err(file, e))?;
-            file.rows += n as u64;
-            if file.writer.in_progress_size() > self.writer_buffer_bytes {
-                file.writer.flush().map_err(|e| parquet_err(file, e))?;
-            }
-            if file.rows as usize >= self.options.max_rows_per_file {
-                self.close_file(&key)?;
-            }
+            })?;
         }
         Ok(())
     }
@@ -681,8 +738,10 @@ mod tests {
     #[test]
     fn lru_close_keeps_every_row_once() {
         let tmp = tempfile::tempdir().unwrap();
+        // Row groups of one row: every batch is written at once, so files must be evicted.
         let options = WriterOptions {
             max_open_files: 2,
+            row_group_rows: 1,
             ..WriterOptions::default()
         };
         let mut w = PartitionedWriter::new(
@@ -714,6 +773,29 @@ mod tests {
             let kind = &f.partition[0].1;
             assert!(f.path.starts_with(&format!("Kind={kind}/")), "{f:?}");
         }
+    }
+
+    #[test]
+    fn rows_are_gathered_into_one_file_per_partition() {
+        // Partitions interleaved in every batch, as months in an export: with row groups
+        // larger than the input, each partition ends in exactly one file.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            kind_spec(),
+            WriterOptions::default(),
+            "g".into(),
+        )
+        .unwrap();
+        let kinds = ["a", "b", "c"];
+        for round in 0..20 {
+            let rows: Vec<Option<&str>> = (0..9).map(|i| Some(kinds[i % 3])).collect();
+            w.write(&batch(&rows, 1 + round * 9)).unwrap();
+        }
+        let files = w.finish().unwrap();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files.iter().all(|f| f.rows == 60));
     }
 
     #[test]
