@@ -57,8 +57,8 @@ impl Harness {
         self.dir.path().join("out")
     }
 
-    /// `mews-etl run --out <out> --platform-url <mock> --poll-interval 50ms <args>`, with the
-    /// mock's tokens in the environment.
+    /// `mews-etl run --out <out> --platform-url <mock> --poll-interval 50ms --compression
+    /// snappy <args>`, with the mock's tokens in the environment.
     fn command(&self, args: &[&str]) -> Command {
         self.command_with_tokens(args, &self.config.client_token, &self.config.access_token)
     }
@@ -72,6 +72,10 @@ impl Harness {
             .arg(self.mock.base_url())
             .arg("--poll-interval")
             .arg("50ms")
+            // zstd (the default) is unoptimised C in debug builds and triples the time of a
+            // run; the codec is no concern here (tests/convert.rs reads back tables written with it).
+            .arg("--compression")
+            .arg("snappy")
             .args(args)
             .env("MEWS_CLIENT_TOKEN", client)
             .env("MEWS_ACCESS_TOKEN", access)
