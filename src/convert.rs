@@ -405,7 +405,11 @@ async fn read_source(
                 .await
                 .map_err(|e| LoadError::Download(Box::new(e)))?;
             let reader = tokio_util::io::StreamReader::new(stream);
-            let (reader, compression) = input::decompress(reader, &name).await?;
+            // Sniffing the compression reads the first bytes, so the download may fail here
+            // already (an expired export, a refused URL): keep that a download error.
+            let (reader, compression) = input::decompress(reader, &name)
+                .await
+                .map_err(|e| input_error(plan, e))?;
             (reader, compression, name, WireBytes::Counted(counter))
         }
     };
@@ -420,25 +424,7 @@ async fn read_source(
     }
     let totals = input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx)
         .await
-        .map_err(|e| match download::DownloadError::find(&e) {
-            Some(_) => LoadError::Download(Box::new(match e {
-                InputError::Read { io, .. }
-                | InputError::Decompress { io, .. }
-                | InputError::Open { io, .. } => {
-                    match io
-                        .into_inner()
-                        .map(|inner| inner.downcast::<download::DownloadError>())
-                    {
-                        Some(Ok(d)) => *d,
-                        _ => download::DownloadError::Export {
-                            export_id: plan.export_id.clone(),
-                            message: "download failed".into(),
-                        },
-                    }
-                }
-            })),
-            None => LoadError::Input(e),
-        })?;
+        .map_err(|e| input_error(plan, e))?;
     LoadProgress::add(&plan.progress.files_done, 1);
     let bytes = match wire {
         WireBytes::Known(Some(n)) => n,
@@ -446,6 +432,31 @@ async fn read_source(
         WireBytes::Counted(c) => c.bytes(),
     };
     Ok((name, compression, bytes, totals))
+}
+
+/// Classifies an error reading a source: a [`download::DownloadError`] behind it (an expired
+/// export, a size mismatch, a download given up) becomes [`LoadError::Download`], so the
+/// caller can react to it (a new export for an expired one); anything else is an input error.
+fn input_error(plan: &LoadPlan, e: InputError) -> LoadError {
+    match download::DownloadError::find(&e) {
+        Some(_) => LoadError::Download(Box::new(match e {
+            InputError::Read { io, .. }
+            | InputError::Decompress { io, .. }
+            | InputError::Open { io, .. } => {
+                match io
+                    .into_inner()
+                    .map(|inner| inner.downcast::<download::DownloadError>())
+                {
+                    Some(Ok(d)) => *d,
+                    _ => download::DownloadError::Export {
+                        export_id: plan.export_id.clone(),
+                        message: "download failed".into(),
+                    },
+                }
+            }
+        })),
+        None => LoadError::Input(e),
+    }
 }
 
 /// How the bytes of a source are known: a file's size, or counted as they arrive.

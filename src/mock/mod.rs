@@ -30,6 +30,7 @@ mod signing;
 #[cfg(test)]
 mod tests;
 
+use axum::http::StatusCode;
 use clock::Clock;
 use lifecycle::Registry;
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -99,6 +100,9 @@ pub struct Faults {
     /// Every download is sent in pieces of this many bytes with this pause before each
     /// piece after the first, to exercise slow networks and read timeouts.
     pub trickle: Option<(usize, Duration)>,
+    /// The first file of every export of this entity type is listed with a `SizeInBytes` one
+    /// byte larger than the file served, as a storage glitch would show.
+    pub wrong_size_entity: Option<String>,
 }
 
 /// The demo platform's tokens (`guidelines/environments.md`, gross pricing, "Are you ready
@@ -260,6 +264,22 @@ impl Counters {
     }
 }
 
+/// One request as the server answered it, for assertions on pacing (e.g. that a client
+/// waited out a `Retry-After` before asking again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// When the request arrived.
+    pub at: Instant,
+    /// `exports/add`, `exports/getAll` or `download`.
+    pub operation: &'static str,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// Requests kept in the request log; later ones are not recorded, so a long-running
+/// `mock-server` does not grow without bound.
+pub const REQUEST_LOG_CAP: usize = 100_000;
+
 /// State shared by all handlers of one server.
 struct Shared {
     config: MockConfig,
@@ -270,6 +290,8 @@ struct Shared {
     url_key: [u8; 32],
     clock: Clock,
     counters: Counters,
+    /// Requests in arrival order, at most [`REQUEST_LOG_CAP`].
+    request_log: Mutex<Vec<RequestRecord>>,
     /// Held only for short, synchronous updates, never across an `.await`.
     registry: Mutex<Registry>,
     /// Set when the server stops: size passes and file producers check it between writes
@@ -287,6 +309,21 @@ impl Shared {
         self.registry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a request that arrived `at` and was answered with `status`.
+    fn log_request(&self, at: Instant, operation: &'static str, status: StatusCode) {
+        let mut log = self
+            .request_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() < REQUEST_LOG_CAP {
+            log.push(RequestRecord {
+                at,
+                operation,
+                status: status.as_u16(),
+            });
+        }
     }
 }
 
@@ -320,6 +357,7 @@ impl MockServer {
             url_key: signing::random_key(),
             clock: Clock::default(),
             counters: Counters::default(),
+            request_log: Mutex::new(Vec::new()),
             registry: Mutex::new(Registry::default()),
             stopping: Arc::new(AtomicBool::new(false)),
             shutdown,
@@ -347,6 +385,20 @@ impl MockServer {
     /// Counters of requests, responses and injected faults so far.
     pub fn stats(&self) -> MockStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Every request answered so far (the first [`REQUEST_LOG_CAP`]), sorted by arrival.
+    /// Requests are logged when their response starts, so one still being handled is
+    /// missing.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        let mut log = self
+            .shared
+            .request_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        log.sort_by_key(|r| r.at);
+        log
     }
 
     /// The `Id` of every row in the files of export `export_id`, in file order (empty for an

@@ -19,15 +19,22 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+/// Operation names of the request log.
+const OP_ADD: &str = "exports/add";
+/// See [`OP_ADD`].
+const OP_GET_ALL: &str = "exports/getAll";
+/// See [`OP_ADD`].
+const OP_DOWNLOAD: &str = "download";
 
 /// The routes of one server.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/connector/v1/exports/add", post(add))
         .route("/api/connector/v1/exports/getAll", post(get_all))
-        .route("/files/{export_id}/{file}", get(download))
+        .route("/files/{export_id}/{file}", get(download_logged))
         .fallback(unknown_path)
         .with_state(shared)
 }
@@ -35,6 +42,13 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 /// `exports/add`: validates, refuses a second running export of the same entity, creates a
 /// `Pending` export and starts measuring its files in the background.
 async fn add(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let at = Instant::now();
+    let response = add_export(Arc::clone(&shared), body);
+    shared.log_request(at, OP_ADD, response.status());
+    response
+}
+
+fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
     bump(&shared.counters.add_requests);
     let request_id = next_request_id(&shared);
     let request: AddExportRequest = match admit(&shared, &body, &request_id) {
@@ -117,6 +131,13 @@ fn start_measuring(shared: &Shared, content: &Arc<ExportContent>) -> watch::Rece
 /// `exports/getAll`: advances every export asked for by one poll and lists fresh signed URLs
 /// for those that succeeded. Unknown ids are left out, as the API does.
 async fn get_all(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let at = Instant::now();
+    let response = get_all_exports(Arc::clone(&shared), body).await;
+    shared.log_request(at, OP_GET_ALL, response.status());
+    response
+}
+
+async fn get_all_exports(shared: Arc<Shared>, body: Bytes) -> Response {
     bump(&shared.counters.get_all_requests);
     let request_id = next_request_id(&shared);
     let request: GetAllExportsRequest = match admit(&shared, &body, &request_id) {
@@ -161,7 +182,9 @@ async fn get_all(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
                 .ok()
                 .and_then(|s| s.clone());
             match measured {
-                Some(Ok(sizes)) => export.files = signed_files(&shared, &export.id, &sizes),
+                Some(Ok(sizes)) => {
+                    export.files = signed_files(&shared, &export.id, &export.entity_type, &sizes);
+                }
                 Some(Err(e)) => {
                     let message = format!("Measuring export {} failed: {e}", export.id);
                     return api_error(
@@ -192,8 +215,10 @@ async fn get_all(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 /// File entries with URLs signed until now + `url_validity` (rounded up to a whole second;
-/// zero gives URLs that are already expired).
-fn signed_files(shared: &Shared, export_id: &str, sizes: &[u64]) -> Vec<ExportFile> {
+/// zero gives URLs that are already expired). With the `wrong_size_entity` fault, the first
+/// file of an export of that entity is announced one byte larger than it is.
+fn signed_files(shared: &Shared, export_id: &str, entity: &str, sizes: &[u64]) -> Vec<ExportFile> {
+    let wrong_size = shared.config.faults.wrong_size_entity.as_deref() == Some(entity);
     let validity = shared.config.url_validity;
     let validity_secs = validity.as_secs() + u64::from(validity.subsec_nanos() > 0);
     let exp = shared
@@ -208,7 +233,7 @@ fn signed_files(shared: &Shared, export_id: &str, sizes: &[u64]) -> Vec<ExportFi
             let sig = signing::sign(&shared.url_key, &path, exp);
             ExportFile {
                 url: format!("{}{path}?exp={exp}&sig={sig}", shared.base_url),
-                size_in_bytes: size,
+                size_in_bytes: if wrong_size && i == 0 { size + 1 } else { size },
             }
         })
         .collect()
@@ -334,6 +359,21 @@ fn plain(shared: &Shared, status: StatusCode, message: &str) -> Response {
 
 async fn unknown_path(State(shared): State<Arc<Shared>>) -> Response {
     plain(&shared, StatusCode::NOT_FOUND, "not found")
+}
+
+/// [`download`], recorded in the request log (when the response starts, not when its body
+/// ends).
+async fn download_logged(
+    shared: State<Arc<Shared>>,
+    path: Path<(String, String)>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let at = Instant::now();
+    let log = Arc::clone(&shared.0);
+    let response = download(shared, path, query, headers).await;
+    log.log_request(at, OP_DOWNLOAD, response.status());
+    response
 }
 
 /// `GET /files/{export_id}/{n}?exp=…&sig=…`: file `n` (from 1) of a `Success` export,

@@ -554,6 +554,63 @@ async fn exports_fail_or_expire_as_configured() {
 }
 
 #[tokio::test]
+async fn wrong_sizes_are_announced_for_the_configured_entity() {
+    let config = MockConfig {
+        faults: Faults {
+            wrong_size_entity: Some("Bill".into()),
+            ..Faults::default()
+        },
+        ..small(30)
+    };
+    let (server, api) = start(&config).await;
+    let bill = api.finished(&api.added("Bill").await.id).await;
+    let first = api.download(&bill.files[0].url, &[]).await;
+    assert!(first.complete);
+    assert_eq!(first.body.len() as u64 + 1, bill.files[0].size_in_bytes);
+    let second = api.download(&bill.files[1].url, &[]).await;
+    assert_eq!(second.body.len() as u64, bill.files[1].size_in_bytes);
+    let other = api.finished(&api.added("Payment").await.id).await;
+    let reply = api.download(&other.files[0].url, &[]).await;
+    assert_eq!(reply.body.len() as u64, other.files[0].size_in_bytes);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_request_log_records_operations_and_statuses() {
+    let config = MockConfig {
+        pending_polls: 0,
+        processing_polls: 0,
+        faults: Faults {
+            rate_limit_every: Some(2),
+            ..Faults::default()
+        },
+        ..small(10)
+    };
+    let (server, api) = start(&config).await;
+    let export = api.added("Bill").await; // 1
+    assert_eq!(api.get_all(&[&export.id]).await.status, 429); // 2
+    let done = api.finished(&export.id).await; // 3
+    assert_eq!(api.download(&done.files[0].url, &[]).await.status, 200);
+    let log: Vec<_> = server
+        .request_log()
+        .iter()
+        .map(|r| (r.operation, r.status))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("exports/add", 200),
+            ("exports/getAll", 429),
+            ("exports/getAll", 200),
+            ("download", 200)
+        ]
+    );
+    let times: Vec<_> = server.request_log().iter().map(|r| r.at).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn trickled_downloads_arrive_whole() {
     let config = MockConfig {
         faults: Faults {

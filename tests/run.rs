@@ -1,0 +1,769 @@
+//! `mews-etl run` end to end: the real binary against the embedded Connector API mock,
+//! started inside each test on 127.0.0.1:0, with the mock's faults switched on one at a
+//! time. Tables are read back through the `<out>/<table>` link and their `Id`s compared
+//! with what the mock served.
+//!
+//! The binary runs on a blocking thread (or as a child polled from async code), so the
+//! mock keeps serving on the test's multi-thread runtime meanwhile.
+
+use arrow::array::{ArrayRef, AsArray};
+use arrow::datatypes::DataType;
+use mews_etl::api::{ApiClient, ApiConfig, Secret};
+use mews_etl::export::state::RunState;
+use mews_etl::mock::{Faults, MockConfig, MockServer};
+use mews_etl::schema::{self, LINEAGE_EXPORT_ID};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Rows per export in most tests: a few hundred, in three files.
+const ROWS: u64 = 300;
+
+/// Longest wait for an observable condition (a state file, bytes served) before a test
+/// gives up.
+const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// A small mock: `rows` per export in three files, one `Pending` and one `Processing` poll.
+fn config(rows: u64, faults: Faults) -> MockConfig {
+    MockConfig {
+        rows,
+        files_per_export: 3,
+        faults,
+        ..MockConfig::demo()
+    }
+}
+
+/// A mock and a temporary output directory.
+struct Harness {
+    mock: MockServer,
+    config: MockConfig,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(config: MockConfig) -> Self {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let mock = MockServer::start(config.clone(), addr).await.unwrap();
+        Harness {
+            mock,
+            config,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// `mews-etl run --out <out> --platform-url <mock> --poll-interval 50ms --compression
+    /// snappy <args>`, with the mock's tokens in the environment.
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_with_tokens(args, &self.config.client_token, &self.config.access_token)
+    }
+
+    fn command_with_tokens(&self, args: &[&str], client: &str, access: &str) -> Command {
+        let mut cmd = bare_command();
+        cmd.arg("run")
+            .arg("--out")
+            .arg(self.out())
+            .arg("--platform-url")
+            .arg(self.mock.base_url())
+            .arg("--poll-interval")
+            .arg("50ms")
+            // zstd (the default) is unoptimised C in debug builds and triples the time of a
+            // run; the codec is no concern here (tests/convert.rs reads back tables written with it).
+            .arg("--compression")
+            .arg("snappy")
+            .args(args)
+            .env("MEWS_CLIENT_TOKEN", client)
+            .env("MEWS_ACCESS_TOKEN", access)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs the command to its end on a blocking thread.
+    async fn run(&self, args: &[&str]) -> Output {
+        output(self.command(args)).await
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.out().join(".mews-etl").join("state.json")
+    }
+
+    fn state(&self) -> RunState {
+        RunState::load(&self.state_path()).unwrap()
+    }
+
+    /// The export the state file names for `entity`.
+    fn export_id(&self, entity: &str) -> String {
+        let state = self.state();
+        let job = state
+            .jobs
+            .values()
+            .find(|j| j.entity == entity)
+            .unwrap_or_else(|| panic!("no job for {entity} in {state:?}"));
+        job.export_id.clone()
+    }
+
+    /// Checks that `entity`'s table holds exactly the rows of the export the state file
+    /// names (committed): the same `Id` multiset, no duplicates, every row stamped with that
+    /// export. Returns the export id.
+    fn assert_loaded(&self, entity: &str) -> String {
+        let state = self.state();
+        let job = state
+            .jobs
+            .values()
+            .find(|j| j.entity == entity)
+            .unwrap_or_else(|| panic!("no job for {entity} in {state:?}"));
+        assert!(job.committed, "{entity}: not committed: {job:?}");
+        let export_id = job.export_id.clone();
+        let expected = self
+            .mock
+            .expected_ids(&export_id)
+            .unwrap_or_else(|| panic!("{entity}: the mock does not know export {export_id}"));
+        assert!(
+            !expected.is_empty(),
+            "{entity}: export {export_id} is empty"
+        );
+        assert_ids(&self.out(), entity, &export_id, expected);
+        export_id
+    }
+
+    /// `<out>/<table>` exists in no form (nothing of the entity was committed).
+    fn assert_not_committed(&self, entity: &str) {
+        let link = self.out().join(table(entity));
+        assert!(
+            std::fs::symlink_metadata(&link).is_err(),
+            "{} exists, but nothing of {entity} should be committed",
+            link.display()
+        );
+    }
+}
+
+/// `mews-etl` with a clean environment for what it reads.
+fn bare_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mews-etl"));
+    for var in [
+        "MEWS_CLIENT_TOKEN",
+        "MEWS_ACCESS_TOKEN",
+        "MEWS_PLATFORM_URL",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn table(entity: &str) -> String {
+    schema::find(entity).unwrap().table.clone()
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_status(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}", describe(o));
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every Parquet file visible under `dir`, following the table link.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(parquet_files(&p));
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn strings(array: &ArrayRef) -> Vec<Option<String>> {
+    let utf8 = arrow::compute::cast(array, &DataType::Utf8).unwrap();
+    utf8.as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect()
+}
+
+/// `(Id, _export_id)` of every row visible in `<out>/<table>`.
+fn table_rows(out: &Path, table: &str) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    for f in parquet_files(&out.join(table)) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ids = strings(batch.column_by_name("Id").unwrap());
+            let exports = strings(batch.column_by_name(LINEAGE_EXPORT_ID).unwrap());
+            for (id, export) in ids.into_iter().zip(exports) {
+                rows.push((
+                    id.unwrap_or_else(|| panic!("{}: null Id", f.display())),
+                    export.unwrap_or_else(|| panic!("{}: null _export_id", f.display())),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+/// The table of `entity` holds exactly `expected` (as a multiset, which has no duplicates),
+/// every row from `export_id`.
+fn assert_ids(out: &Path, entity: &str, export_id: &str, mut expected: Vec<String>) {
+    let unique: HashSet<String> = expected.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        expected.len(),
+        "{entity}: the mock served repeated Ids"
+    );
+    let rows = table_rows(out, &table(entity));
+    let foreign: Vec<&String> = rows
+        .iter()
+        .filter(|(_, e)| e != export_id)
+        .map(|(_, e)| e)
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "{entity}: {} rows from other exports than {export_id}, e.g. {:?}",
+        foreign.len(),
+        foreign.first()
+    );
+    let mut got: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for id in &got {
+        *counts.entry(id).or_default() += 1;
+    }
+    let duplicated: Vec<_> = counts.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "{entity}: {} Ids appear more than once, e.g. {:?}",
+        duplicated.len(),
+        duplicated.first()
+    );
+    got.sort();
+    expected.sort();
+    if got != expected {
+        let have: HashSet<&String> = got.iter().collect();
+        let missing = expected.iter().filter(|id| !have.contains(id)).count();
+        let extra = got
+            .iter()
+            .filter(|id| !unique.contains(id.as_str()))
+            .count();
+        panic!(
+            "{entity}: table has {} rows, export {export_id} has {}: {missing} missing, {extra} not from the export",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; fails after [`WAIT_LIMIT`].
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none
+/// behind.
+struct Running(Option<Child>);
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Self {
+        // Output is not read while it runs: discard it rather than risk a full pipe.
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        Running(Some(cmd.spawn().unwrap()))
+    }
+
+    fn has_exited(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_none_or(|c| c.try_wait().unwrap().is_some())
+    }
+
+    /// Sends SIGKILL and reaps the child.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the child to end (on a blocking thread) and returns its exit code.
+    async fn wait(mut self) -> Option<i32> {
+        let mut child = self.0.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn all_ten(gzip: bool) {
+    let h = Harness::start(MockConfig {
+        gzip,
+        ..config(ROWS, Faults::default())
+    })
+    .await;
+    let o = h.run(&[]).await;
+    assert_status(&o, 0);
+    let mut exports = HashSet::new();
+    for entity in schema::entity_names() {
+        exports.insert(h.assert_loaded(entity));
+    }
+    assert_eq!(exports.len(), 10);
+    let stats = h.mock.stats();
+    assert_eq!(stats.exports_added, 10);
+    // Three files per export, each downloaded once.
+    assert_eq!(stats.downloads, 30, "{stats:?}");
+    h.mock.shutdown().await;
+}
+
+/// 1. All ten entity types, three files each, every `Id` exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_ten_entities_load_exactly() {
+    all_ten(false).await;
+}
+
+/// 1b. The same with gzip files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_ten_entities_load_exactly_from_gzip_files() {
+    all_ten(true).await;
+}
+
+/// 2. A run that gives up waiting leaves its export in the state file; the next run resumes
+/// it instead of adding another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_export_is_resumed_by_the_next_run() {
+    let h = Harness::start(MockConfig {
+        // Six Pending polls: a run waiting 100 ms at 50 ms per poll cannot see the end.
+        pending_polls: 6,
+        ..config(ROWS, Faults::default())
+    })
+    .await;
+    let first = h
+        .run(&["--entity", "OrderItem", "--timeout", "100ms"])
+        .await;
+    assert_status(&first, 7);
+    assert!(
+        stderr(&first).contains("a rerun resumes it"),
+        "{}",
+        describe(&first)
+    );
+    let export_id = h.export_id("OrderItem");
+    assert!(!h.state().jobs.values().any(|j| j.committed));
+    h.assert_not_committed("OrderItem");
+    assert_eq!(h.mock.stats().exports_added, 1);
+
+    let second = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&second, 0);
+    let stats = h.mock.stats();
+    assert_eq!((stats.exports_added, stats.add_requests), (1, 1));
+    assert_eq!(h.assert_loaded("OrderItem"), export_id);
+    h.mock.shutdown().await;
+}
+
+/// 3. An export this output directory did not start is pending: exit 8, the entity named,
+/// no retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_not_ours_already_pending_is_a_conflict() {
+    let h = Harness::start(MockConfig {
+        pending_polls: 1000,
+        ..config(ROWS, Faults::default())
+    })
+    .await;
+    let client = ApiClient::new(ApiConfig::new(
+        h.mock.base_url(),
+        Secret::new(h.config.client_token.clone()),
+        Secret::new(h.config.access_token.clone()),
+    ))
+    .unwrap();
+    let theirs = client.add_export("Payment", None, None).await.unwrap();
+
+    let started = Instant::now();
+    let o = h.run(&["--entity", "Payment"]).await;
+    assert_status(&o, 8);
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: Payment:") && err.contains("did not start"),
+        "{}",
+        describe(&o)
+    );
+    assert!(err.contains(&theirs.id), "{}", describe(&o));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let stats = h.mock.stats();
+    // Ours above, and the run's one attempt.
+    assert!(stats.add_requests <= 2, "{stats:?}");
+    assert_eq!(stats.exports_added, 1);
+    h.assert_not_committed("Payment");
+    assert!(h.state().jobs.is_empty(), "{:?}", h.state());
+    h.mock.shutdown().await;
+}
+
+/// 4. An export that ends Failed fails its entity (exit 7); the others still commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_fails_only_its_entity() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            fail_entity: Some("Company".into()),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let o = h
+        .run(&[
+            "--entity",
+            "Company",
+            "--entity",
+            "OrderItem",
+            "--entity",
+            "Bill",
+        ])
+        .await;
+    assert_status(&o, 7);
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: Company:") && err.contains("Failed"),
+        "{}",
+        describe(&o)
+    );
+    h.assert_not_committed("Company");
+    h.assert_loaded("OrderItem");
+    h.assert_loaded("Bill");
+    assert_eq!(h.mock.stats().failed_exports, 1);
+    h.mock.shutdown().await;
+}
+
+/// 5. An export that expires before its files are read is replaced by one new export, and
+/// its rows arrive once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_export_is_replaced_once() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            expire_entity_once: Some("OrderItem".into()),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let o = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&o, 0);
+    let stats = h.mock.stats();
+    assert_eq!((stats.exports_added, stats.expired_exports), (2, 1));
+    let export_id = h.assert_loaded("OrderItem");
+    // The loaded export is the second one; the first is not in the table (checked above:
+    // every row carries `export_id`).
+    assert_eq!(h.state().jobs.len(), 1);
+    assert!(!export_id.is_empty());
+    h.mock.shutdown().await;
+}
+
+/// 6. A 429's `Retry-After` is waited out before the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let h = Harness::start(MockConfig {
+        pending_polls: 2,
+        ..config(
+            ROWS,
+            Faults {
+                rate_limit_every: Some(3),
+                retry_after_secs: 1,
+                ..Faults::default()
+            },
+        )
+    })
+    .await;
+    let o = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&o, 0);
+    h.assert_loaded("OrderItem");
+    let api: Vec<_> = h
+        .mock
+        .request_log()
+        .into_iter()
+        .filter(|r| r.operation != "download")
+        .collect();
+    let limited: Vec<usize> = (0..api.len()).filter(|&i| api[i].status == 429).collect();
+    assert!(limited.len() >= 2, "{api:?}");
+    assert_eq!(h.mock.stats().rate_limited, limited.len() as u64);
+    for i in limited {
+        let next = api
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("nothing after the 429 at {i}: {api:?}"));
+        let gap = next.at.duration_since(api[i].at);
+        assert!(
+            gap >= Duration::from_secs(1),
+            "request {} came {gap:?} after a 429 with Retry-After: 1",
+            i + 1
+        );
+    }
+    h.mock.shutdown().await;
+}
+
+/// 7. 5xx answers are retried; the rows arrive exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            server_error_every: Some(2),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let o = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&o, 0);
+    assert!(h.mock.stats().server_errors >= 2, "{:?}", h.mock.stats());
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
+async fn broken_bodies(gzip: bool) {
+    let h = Harness::start(MockConfig {
+        gzip,
+        ..config(
+            2000,
+            Faults {
+                reset_mid_body: Some(1),
+                short_body: Some(2),
+                ..Faults::default()
+            },
+        )
+    })
+    .await;
+    let o = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&o, 0);
+    let stats = h.mock.stats();
+    assert_eq!((stats.resets, stats.short_bodies), (1, 1), "{stats:?}");
+    // Both cut files resumed with a range request.
+    assert!(stats.range_downloads >= 2, "{stats:?}");
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
+/// 8. A connection reset mid-body and a body ending short are resumed: no row lost or
+/// repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_downloads_resume_without_loss_or_duplication() {
+    broken_bodies(false).await;
+}
+
+/// 8b. The same through gzip streams, resumed in the middle of compressed data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_gzip_downloads_resume_without_loss_or_duplication() {
+    broken_bodies(true).await;
+}
+
+/// 9. File URLs that expire during the run are refreshed through `exports/getAll`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_file_urls_are_refreshed() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            // Two files are read at a time, slowly, so the third starts well after the clock
+            // has moved.
+            trickle: Some((2048, Duration::from_millis(20))),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let child = Running::spawn(h.command(&["--entity", "OrderItem"]));
+    wait_until("the first bytes to be served", || {
+        h.mock.stats().bytes_served > 0
+    })
+    .await;
+    // Past the URLs' ten minutes: every URL listed so far is now refused.
+    h.mock.advance_clock(Duration::from_secs(11 * 60));
+    assert_eq!(child.wait().await, Some(0));
+    let log = h.mock.request_log();
+    let refused = log
+        .iter()
+        .position(|r| r.operation == "download" && r.status == 403)
+        .unwrap_or_else(|| panic!("no download was refused: {log:?}"));
+    assert!(
+        log[refused..]
+            .iter()
+            .any(|r| r.operation == "exports/getAll" && r.status == 200),
+        "no getAll after the refusal: {log:?}"
+    );
+    assert!(
+        log[refused..]
+            .iter()
+            .any(|r| r.operation == "download" && r.status == 200),
+        "no download after the refusal: {log:?}"
+    );
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
+/// 10. A file whose bytes disagree with its `SizeInBytes` fails its entity, naming the
+/// file and both sizes; nothing of it is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_mismatch_fails_the_entity() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            wrong_size_entity: Some("Payment".into()),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let o = h
+        .run(&["--entity", "Payment", "--entity", "OrderItem"])
+        .await;
+    assert_status(&o, 7);
+    let err = stderr(&o);
+    let export_id = h.export_id("Payment");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: Payment:"))
+        .unwrap_or_else(|| panic!("{}", describe(&o)));
+    assert!(
+        line.contains(&format!("/files/{export_id}/1")),
+        "file not named: {line}"
+    );
+    assert!(!line.contains("sig="), "signature shown: {line}");
+    let number_after = |label: &str| -> u64 {
+        let rest = &line[line
+            .find(label)
+            .unwrap_or_else(|| panic!("{label}: {line}"))
+            + label.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("{label}: {e}: {line}"))
+    };
+    let received = number_after("received ");
+    let announced = number_after("SizeInBytes is ");
+    assert_eq!(announced, received + 1, "{line}");
+    h.assert_not_committed("Payment");
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
+/// 11. Wrong credentials fail fast, with the status and the operation, and are not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_fails_fast_without_retrying() {
+    let h = Harness::start(config(ROWS, Faults::default())).await;
+    let started = Instant::now();
+    let cmd = h.command_with_tokens(&[], "wrong-client-token", &h.config.access_token);
+    let o = output(cmd).await;
+    let elapsed = started.elapsed();
+    assert_ne!(o.status.code(), Some(0), "{}", describe(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("exports/add") && err.contains("401"),
+        "{}",
+        describe(&o)
+    );
+    assert!(!err.contains("wrong-client-token"), "token shown");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    let stats = h.mock.stats();
+    // One refused request per entity type, none repeated; nothing polled or downloaded.
+    assert!(stats.add_requests <= 10, "{stats:?}");
+    assert_eq!(stats.unauthorized, stats.add_requests, "{stats:?}");
+    assert_eq!((stats.get_all_requests, stats.file_requests), (0, 0));
+    h.mock.shutdown().await;
+}
+
+/// 12. A run killed (SIGKILL) in the middle of its downloads leaves nothing visible; the
+/// rerun resumes the same export and loads it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_is_resumed_by_the_next() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            trickle: Some((2048, Duration::from_millis(10))),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let mut child = Running::spawn(h.command(&["--entity", "OrderItem"]));
+    let state_path = h.state_path();
+    wait_until("an export in the state file and bytes served", || {
+        let named = RunState::load(&state_path).is_ok_and(|s| !s.jobs.is_empty());
+        named && h.mock.stats().bytes_served > 0
+    })
+    .await;
+    assert!(!child.has_exited(), "the run ended before it was killed");
+    child.kill();
+    let export_id = h.export_id("OrderItem");
+    assert!(!h.state().jobs.values().any(|j| j.committed));
+    // The table link does not exist, or names a complete version.
+    let link = h.out().join(table("OrderItem"));
+    if std::fs::symlink_metadata(&link).is_ok() {
+        let expected = h.mock.expected_ids(&export_id).unwrap();
+        assert_ids(&h.out(), "OrderItem", &export_id, expected);
+    }
+    let added = h.mock.stats().exports_added;
+    assert_eq!(added, 1);
+
+    let o = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&o, 0);
+    assert_eq!(h.mock.stats().exports_added, added);
+    assert_eq!(h.assert_loaded("OrderItem"), export_id);
+    h.mock.shutdown().await;
+}
+
+/// 13. `--demo --dry-run` prints the plan and writes nothing; without tokens (and without
+/// `--demo`) the run is a usage error naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_missing_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cmd = bare_command();
+    cmd.args(["run", "--demo", "--dry-run", "--out"]).arg(&out);
+    let o = output(cmd).await;
+    assert_status(&o, 0);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for entity in schema::entity_names() {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(entity)),
+            "{entity} not in the plan:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("10 export(s)"), "{stdout}");
+    assert!(!out.exists(), "--dry-run created {}", out.display());
+
+    let mut cmd = bare_command();
+    cmd.args(["run", "--out"]).arg(&out);
+    let o = output(cmd).await;
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("MEWS_CLIENT_TOKEN"), "{}", describe(&o));
+    assert!(!out.exists(), "a usage error created {}", out.display());
+}
