@@ -39,6 +39,9 @@ mod exit {
     pub const CONFLICT: u8 = 8;
 }
 
+/// Longest pause between polls of the embedded mock in `run --demo`.
+const DEMO_POLL_CAP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// An error with the exit status it maps to.
 struct Failure {
     status: u8,
@@ -357,8 +360,13 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 .map_err(|e| usage(format!("--partition-by: {e}")))?;
         }
     }
-    let poll_cap =
+    let mut poll_cap =
         parse_duration(&args.poll_interval).map_err(|e| usage(format!("--poll-interval: {e}")))?;
+    if args.demo {
+        // The embedded mock is local and cheap to ask: poll it every second at most, so the
+        // demo spends its time loading rather than waiting.
+        poll_cap = poll_cap.min(DEMO_POLL_CAP);
+    }
     let timeout = parse_duration(&args.timeout).map_err(|e| usage(format!("--timeout: {e}")))?;
     if args.concurrency == 0 {
         return Err(usage("--concurrency must be at least 1".into()));
