@@ -5,6 +5,9 @@
 //! timestamps, or the load does not commit and the table keeps its previous contents.
 //!
 //! ```text
+//!  api: exports/add → exports/getAll (one shared poll) → Success with signed file URLs
+//!        │  download: stream each file; resume with Range; refresh expired URLs
+//!        ▼
 //!  source file / HTTP body
 //!        │  input: open, sniff gzip/zstd from magic bytes, decompress (async)
 //!        ▼
@@ -21,9 +24,11 @@
 //! ```
 //!
 //! Modules, in the order data flows:
-//! - [`api`] — Connector API client: wire types, requests, retries, rate limit.
 //! - [`schema`] — `schemas/*.json`, the single source of truth for columns and types.
 //! - [`config`] — validated settings with named defaults; no I/O.
+//! - [`api`] — Connector API client: wire types, requests, retries, rate limit.
+//! - [`export`] — export lifecycle: plan, add or resume, shared poll, one job per export.
+//! - [`download`] — streaming download of an export's files, resumed across failures.
 //! - [`input`] — opens a file or stdin, detects compression from content, decompresses.
 //! - [`framing`] — splits bytes into numbered lines with a length limit; no I/O.
 //! - [`decode`] — typed decoders: one line → one row of Arrow columns; no I/O.
@@ -33,8 +38,8 @@
 //! - [`commit`] — table versions, the atomic commit point, the output-directory lock.
 //! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
 //! - [`progress`] — live counters and job states for progress display.
-//! - [`generate`] — deterministic synthetic rows for every entity (demo, tests, benches).
-//! - [`mock`] — the embedded Connector API: exports, signed downloads, injected faults.
+//! - [`mock`] — the embedded Connector API (demo, tests, benches).
+//! - [`generate`] — deterministic synthetic rows for every entity (mock, tests, benches).
 
 pub mod api;
 pub mod commit;
