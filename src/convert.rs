@@ -404,10 +404,22 @@ async fn read_source(
             let (stream, counter, name) = download::open_file(files.clone(), *index)
                 .await
                 .map_err(|e| LoadError::Download(Box::new(e)))?;
-            let reader = tokio_util::io::StreamReader::new(stream);
-            // Sniffing the compression reads the first bytes, so the download may fail here
-            // already (an expired export, a refused URL): keep that a download error.
-            let (reader, compression) = input::decompress(reader, &name)
+            let mut reader = tokio_util::io::StreamReader::new(stream);
+            // The first bytes carry the response headers, and with them the declared encoding.
+            tokio::io::AsyncBufReadExt::fill_buf(&mut reader)
+                .await
+                .map_err(|io| {
+                    input_error(
+                        plan,
+                        InputError::Read {
+                            source_name: name.clone(),
+                            after_bytes: 0,
+                            io,
+                        },
+                    )
+                })?;
+            let declared = counter.content_encoding();
+            let (reader, compression) = input::decompress_declared(reader, &name, declared)
                 .await
                 .map_err(|e| input_error(plan, e))?;
             (reader, compression, name, WireBytes::Counted(counter))

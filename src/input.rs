@@ -11,7 +11,7 @@
 //! corrupt archive is not mistaken for a disk or network fault.
 
 use crate::framing::{LineBatch, LineFramer};
-use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -49,6 +49,10 @@ pub enum Compression {
     Gzip,
     /// Zstandard, one or more frames.
     Zstd,
+    /// HTTP `Content-Encoding: deflate` (a zlib stream); only ever declared, never sniffed.
+    Deflate,
+    /// HTTP `Content-Encoding: br`; only ever declared, never sniffed.
+    Brotli,
 }
 
 impl Compression {
@@ -71,6 +75,8 @@ impl fmt::Display for Compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
+            Compression::Deflate => "deflate",
+            Compression::Brotli => "brotli",
         })
     }
 }
@@ -249,6 +255,39 @@ fn multi_member_decoder<R: AsyncBufRead + Send + Unpin + 'static>(
             let mut decoder = ZstdDecoder::new(reader);
             decoder.multiple_members(true);
             Box::new(decoder)
+        }
+        Compression::Deflate => Box::new(ZlibDecoder::new(reader)),
+        Compression::Brotli => Box::new(BrotliDecoder::new(reader)),
+    }
+}
+
+impl Compression {
+    /// The compression an HTTP `Content-Encoding` value declares, if it is one we decode
+    /// (`gzip`, `x-gzip`, `zstd`, `deflate`, `br`); `identity` and absence are `None`.
+    pub fn from_content_encoding(value: &str) -> Option<Compression> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            "deflate" => Some(Compression::Deflate),
+            "br" => Some(Compression::Brotli),
+            _ => None,
+        }
+    }
+}
+
+/// Like [`decompress`], for a body whose HTTP `Content-Encoding` declared `declared`: that
+/// encoding is decoded first, then the result is sniffed as usual (an export file may be
+/// compressed itself and served with a content encoding on top).
+pub async fn decompress_declared<R: AsyncBufRead + Send + Unpin + 'static>(
+    reader: R,
+    name: &str,
+    declared: Option<Compression>,
+) -> Result<(DecompressedReader, Compression), InputError> {
+    match declared {
+        None | Some(Compression::None) => decompress(reader, name).await,
+        Some(c) => {
+            let (inner, _) = decompress(wrap_decoder(c, reader), name).await?;
+            Ok((inner, c))
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod retry;
 pub mod types;
 
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 
 pub use client::{
     ApiClient, ApiConfig, DEFAULT_REQUESTS_PER_WINDOW, DEFAULT_REQUEST_TIMEOUT, DEFAULT_WINDOW,

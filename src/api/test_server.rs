@@ -32,6 +32,15 @@ impl Canned {
         }
     }
 
+    /// A response with a binary body.
+    pub fn bytes(status: u16, body: Vec<u8>) -> Self {
+        Canned {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));

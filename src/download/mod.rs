@@ -10,6 +10,7 @@
 //! The bytes received must add up to the file's `SizeInBytes` exactly, or the file fails.
 
 use crate::api::{redact_url, ApiClient, ApiError, Export, ExportStatus};
+use crate::input::Compression;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,12 +196,19 @@ impl ExportFiles {
 #[derive(Debug, Default)]
 pub struct WireCounter {
     bytes: AtomicU64,
+    /// The `Content-Encoding` the server declared for the file, once connected.
+    encoding: std::sync::Mutex<Option<Compression>>,
 }
 
 impl WireCounter {
     /// Bytes received on the wire so far (compressed, if the file is).
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The content encoding the server declared (known once the first bytes arrived).
+    pub fn content_encoding(&self) -> Option<Compression> {
+        self.encoding.lock().ok().and_then(|e| *e)
     }
 }
 
@@ -245,6 +253,18 @@ impl Body {
             self.stale_url = false;
             match self.files.client.download(&url, self.received).await {
                 Ok(response) => {
+                    if self.received == 0 {
+                        // Byte offsets (ranges, SizeInBytes) count the encoded bytes, so the
+                        // encoding is decoded downstream, never by the HTTP client.
+                        let declared = response
+                            .headers()
+                            .get(reqwest::header::CONTENT_ENCODING)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(Compression::from_content_encoding);
+                        if let Ok(mut e) = self.counter.encoding.lock() {
+                            *e = declared;
+                        }
+                    }
                     self.skip = 0;
                     self.response = Some(response.bytes_stream().boxed());
                     return Ok(());
@@ -392,4 +412,70 @@ pub async fn open_file(
     })
     .boxed();
     Ok((stream, counter, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_server::{Canned, TestServer};
+    use crate::api::{ApiConfig, ExportFile, Secret};
+    use tokio::io::AsyncReadExt;
+
+    async fn encode(kind: &str, text: &[u8]) -> Vec<u8> {
+        use async_compression::tokio::bufread::{BrotliEncoder, ZlibEncoder};
+        let mut out = Vec::new();
+        match kind {
+            "br" => BrotliEncoder::new(text).read_to_end(&mut out).await,
+            "deflate" => ZlibEncoder::new(text).read_to_end(&mut out).await,
+            _ => unreachable!(),
+        }
+        .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn declared_content_encodings_are_decoded_downstream() {
+        let text = b"{\"Id\":\"a\"}\n{\"Id\":\"b\"}\n".repeat(100);
+        for kind in ["br", "deflate"] {
+            let body = encode(kind, &text).await;
+            let server = TestServer::start([
+                Canned::bytes(200, body.clone()).header("Content-Encoding", kind)
+            ])
+            .await;
+            let client = ApiClient::new(ApiConfig::new(
+                server.url(),
+                Secret::new("c"),
+                Secret::new("a"),
+            ))
+            .unwrap();
+            let export = Export {
+                id: "e".into(),
+                status: ExportStatus::Success,
+                entity_type: "OrderItem".into(),
+                scope: None,
+                files: vec![ExportFile {
+                    url: format!("{}/f/1?sig=x", server.url()),
+                    size_in_bytes: body.len() as u64,
+                }],
+                expires_utc: None,
+                filters: None,
+            };
+            let files = ExportFiles::new(client, &export);
+            let (stream, counter, name) = open_file(files, 0).await.unwrap();
+            let mut reader = tokio_util::io::StreamReader::new(stream);
+            tokio::io::AsyncBufReadExt::fill_buf(&mut reader)
+                .await
+                .unwrap();
+            let declared = counter.content_encoding();
+            assert!(declared.is_some(), "{kind}");
+            let (mut decoded, compression) =
+                crate::input::decompress_declared(reader, &name, declared)
+                    .await
+                    .unwrap();
+            let mut out = Vec::new();
+            decoded.read_to_end(&mut out).await.unwrap();
+            assert_eq!(out, text, "{kind} ({compression})");
+            assert_eq!(counter.bytes(), body.len() as u64);
+        }
+    }
 }
