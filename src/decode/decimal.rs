@@ -1,19 +1,19 @@
 //! `decimal` properties → Arrow `Decimal128(38, 9)`, exactly: the number's text is scaled
 //! as digits, never through a float, so `93.46` is stored as 93460000000 × 10⁻⁹.
 
-use super::column::{ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
-use super::values::Values;
+use super::values::{PrimitiveDecoder, PrimitiveKind};
 use crate::schema::{DECIMAL_PRECISION, DECIMAL_SCALE};
 use arrow::array::{ArrayRef, Decimal128Array};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use std::sync::Arc;
 
-/// Decodes JSON numbers into exact decimals with [`DECIMAL_SCALE`] fractional digits.
-#[derive(Default)]
-pub struct DecimalDecoder {
-    values: Values<i128>,
-}
+/// JSON numbers as exact decimals with [`DECIMAL_SCALE`] fractional digits.
+pub struct Decimal;
+
+/// Decodes `decimal` properties.
+pub type DecimalDecoder = PrimitiveDecoder<Decimal>;
 
 /// Parses a JSON number's text into an integer scaled by `10^scale`, exactly.
 ///
@@ -153,46 +153,25 @@ fn parse_simple_decimal(b: &[u8]) -> Option<(i128, usize)> {
     Some((if negative { -scaled } else { scaled }, i))
 }
 
-impl ColumnDecoder for DecimalDecoder {
+impl PrimitiveKind for Decimal {
+    type Native = i128;
+    const TOKEN: Token = Token::Number;
+    const EXPECTED: &'static str = "a decimal";
+
     #[inline]
-    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
-            Token::Number => {
-                let at = cur.offset();
-                let text = cur.raw_number()?;
-                if let Some((v, len)) = parse_simple_decimal(text.as_bytes()) {
-                    if len == text.len() {
-                        self.values.push(v);
-                        return Ok(());
-                    }
-                }
-                let v = parse_decimal(text, DECIMAL_SCALE as u32)
-                    .map_err(|e| Fault::mismatch(at, "a decimal", e))?;
-                self.values.push(v);
-                Ok(())
+    fn parse(cur: &mut Cursor<'_>) -> Result<i128, Fault> {
+        let at = cur.offset();
+        let text = cur.raw_number()?;
+        if let Some((v, len)) = parse_simple_decimal(text.as_bytes()) {
+            if len == text.len() {
+                return Ok(v);
             }
-            other => Err(Fault::mismatch(
-                cur.offset(),
-                "a decimal number",
-                other.describe(),
-            )),
         }
+        parse_decimal(text, DECIMAL_SCALE as u32)
+            .map_err(|e| Fault::mismatch(at, Self::EXPECTED, e))
     }
 
-    fn append_null(&mut self) {
-        self.values.push_null();
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        let (values, nulls) = self.values.take();
+    fn array(values: ScalarBuffer<i128>, nulls: Option<NullBuffer>) -> ArrayRef {
         let array = Decimal128Array::new(values, nulls)
             .with_precision_and_scale(DECIMAL_PRECISION, DECIMAL_SCALE)
             .expect("the schema's precision and scale are valid");

@@ -1,18 +1,18 @@
 //! `integer` properties → Arrow `Int64`.
 
-use super::column::{ColumnDecoder, RowContext};
 use super::decimal::parse_decimal;
 use super::fault::Fault;
 use super::json::{Cursor, Token};
-use super::values::Values;
+use super::values::{PrimitiveDecoder, PrimitiveKind};
 use arrow::array::{ArrayRef, Int64Array};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use std::sync::Arc;
 
-/// Decodes JSON numbers whose exact value is an integer within `i64`.
-#[derive(Default)]
-pub struct IntegerDecoder {
-    values: Values<i64>,
-}
+/// JSON numbers whose exact value is an integer within `i64`.
+pub struct Integer;
+
+/// Decodes `integer` properties.
+pub type IntegerDecoder = PrimitiveDecoder<Integer>;
 
 /// Parses an integer from a JSON number's text. `12`, `-3` and also `1.0` or `2e3` (exact
 /// integers however written); `1.5` and out-of-range values are errors.
@@ -32,38 +32,18 @@ pub fn parse_integer(text: &str) -> Result<i64, String> {
     i64::try_from(scaled).map_err(|_| format!("{text} is out of the 64-bit integer range"))
 }
 
-impl ColumnDecoder for IntegerDecoder {
-    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
-            Token::Number => {
-                let at = cur.offset();
-                let text = cur.raw_number()?;
-                let v = parse_integer(text).map_err(|e| Fault::mismatch(at, "an integer", e))?;
-                self.values.push(v);
-                Ok(())
-            }
-            other => Err(Fault::mismatch(
-                cur.offset(),
-                "an integer",
-                other.describe(),
-            )),
-        }
+impl PrimitiveKind for Integer {
+    type Native = i64;
+    const TOKEN: Token = Token::Number;
+    const EXPECTED: &'static str = "an integer";
+
+    fn parse(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
+        let at = cur.offset();
+        let text = cur.raw_number()?;
+        parse_integer(text).map_err(|e| Fault::mismatch(at, Self::EXPECTED, e))
     }
 
-    fn append_null(&mut self) {
-        self.values.push_null();
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        let (values, nulls) = self.values.take();
+    fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
         Arc::new(Int64Array::new(values, nulls))
     }
 }

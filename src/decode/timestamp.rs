@@ -2,11 +2,11 @@
 //! `Date32`, parsed from the string's bytes at fixed positions (no allocation, no
 //! intermediate `String`).
 
-use super::column::{ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
-use super::values::Values;
+use super::values::{PrimitiveDecoder, PrimitiveKind};
 use arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use std::sync::Arc;
 
 /// Days from 1970-01-01 to the given proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -137,88 +137,45 @@ pub fn parse_date_days(s: &str) -> Result<i32, String> {
     i32::try_from(days).map_err(|_| bad())
 }
 
-/// Decodes ISO-8601 date-time strings.
-#[derive(Default)]
-pub struct TimestampDecoder {
-    values: Values<i64>,
-}
+/// ISO-8601 date-time strings, as microseconds since the epoch in UTC.
+pub struct Timestamp;
 
-impl ColumnDecoder for TimestampDecoder {
-    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
-            Token::String => {
-                let raw = cur.raw_string()?;
-                let text = raw.to_cow()?;
-                let v = parse_timestamp_micros(&text)
-                    .map_err(|e| Fault::mismatch(raw.offset, "a date-time", e))?;
-                self.values.push(v);
-                Ok(())
-            }
-            other => Err(Fault::mismatch(
-                cur.offset(),
-                "a date-time string",
-                other.describe(),
-            )),
-        }
+/// Decodes `timestamp` properties.
+pub type TimestampDecoder = PrimitiveDecoder<Timestamp>;
+
+impl PrimitiveKind for Timestamp {
+    type Native = i64;
+    const TOKEN: Token = Token::String;
+    const EXPECTED: &'static str = "a date-time";
+
+    fn parse(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
+        let raw = cur.raw_string()?;
+        parse_timestamp_micros(&raw.to_cow()?)
+            .map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
     }
 
-    fn append_null(&mut self) {
-        self.values.push_null();
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        let (values, nulls) = self.values.take();
+    fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
         Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC"))
     }
 }
 
-/// Decodes ISO-8601 date strings.
-#[derive(Default)]
-pub struct DateDecoder {
-    values: Values<i32>,
-}
+/// ISO-8601 date strings, as days since the epoch.
+pub struct Date;
 
-impl ColumnDecoder for DateDecoder {
-    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
-            Token::String => {
-                let raw = cur.raw_string()?;
-                let text = raw.to_cow()?;
-                let v =
-                    parse_date_days(&text).map_err(|e| Fault::mismatch(raw.offset, "a date", e))?;
-                self.values.push(v);
-                Ok(())
-            }
-            other => Err(Fault::mismatch(
-                cur.offset(),
-                "a date string",
-                other.describe(),
-            )),
-        }
+/// Decodes `date` properties.
+pub type DateDecoder = PrimitiveDecoder<Date>;
+
+impl PrimitiveKind for Date {
+    type Native = i32;
+    const TOKEN: Token = Token::String;
+    const EXPECTED: &'static str = "a date";
+
+    fn parse(cur: &mut Cursor<'_>) -> Result<i32, Fault> {
+        let raw = cur.raw_string()?;
+        parse_date_days(&raw.to_cow()?).map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
     }
 
-    fn append_null(&mut self) {
-        self.values.push_null();
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.values.truncate(len);
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        let (values, nulls) = self.values.take();
+    fn array(values: ScalarBuffer<i32>, nulls: Option<NullBuffer>) -> ArrayRef {
         Arc::new(Date32Array::new(values, nulls))
     }
 }

@@ -1,7 +1,13 @@
-//! Growable, truncatable storage for fixed-width values and their validity.
+//! Fixed-width columns: growable, truncatable storage for values and their validity, and
+//! the one decoder shared by every fixed-width kind, which differ only in [`PrimitiveKind`].
 
+use super::column::{ColumnDecoder, RowContext};
+use super::fault::Fault;
+use super::json::{Cursor, Token};
 use arrow::array::builder::NullBufferBuilder;
+use arrow::array::ArrayRef;
 use arrow::buffer::{NullBuffer, ScalarBuffer};
+use std::marker::PhantomData;
 
 /// Values of one fixed-width column with a validity bitmap that is only materialised once
 /// a null appears (most columns of most batches have none).
@@ -51,5 +57,66 @@ impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Values<T> {
     pub fn take(&mut self) -> (ScalarBuffer<T>, Option<NullBuffer>) {
         let values = std::mem::take(&mut self.values);
         (ScalarBuffer::from(values), self.nulls.finish())
+    }
+}
+
+/// What sets one fixed-width column kind apart: which JSON values it takes, how one becomes
+/// its native value, and which Arrow array holds the values.
+pub trait PrimitiveKind: 'static {
+    /// The Arrow native type of a value.
+    type Native: Copy + Default + arrow::datatypes::ArrowNativeType + Send;
+    /// The JSON token its values start with.
+    const TOKEN: Token;
+    /// How the kind is named in errors (`an integer`).
+    const EXPECTED: &'static str;
+    /// Parses the value at the cursor, which is at a [`PrimitiveKind::TOKEN`].
+    fn parse(cur: &mut Cursor<'_>) -> Result<Self::Native, Fault>;
+    /// Builds the Arrow array of the values.
+    fn array(values: ScalarBuffer<Self::Native>, nulls: Option<NullBuffer>) -> ArrayRef;
+}
+
+/// Decodes one fixed-width kind of value into [`Values`].
+pub struct PrimitiveDecoder<K: PrimitiveKind> {
+    values: Values<K::Native>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K: PrimitiveKind> Default for PrimitiveDecoder<K> {
+    fn default() -> Self {
+        PrimitiveDecoder {
+            values: Values::default(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: PrimitiveKind> ColumnDecoder for PrimitiveDecoder<K> {
+    #[inline]
+    fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
+        match cur.peek()? {
+            t if t == K::TOKEN => {
+                let v = K::parse(cur)?;
+                self.values.push(v);
+                Ok(())
+            }
+            other => Err(Fault::mismatch(cur.offset(), K::EXPECTED, other.describe())),
+        }
+    }
+
+    fn append_null(&mut self) {
+        self.values.push_null();
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let (values, nulls) = self.values.take();
+        K::array(values, nulls)
     }
 }
