@@ -824,3 +824,46 @@ async fn the_demo_loads_every_table_and_duckdb_reads_them() {
         assert!(text.lines().any(|l| l == format!("{t} 300")), "{t}: {text}");
     }
 }
+
+/// Exporting the same `UpdatedUtc` window again replaces what its last export loaded
+/// (append mode keeps other windows), so a rerun never doubles a window's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_exported_again_replaces_its_rows() {
+    let h = Harness::start(config(ROWS, Faults::default())).await;
+    let window = [
+        "--entity",
+        "OrderItem",
+        "--updated-start",
+        "2024-01-01",
+        "--updated-end",
+        "2024-02-01",
+    ];
+    assert_status(&h.run(&window).await, 0);
+    let first = h.assert_loaded("OrderItem");
+    let other = [
+        "--entity",
+        "OrderItem",
+        "--updated-start",
+        "2024-02-01",
+        "--updated-end",
+        "2024-03-01",
+    ];
+    assert_status(&h.run(&other).await, 0);
+    assert_status(&h.run(&window).await, 0);
+    let exports: HashSet<String> = table_rows(&h.out(), "order_item")
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(h.mock.stats().exports_added, 3);
+    assert_eq!(exports.len(), 2, "one export per window: {exports:?}");
+    assert!(
+        !exports.contains(&first),
+        "the first export of the window is still there"
+    );
+    assert_eq!(
+        table_rows(&h.out(), "order_item").len() as u64,
+        2 * ROWS,
+        "each window's rows once"
+    );
+    h.mock.shutdown().await;
+}

@@ -5,7 +5,7 @@ use super::poll::Poller;
 use super::state::{JobState, RunState};
 use super::ExportSpec;
 use crate::api::{ApiClient, ApiError};
-use crate::commit::{sanitize_load_id, OutputDir};
+use crate::commit::OutputDir;
 use crate::config::ErrorBudget;
 use crate::convert::{load, LoadError, LoadOutcome, LoadPlan, LoadReport, LoadSource};
 use crate::download::{DownloadError, ExportFiles};
@@ -211,12 +211,12 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 }
             }
         };
-        let load_id = sanitize_load_id(&export_id);
+        let load_id = spec.load_id();
 
         // A crash between commit and the state update leaves a committed load that the
         // state does not know of: finish the bookkeeping instead of loading it again.
         if let Ok(loads) = ctx.out.current_loads(&spec.schema.table) {
-            if let Some(m) = loads.into_iter().find(|m| m.load_id == load_id) {
+            if let Some(m) = loads.into_iter().find(|m| m.export_id == export_id) {
                 let r = update_state(ctx, |s| {
                     if let Some(j) = s.jobs.get_mut(key) {
                         j.committed = true;

@@ -64,6 +64,22 @@ impl ExportSpec {
     }
 }
 
+impl ExportSpec {
+    /// The id of this spec's load in its table: derived from the spec (entity, scope,
+    /// filters), not from the export, so that exporting the same window again replaces the
+    /// rows the last export of it loaded instead of appending them a second time. A short
+    /// hash of the key keeps distinct specs distinct after sanitising.
+    pub fn load_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let key = self.key();
+        let hash = Sha256::digest(key.as_bytes());
+        let readable = crate::commit::sanitize_load_id(&key.replace(' ', "_"));
+        let readable: String = readable.chars().take(80).collect();
+        let suffix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{readable}-{suffix}")
+    }
+}
+
 /// What a run asks for, validated.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -273,6 +289,24 @@ mod tests {
                 .end,
             "2024-12-30"
         );
+    }
+
+    #[test]
+    fn load_ids_follow_the_spec_not_the_export() {
+        let now = parse_instant("2024-12-31T00:00:00Z").unwrap();
+        let start = parse_instant("2024-01-01").unwrap();
+        let end = parse_instant("2024-12-01").unwrap();
+        let a = plan(&request(Some((start, end))), now).unwrap();
+        let b = plan(&request(Some((start, end))), now).unwrap();
+        let ids: Vec<String> = a.iter().map(ExportSpec::load_id).collect();
+        assert_eq!(ids, b.iter().map(ExportSpec::load_id).collect::<Vec<_>>());
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        for id in &ids {
+            assert_eq!(&crate::commit::sanitize_load_id(id), id);
+        }
     }
 
     #[test]
