@@ -13,6 +13,7 @@
 //! formatting and pre-escaped keys: benchmarks feed gigabytes through the pipeline, and the
 //! generator must not be what they measure.
 
+use crate::calendar::civil_from_days;
 use crate::schema::{DataType, EntitySchema, Property};
 use std::io::{self, Write};
 
@@ -743,21 +744,6 @@ fn write_date(out: &mut Vec<u8>, days: i64) {
     write_2(out, m);
     out.push(b'-');
     write_2(out, d);
-}
-
-/// Proleptic Gregorian (year, month, day) of a day counted from 1970-01-01 (H. Hinnant's
-/// `civil_from_days`), valid for years 0..=9999 as written here.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Writes `s` as a JSON string, escaping only what JSON requires (quote, backslash and

@@ -26,6 +26,7 @@
 //! Modules, in the order data flows:
 //! - [`schema`] — `schemas/*.json`, the single source of truth for columns and types.
 //! - [`config`] — validated settings with named defaults; no I/O.
+//! - [`calendar`] — date arithmetic shared by decoders, partitioning and the mock.
 //! - [`api`] — Connector API client: wire types, requests, retries, rate limit.
 //! - [`export`] — export lifecycle: plan, add or resume, shared poll, one job per export.
 //! - [`download`] — streaming download of an export's files, resumed across failures.
@@ -42,6 +43,7 @@
 //! - [`generate`] — deterministic synthetic rows for every entity (mock, tests, benches).
 
 pub mod api;
+pub mod calendar;
 pub mod commit;
 pub mod config;
 pub mod convert;

@@ -104,7 +104,7 @@ pub fn rfc3339_utc(time: SystemTime) -> String {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
     };
-    crate::sink::partition::format_utc_seconds(seconds)
+    crate::calendar::format_utc_seconds(seconds)
 }
 
 /// Counts of one load (or one source file of it). Invariant, checked before commit:

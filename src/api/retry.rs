@@ -11,6 +11,7 @@
 //! reached first. Everything here is pure (the random source and the clock are arguments), so
 //! the policy is tested without waiting.
 
+use crate::calendar::days_from_civil;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bounds and pacing of retries of one API request.
@@ -138,18 +139,6 @@ fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
     }
     let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + hour * 3600 + minute * 60 + second))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the well-known `days_from_civil`
-/// algorithm: shift the year to start in March so leap days fall last).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

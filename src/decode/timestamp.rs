@@ -5,20 +5,10 @@
 use super::fault::Fault;
 use super::json::{Cursor, Token};
 use super::values::{PrimitiveDecoder, PrimitiveKind};
+use crate::calendar::days_from_civil;
 use arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use std::sync::Arc;
-
-/// Days from 1970-01-01 to the given proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0

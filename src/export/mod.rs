@@ -14,9 +14,9 @@ pub mod poll;
 pub mod state;
 
 use crate::api::{DateInterval, ExportFilters, ExportScope, LedgerEntryFilters, TimeInterval};
+use crate::calendar::{format_date, format_utc_seconds};
 use crate::manifest::WriteMode;
 use crate::schema::EntitySchema;
-use crate::sink::partition::{format_date, format_utc_seconds};
 
 /// Longest `UpdatedUtc` interval of one export (the API's limit): longer ranges become
 /// consecutive exports.

@@ -9,6 +9,9 @@
 //! share a directory. [`escape_value`] guarantees that; its rules are listed there.
 
 use super::SinkError;
+use crate::calendar::{
+    civil_from_days, format_date, format_utc_seconds, format_year, SECONDS_PER_DAY,
+};
 use crate::schema::{Granularity, PartitionField, PartitionSpec};
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType as ArrowType, Date32Type, Int64Type, TimeUnit};
@@ -205,8 +208,6 @@ fn encode_field(field: &PartitionField, column: &ArrayRef) -> Result<FieldCodes,
     }
 }
 
-const SECONDS_PER_DAY: i64 = 86_400;
-
 fn units_per_second(unit: TimeUnit) -> i64 {
     match unit {
         TimeUnit::Second => 1,
@@ -304,20 +305,6 @@ fn encode_days(
     })
 }
 
-fn format_year(y: i64) -> String {
-    if y < 0 {
-        format!("-{:04}", -y)
-    } else {
-        format!("{y:04}")
-    }
-}
-
-/// `YYYY-MM-DD` of a day count since 1970-01-01.
-pub(crate) fn format_date(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{}-{m:02}-{d:02}", format_year(y))
-}
-
 /// RFC 3339 UTC text of a timestamp: `2023-03-31T12:34:56Z`, with as many fractional digits
 /// as the unit has when the fraction is not zero.
 fn format_timestamp(value: i64, per_second: i64) -> String {
@@ -331,34 +318,6 @@ fn format_timestamp(value: i64, per_second: i64) -> String {
     }
     out.push('Z');
     out
-}
-
-/// RFC 3339 UTC text (`2023-03-31T12:34:56Z`) of seconds since the Unix epoch.
-pub(crate) fn format_utc_seconds(seconds: i64) -> String {
-    let days = seconds.div_euclid(SECONDS_PER_DAY);
-    let s = seconds.rem_euclid(SECONDS_PER_DAY);
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        format_date(days),
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// Proleptic Gregorian `(year, month, day)` of a day count since 1970-01-01
-/// (H. Hinnant's `civil_from_days`), exact for every `i32` day count.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Escapes a raw partition value (or key) into a safe directory-name part.
@@ -754,14 +713,5 @@ mod tests {
             escape_value(&"x".repeat(MAX_VALUE_BYTES + 1)),
             "x".repeat(MAX_VALUE_BYTES + 1)
         );
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_447), (2023, 3, 31));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(format_utc_seconds(1_680_307_199), "2023-03-31T23:59:59Z");
     }
 }
