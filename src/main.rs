@@ -456,6 +456,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             load,
             timeout,
             load_slots: Arc::new(tokio::sync::Semaphore::new(args.concurrency)),
+            credentials: Default::default(),
         });
         let results = export::run_all(ctx, specs).await;
         if let Some(bars) = bars {

@@ -56,9 +56,25 @@ pub struct RunContext {
     pub timeout: Duration,
     /// Where each job's state is shown.
     pub progress: crate::progress::RunProgress,
+    /// Whether the credentials were accepted yet, and the refusal if they were not: the
+    /// first `exports/add` of a run goes alone, so a wrong token costs one refused request,
+    /// not one per entity type.
+    pub credentials: Mutex<Credentials>,
     /// Exports downloaded and loaded at the same time (`--concurrency`): each takes a
     /// decoder and a writer thread per file in flight, so this bounds CPU and memory.
     pub load_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// What the run knows of its credentials.
+#[derive(Debug, Default)]
+pub enum Credentials {
+    /// No `exports/add` has answered yet.
+    #[default]
+    Unproven,
+    /// The API accepted them.
+    Accepted,
+    /// The API refused them (401 or 403), with its message.
+    Refused(String),
 }
 
 /// How a job ended.
@@ -175,11 +191,35 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                         format!("{created} exports expired before their files could be read"),
                     );
                 }
-                match ctx
-                    .client
-                    .add_export(entity, spec.scope.clone(), spec.filters.clone())
-                    .await
-                {
+                let added = {
+                    let mut credentials = ctx.credentials.lock().await;
+                    if let Credentials::Refused(reason) = &*credentials {
+                        return failed(None, format!("not attempted: {reason}"));
+                    }
+                    // Until one add has answered, hold the lock across it, so the other jobs
+                    // wait for the verdict instead of each sending a request with bad tokens.
+                    let unproven = matches!(*credentials, Credentials::Unproven);
+                    if !unproven {
+                        drop(credentials);
+                        ctx.client
+                            .add_export(entity, spec.scope.clone(), spec.filters.clone())
+                            .await
+                    } else {
+                        let r = ctx
+                            .client
+                            .add_export(entity, spec.scope.clone(), spec.filters.clone())
+                            .await;
+                        *credentials = match &r {
+                            Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                                Credentials::Refused(e.to_string())
+                            }
+                            Err(_) => Credentials::Unproven,
+                            Ok(_) => Credentials::Accepted,
+                        };
+                        r
+                    }
+                };
+                match added {
                     Ok(export) => {
                         created += 1;
                         tracing::info!(entity = %entity, export_id = %export.id, "export added");
