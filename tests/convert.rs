@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::parquet_files;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use mews_etl::generate::{Generator, Variety};
@@ -74,23 +76,6 @@ fn assert_ok(o: &Output) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// Every Parquet file visible under `<out>/<table>`, following the table link.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(parquet_files(&p));
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// All rows of a table as one batch, ordered by source file and line.

@@ -6,8 +6,11 @@
 //! The binary runs on a blocking thread (or as a child polled from async code), so the
 //! mock keeps serving on the test's multi-thread runtime meanwhile.
 
+mod common;
+
 use arrow::array::{ArrayRef, AsArray};
 use arrow::datatypes::DataType;
+use common::parquet_files;
 use mews_etl::api::{ApiClient, ApiConfig, Secret};
 use mews_etl::export::state::RunState;
 use mews_etl::mock::{Faults, MockConfig, MockServer};
@@ -184,23 +187,6 @@ fn assert_status(o: &Output, code: i32) {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Every Parquet file visible under `dir`, following the table link.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(parquet_files(&p));
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn strings(array: &ArrayRef) -> Vec<Option<String>> {

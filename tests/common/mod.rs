@@ -689,3 +689,21 @@ pub fn reference_dir() -> std::path::PathBuf {
             .join("../shared/reference/mews-connector-api"),
     }
 }
+
+/// Every Parquet file under `dir`, recursively and in name order, following links (so a
+/// table's `<out>/<table>` link leads to its current version).
+pub fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(parquet_files(&p));
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
