@@ -1,13 +1,18 @@
 //! One load end to end: sources → framing → decoding → Parquet in staging → commit.
 //!
 //! ```text
-//!  async task          bounded(LINE_QUEUE)    blocking thread      bounded(BATCH_QUEUE)   blocking thread
-//!  open + decompress ──── LineBatch ────────▶  RecordDecoder  ──── DecodedBatch ───────▶  PartitionedWriter
-//!  + frame each source                          (per source)                              + QuarantineWriter
+//!  async task per source   bounded(JOB_QUEUE)   decoder threads    bounded(BATCH_QUEUE)   writer thread
+//!  open + decompress ───── numbered ─────────▶  RecordDecoder ──── DecodedBatch ───────▶  reorder by number
+//!  + frame into batches    LineBatch           (any batch of        (out of order)        PartitionedWriter
+//!                                               any source)                               (columns encoded on
+//!                                                                                          several threads)
 //! ```
 //!
 //! Reading and decompression stay on the async runtime; decoding and Parquet encoding run
-//! on their own blocking threads, so the stages overlap and both cores stay busy. Every
+//! on blocking threads, so the stages overlap. Every line batch is numbered within its
+//! source and any decoder thread may take it, so even a single large file is decoded on
+//! every core; the writer puts each source's batches back in order before writing, so
+//! output files, row order and quarantine files are the same whatever the timing. Every
 //! queue is bounded, so memory is bounded by the queue capacities times the batch size,
 //! whatever the size of the input.
 //!
@@ -29,23 +34,29 @@ use crate::quarantine::QuarantineWriter;
 use crate::schema::{EntitySchema, PartitionSpec};
 use crate::sink::{PartitionedWriter, SinkError, WriterOptions, WrittenFile};
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
-/// Line batches in flight between the reader and the decoder. With 1 MiB batches this
-/// holds a few MiB: enough to absorb read jitter, small enough to keep memory flat.
-pub const LINE_QUEUE: usize = 4;
+/// Line batches framed ahead of the decoders, per source. With 1 MiB batches this holds a
+/// few MiB: enough to absorb read jitter, small enough to keep memory flat.
+pub const LINE_QUEUE: usize = 2;
 
-/// Rows a decoder gathers before handing a record batch to the writer: batches of a few
-/// thousand rows amortise the writer's per-batch work (splitting by partition, one write
-/// per partition) while staying a few MiB in Arrow form.
-pub const TARGET_BATCH_ROWS: usize = 4096;
+/// Numbered line batches waiting for a decoder thread, all sources together, per decoder
+/// thread.
+pub const JOB_QUEUE_PER_DECODER: usize = 2;
 
-/// Decoded batches in flight between the decoder and the Parquet writer (each roughly the
-/// size of one line batch in Arrow form).
-pub const BATCH_QUEUE: usize = 2;
+/// Decoded batches in flight between the decoders and the Parquet writer, per decoder
+/// thread (each roughly the size of one line batch in Arrow form). The writer also holds
+/// batches that arrive ahead of their turn, at most the number in flight.
+pub const BATCH_QUEUE_PER_DECODER: usize = 2;
+
+/// Decoder threads by default: one per core the process may use.
+pub fn default_decode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
 
 /// Sources of one load read and decoded at the same time: one per core of the machines
 /// this runs on (two), so that a multi-file export keeps both busy.
@@ -109,8 +120,10 @@ pub struct LoadPlan {
     pub max_line_bytes: usize,
     /// Bytes of line data per batch handed to the decoder.
     pub batch_bytes: usize,
-    /// Sources read and decoded at the same time (each on its own decoder thread).
+    /// Sources read at the same time.
     pub parallel_sources: usize,
+    /// Threads decoding line batches (of any source) at the same time.
+    pub decode_threads: usize,
     /// Live counters for progress display.
     pub progress: Arc<LoadProgress>,
 }
@@ -178,21 +191,20 @@ pub fn load_id_from_file_name(name: &str) -> String {
     sanitize_load_id(stem)
 }
 
-/// Messages from the reader to the decoder thread: one per source, carrying the source's
-/// own bounded queue of line batches.
-struct SourceStream {
-    index: usize,
-    name: String,
-    lines: mpsc::Receiver<LineBatch>,
+/// A numbered batch of one source's lines, for any decoder thread to take.
+struct Job {
+    source: usize,
+    seq: u64,
+    name: Arc<str>,
+    lines: LineBatch,
 }
 
-/// Messages from the decoder to the writer thread.
-enum Decoded {
-    Batch {
-        index: usize,
-        source: Arc<str>,
-        batch: DecodedBatch,
-    },
+/// A decoded job, on its way to the writer thread.
+struct Decoded {
+    source: usize,
+    seq: u64,
+    name: Arc<str>,
+    batch: DecodedBatch,
 }
 
 /// What the writer thread hands back.
@@ -318,48 +330,44 @@ async fn run_pipeline(
     quarantine_path: PathBuf,
 ) -> Result<(Written, Vec<SourceInfo>), LoadError> {
     let parallel = plan.parallel_sources.clamp(1, sources.len().max(1));
+    let threads = plan.decode_threads.max(1);
     LoadProgress::add(&plan.progress.files_total, sources.len() as u64);
-    let (stream_tx, stream_rx) = mpsc::channel::<SourceStream>(parallel);
-    let stream_rx = Arc::new(std::sync::Mutex::new(stream_rx));
-    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoded>(BATCH_QUEUE);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(JOB_QUEUE_PER_DECODER * threads);
+    let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+    let (decoded_tx, decoded_rx) =
+        std::sync::mpsc::sync_channel::<Decoded>(BATCH_QUEUE_PER_DECODER * threads);
 
-    // As many decoder threads as sources in flight, so that every source being read has a
-    // decoder draining it.
-    let mut decoders = Vec::with_capacity(parallel);
-    for _ in 0..parallel {
+    let mut decoders = Vec::with_capacity(threads);
+    for _ in 0..threads {
         let schema = plan.schema;
         let export_id = plan.export_id.clone();
-        let streams = stream_rx.clone();
+        let jobs = job_rx.clone();
         let out = decoded_tx.clone();
         let progress = plan.progress.clone();
         decoders.push(tokio::task::spawn_blocking(move || {
-            decode_stage(schema, &export_id, &streams, out, &progress)
+            decode_stage(schema, &export_id, &jobs, out, &progress)
         }));
     }
     drop(decoded_tx);
 
-    let arrow_schema = plan.schema.arrow_schema();
-    let spec = plan.partition.clone();
-    let options = plan.writer.clone();
-    let prefix = plan.load_id.clone();
+    let parquet = PartitionedWriter::new(
+        staging,
+        plan.schema.arrow_schema(),
+        plan.partition.clone(),
+        plan.writer.clone(),
+        plan.load_id.clone(),
+    )?;
+    let source_count = sources.len();
     let writer = tokio::task::spawn_blocking(move || {
-        write_stage(
-            staging,
-            arrow_schema,
-            spec,
-            options,
-            prefix,
-            quarantine_path,
-            decoded_rx,
-        )
+        write_stage(parquet, quarantine_path, decoded_rx, source_count)
     });
 
     let read = futures::stream::iter(sources.iter().enumerate())
-        .map(|(index, source)| read_source(plan, index, source, stream_tx.clone()))
+        .map(|(index, source)| read_source(plan, index, source, job_tx.clone()))
         .buffered(parallel)
         .collect::<Vec<_>>()
         .await;
-    drop(stream_tx);
+    drop(job_tx);
     // Every sender is gone now (even on error), so the threads run to their end.
     let mut decoded = Ok(());
     for d in decoders {
@@ -378,12 +386,12 @@ async fn run_pipeline(
     Ok((written?, info))
 }
 
-/// Opens one source, hands its line queue to a decoder, and frames it into that queue.
+/// Opens one source and frames it into numbered jobs for the decoder threads.
 async fn read_source(
     plan: &LoadPlan,
     index: usize,
     source: &LoadSource,
-    streams: mpsc::Sender<SourceStream>,
+    jobs: mpsc::Sender<Job>,
 ) -> Result<SourceInfo, LoadError> {
     let (reader, compression, name, wire): (
         input::DecompressedReader,
@@ -425,18 +433,28 @@ async fn read_source(
             (reader, compression, name, WireBytes::Counted(counter))
         }
     };
-    let (tx, rx) = mpsc::channel(LINE_QUEUE);
-    let stream = SourceStream {
-        index,
-        name: name.clone(),
-        lines: rx,
+    let (tx, mut rx) = mpsc::channel::<LineBatch>(LINE_QUEUE);
+    let shared_name: Arc<str> = name.as_str().into();
+    let forward = async {
+        let mut seq = 0;
+        while let Some(lines) = rx.recv().await {
+            let job = Job {
+                source: index,
+                seq,
+                name: shared_name.clone(),
+                lines,
+            };
+            if jobs.send(job).await.is_err() {
+                return Err(LoadError::Internal("decoders stopped early".into()));
+            }
+            seq += 1;
+        }
+        Ok(())
     };
-    if streams.send(stream).await.is_err() {
-        return Err(LoadError::Internal("decoders stopped early".into()));
-    }
-    let totals = input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx)
-        .await
-        .map_err(|e| input_error(plan, e))?;
+    let frame = input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx);
+    let (totals, forwarded) = tokio::join!(frame, forward);
+    let totals = totals.map_err(|e| input_error(plan, e))?;
+    forwarded?;
     LoadProgress::add(&plan.progress.files_done, 1);
     let bytes = match wire {
         WireBytes::Known(Some(n)) => n,
@@ -480,73 +498,84 @@ enum WireBytes {
 fn decode_stage(
     schema: &'static EntitySchema,
     export_id: &str,
-    streams: &std::sync::Mutex<mpsc::Receiver<SourceStream>>,
+    jobs: &std::sync::Mutex<mpsc::Receiver<Job>>,
     out: std::sync::mpsc::SyncSender<Decoded>,
     progress: &LoadProgress,
 ) -> Result<(), LoadError> {
+    // The decoder of the source last decoded: consecutive jobs mostly share a source, and
+    // a new decoder for another source costs little next to a batch of lines.
+    let mut current: Option<(usize, RecordDecoder)> = None;
     loop {
-        // Hold the lock only while taking the next source, not while decoding it.
-        let next = match streams.lock() {
+        // Hold the lock only while taking the next job, not while decoding it.
+        let next = match jobs.lock() {
             Ok(mut rx) => rx.blocking_recv(),
             Err(_) => return Err(LoadError::Internal("a decoder thread panicked".into())),
         };
-        let Some(mut stream) = next else { break };
-        let source: Arc<str> = stream.name.as_str().into();
-        let mut decoder = RecordDecoder::new(schema, export_id, &stream.name);
-        let send = |batch: DecodedBatch| {
-            LoadProgress::add(&progress.rows, batch.batch.num_rows() as u64);
-            LoadProgress::add(&progress.rejected, batch.rejects.len() as u64);
-            out.send(Decoded::Batch {
-                index: stream.index,
-                source: source.clone(),
-                batch,
-            })
-            .map_err(|_| LoadError::Internal("writer stopped early".into()))
-        };
-        while let Some(lines) = stream.lines.blocking_recv() {
-            decoder.decode_batch(&lines);
-            LoadProgress::add(&progress.bytes, lines.len_bytes() as u64);
-            if decoder.buffered_rows() >= TARGET_BATCH_ROWS {
-                send(decoder.flush())?;
+        let Some(job) = next else { break };
+        let decoder = match &mut current {
+            Some((source, decoder)) if *source == job.source => decoder,
+            _ => {
+                let decoder = RecordDecoder::new(schema, export_id, &job.name);
+                &mut current.insert((job.source, decoder)).1
             }
+        };
+        decoder.decode_batch(&job.lines);
+        let batch = decoder.flush();
+        LoadProgress::add(&progress.bytes, job.lines.len_bytes() as u64);
+        LoadProgress::add(&progress.rows, batch.batch.num_rows() as u64);
+        LoadProgress::add(&progress.rejected, batch.rejects.len() as u64);
+        let decoded = Decoded {
+            source: job.source,
+            seq: job.seq,
+            name: job.name,
+            batch,
+        };
+        if out.send(decoded).is_err() {
+            return Err(LoadError::Internal("writer stopped early".into()));
         }
-        // The rest, and for an empty source its (zero) counts, so it is in the manifest.
-        send(decoder.flush())?;
     }
     Ok(())
 }
 
 fn write_stage(
-    staging: PathBuf,
-    schema: arrow::datatypes::SchemaRef,
-    spec: PartitionSpec,
-    options: WriterOptions,
-    prefix: String,
+    mut writer: PartitionedWriter,
     quarantine_path: PathBuf,
     batches: std::sync::mpsc::Receiver<Decoded>,
+    sources: usize,
 ) -> Result<Written, LoadError> {
-    let mut writer = PartitionedWriter::new(staging, schema, spec, options, prefix)?;
     let mut quarantine = QuarantineWriter::new(quarantine_path);
-    let mut per_source: Vec<LoadCounts> = Vec::new();
-    for Decoded::Batch {
-        index,
-        source,
-        batch,
-    } in batches
-    {
-        if batch.batch.num_rows() > 0 {
-            writer.write(&batch.batch)?;
+    let mut per_source: Vec<LoadCounts> = vec![LoadCounts::default(); sources];
+    // Batches that arrived before an earlier batch of their source; at most the number in
+    // flight, as every decoder thread works on one batch at a time.
+    let mut early: BTreeMap<(usize, u64), Decoded> = BTreeMap::new();
+    let mut next_seq: Vec<u64> = vec![0; sources];
+    for decoded in batches {
+        let source = decoded.source;
+        if source >= sources {
+            return Err(LoadError::Internal(format!(
+                "batch of unknown source {source}"
+            )));
         }
-        quarantine
-            .write(&source, &batch.rejects)
-            .map_err(|e| LoadError::Quarantine {
-                path: quarantine.path().to_owned(),
-                source: e,
-            })?;
-        if per_source.len() <= index {
-            per_source.resize_with(index + 1, LoadCounts::default);
+        early.insert((source, decoded.seq), decoded);
+        while let Some(Decoded { name, batch, .. }) = early.remove(&(source, next_seq[source])) {
+            next_seq[source] += 1;
+            if batch.batch.num_rows() > 0 {
+                writer.write(&batch.batch)?;
+            }
+            quarantine
+                .write(&name, &batch.rejects)
+                .map_err(|e| LoadError::Quarantine {
+                    path: quarantine.path().to_owned(),
+                    source: e,
+                })?;
+            per_source[source].merge(&batch.counts);
         }
-        per_source[index].merge(&batch.counts);
+    }
+    if let Some(((source, seq), _)) = early.first_key_value() {
+        return Err(LoadError::Internal(format!(
+            "batch {seq} of source {source} arrived without batch {}",
+            next_seq[*source]
+        )));
     }
     let files = writer.finish()?;
     let path = quarantine.path().to_owned();

@@ -36,6 +36,8 @@ pub struct LoadSettings {
     pub batch_bytes: usize,
     /// Files of one export read at the same time.
     pub parallel_sources: usize,
+    /// Threads decoding the lines of one load.
+    pub decode_threads: usize,
 }
 
 /// Everything the jobs of a run share.
@@ -328,6 +330,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             max_line_bytes: ctx.load.max_line_bytes,
             batch_bytes: ctx.load.batch_bytes,
             parallel_sources: ctx.load.parallel_sources,
+            decode_threads: ctx.load.decode_threads,
             progress: Default::default(),
         };
         ctx.progress.set_load(entity, plan.progress.clone());

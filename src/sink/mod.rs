@@ -5,9 +5,12 @@
 //! [`WrittenFile`]s that the manifest records and the commit moves into place.
 //!
 //! - [`partition`] — partition values of each row and their escaping into directory names.
+//! - [`encode`] — [`encode::ParquetFile`]: one Parquet file, its columns encoded on several
+//!   threads.
 //! - [`writer`] — [`PartitionedWriter`]: one rolling Parquet file per partition, with a
 //!   cap on open files and on buffered bytes.
 
+pub mod encode;
 pub mod partition;
 pub mod writer;
 

@@ -50,7 +50,7 @@ const WINDOWS_RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOU
 
 /// The partition of a group of rows: one `(key name, raw value)` per partition field, in the
 /// spec's order; `None` is null.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
     /// `(key, value)` pairs, outermost directory first.
     pub values: Vec<(String, Option<String>)>,

@@ -1,13 +1,16 @@
 //! [`PartitionedWriter`]: record batches → Parquet files, one rolling file per partition.
 //!
 //! A load can touch many partitions at once (rows of a month-partitioned export arrive in
-//! no order of month), and a Parquet writer with a row group in progress costs memory per
-//! column whatever its row count. So rows are first gathered per partition in Arrow form,
-//! and each partition's rows go to its file one whole row group at a time:
-//! - a partition's rows are written out as a row group once they reach
-//!   [`WriterOptions::row_group_rows`]; the writer is then idle, which costs next to nothing;
-//! - the rows gathered in all partitions together stay under [`BUFFERED_BYTES_BUDGET`]:
-//!   past it, the largest partition's rows are written out early, as a smaller row group;
+//! no order of month), and a Parquet row group in progress costs memory per column whatever
+//! its row count. Memory is bounded in two stages, each by a named budget:
+//! - rows are first gathered per partition in Arrow form, so that the encoder gets a few
+//!   thousand rows of one partition at a time rather than a hundred rows of each;
+//!   a partition's rows go to its file's row group in progress once they reach
+//!   [`WRITE_THROUGH_ROWS`], or, for the largest partition, when the rows gathered in all
+//!   partitions pass [`BUFFERED_BYTES_BUDGET`];
+//! - a row group ends when it reaches [`WriterOptions::row_group_rows`], or, for the
+//!   largest, when the encoded row groups in progress in all files pass
+//!   [`ENCODED_BYTES_BUDGET`]; a file between row groups holds no per-column buffers;
 //! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
 //!   opening one more closes the least recently used, whose partition continues in a new
 //!   file. Files roll over at [`WriterOptions::max_rows_per_file`].
@@ -15,6 +18,7 @@
 //! Every file keeps all columns, partition columns included: directory names serve pruning
 //! (and may be escaped or truncated), while the exact values stay in the data.
 
+use super::encode::ParquetFile;
 use super::partition::{partition_rows, PartitionKey};
 use super::SinkError;
 use crate::schema::PartitionSpec;
@@ -22,7 +26,6 @@ use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
@@ -47,10 +50,24 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 /// of the CPU, and every reader decodes it.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-/// Arrow bytes of rows gathered in all partitions and not yet written; past it, the largest
-/// partition's rows are written out early. 128 MiB keeps a load comfortably inside a small
-/// container's memory while row groups of a few dozen partitions still reach several MiB.
-pub const BUFFERED_BYTES_BUDGET: usize = 128 * 1024 * 1024;
+/// Arrow bytes of rows gathered in all partitions and not yet encoded; past it, the largest
+/// partition's rows are encoded early. Gathered rows are several times larger than encoded
+/// ones, so this stays small: enough for a few thousand rows of each of a few dozen
+/// partitions.
+pub const BUFFERED_BYTES_BUDGET: usize = 32 * 1024 * 1024;
+
+/// Rows of one partition gathered before they are encoded into its row group in progress:
+/// enough that per-call encoding overheads vanish, few enough to stay a few MiB.
+pub const WRITE_THROUGH_ROWS: usize = 8 * 1024;
+
+/// Rows combined before a batch is split by partition: a few thousand, so that even rows
+/// spread over dozens of partitions make parts of a hundred rows or more.
+pub const SPLIT_ROWS: usize = 4096;
+
+/// Encoded bytes of the row groups in progress in all open files; past it, the largest
+/// row group ends early. One full row group of a wide entity (≈ 30 MiB for 128 Ki order
+/// items) fits, so an unpartitioned load writes full row groups.
+pub const ENCODED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Parquet compression codec of the written files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +152,8 @@ pub struct WriterOptions {
     pub row_group_rows: usize,
     /// Most partition files open at once; the least recently used is closed beyond it.
     pub max_open_files: usize,
+    /// Threads that encode the columns of a row group at once (see [`super::encode`]).
+    pub encode_threads: usize,
 }
 
 impl Default for WriterOptions {
@@ -144,8 +163,14 @@ impl Default for WriterOptions {
             max_rows_per_file: DEFAULT_MAX_ROWS_PER_FILE,
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
+            encode_threads: default_encode_threads(),
         }
     }
+}
+
+/// Encoding threads by default: one per core the process may use.
+pub fn default_encode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// One complete Parquet file written by a load, as the manifest records it.
@@ -179,6 +204,11 @@ pub struct PartitionedWriter {
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Number of partitions with an open file (≤ `max_open_files`).
     open_files: usize,
+    /// Encoded bytes of the row groups in progress in all open files.
+    encoded_bytes: usize,
+    /// Batches not yet split by partition, and their rows.
+    incoming: Vec<RecordBatch>,
+    incoming_rows: usize,
     /// Logical clock for least-recently-used eviction.
     clock: u64,
     written: Vec<WrittenFile>,
@@ -204,10 +234,12 @@ struct PartitionState {
 }
 
 struct OpenFile {
-    writer: ArrowWriter<File>,
+    writer: ParquetFile<File>,
     path: PathBuf,
     rel_path: String,
     rows: u64,
+    /// Memory of the file's row group in progress, as last measured.
+    group_bytes: usize,
 }
 
 impl PartitionedWriter {
@@ -225,9 +257,10 @@ impl PartitionedWriter {
         if options.max_rows_per_file == 0
             || options.row_group_rows == 0
             || options.max_open_files == 0
+            || options.encode_threads == 0
         {
             return Err(SinkError::InvalidOption(format!(
-                "max_rows_per_file, row_group_rows and max_open_files must be positive, got {options:?}"
+                "max_rows_per_file, row_group_rows, max_open_files and encode_threads must be positive, got {options:?}"
             )));
         }
         if file_prefix.is_empty()
@@ -259,30 +292,61 @@ impl PartitionedWriter {
             buffered_bytes: 0,
             partitions: HashMap::new(),
             open_files: 0,
+            encoded_bytes: 0,
+            incoming: Vec::new(),
+            incoming_rows: 0,
             clock: 0,
             written: Vec::new(),
             created_dirs: BTreeSet::new(),
         })
     }
 
-    /// Splits `batch` by partition and appends each part to its partition's open file.
+    /// Splits `batch` by partition and gathers each part for its partition's file.
+    ///
+    /// When the table is partitioned, batches are first combined into [`SPLIT_ROWS`] rows,
+    /// so that splitting copies a few large parts rather than many tiny ones.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.check_schema(batch)?;
-        let parts = partition_rows(batch, &self.spec)?;
+        if self.spec.fields.is_empty() {
+            return self.append(PartitionKey::default(), batch.clone());
+        }
+        self.incoming_rows += batch.num_rows();
+        self.incoming.push(batch.clone());
+        if self.incoming_rows >= SPLIT_ROWS {
+            self.split_incoming()?;
+        }
+        Ok(())
+    }
+
+    /// Splits the combined incoming batches by partition.
+    fn split_incoming(&mut self) -> Result<(), SinkError> {
+        let batches = std::mem::take(&mut self.incoming);
+        self.incoming_rows = 0;
+        let batch = match batches.len() {
+            0 => return Ok(()),
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => arrow::compute::concat_batches(&self.schema, &batches).map_err(|source| {
+                SinkError::Arrow {
+                    partition: String::new(),
+                    source,
+                }
+            })?,
+        };
+        let parts = partition_rows(&batch, &self.spec)?;
         if parts.keys.len() == 1 {
-            // The common case (unpartitioned, or a batch within one month): no copy.
+            // A batch within one partition (one month, say): no copy.
             let key = parts.keys.into_iter().next().expect("one key");
-            return self.append(key, batch.clone());
+            return self.append(key, batch);
         }
         let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts.keys.len()];
         for (row, &k) in parts.rows.iter().enumerate() {
             indices[k as usize].push(row as u32);
         }
         for (key, rows) in parts.keys.into_iter().zip(indices) {
-            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(|source| {
+            let part = take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|source| {
                 SinkError::Arrow {
                     partition: key.relative_dir(),
                     source,
@@ -295,6 +359,7 @@ impl PartitionedWriter {
 
     /// Closes every open file, makes files and directories durable, and lists the files.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
+        self.split_incoming()?;
         let pending: Vec<PartitionKey> = self
             .partitions
             .iter()
@@ -379,7 +444,7 @@ impl PartitionedWriter {
         state.pending_bytes += bytes;
         state.pending.push(rows);
         self.buffered_bytes += bytes;
-        if state.pending_rows >= self.options.row_group_rows {
+        if state.pending_rows >= WRITE_THROUGH_ROWS.min(self.options.row_group_rows) {
             self.write_pending(&key)?;
         }
         while self.buffered_bytes > BUFFERED_BYTES_BUDGET {
@@ -394,54 +459,110 @@ impl PartitionedWriter {
                 None => break,
             }
         }
+        while self.encoded_bytes > ENCODED_BYTES_BUDGET {
+            let largest = self
+                .partitions
+                .iter()
+                .filter_map(|(k, s)| Some((k, s.open.as_ref()?.group_bytes)))
+                .filter(|(_, bytes)| *bytes > 0)
+                .max_by_key(|(_, bytes)| *bytes)
+                .map(|(k, _)| k.clone());
+            match largest {
+                Some(k) => self.end_row_group(&k)?,
+                None => break,
+            }
+        }
         Ok(())
     }
 
-    /// Writes a partition's gathered rows to its file as one row group, rolling files over
-    /// at `max_rows_per_file`.
+    /// Encodes a partition's gathered rows into its file's row group in progress, rolling
+    /// files over at `max_rows_per_file`.
     fn write_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
         let state = self.partitions.get_mut(key).expect("known partition");
         let batches = std::mem::take(&mut state.pending);
         self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
         state.pending_rows = 0;
         state.pending_bytes = 0;
-        for mut rows in batches {
-            while rows.num_rows() > 0 {
-                if self.partitions[key].open.is_none() {
-                    if self.open_files >= self.options.max_open_files {
-                        self.close_least_recently_used()?;
-                    }
-                    self.open_file(key)?;
-                }
-                let state = self.partitions.get_mut(key).expect("known partition");
-                let file = state.open.as_mut().expect("opened above");
-                let room = self.options.max_rows_per_file - file.rows as usize;
-                let n = room.min(rows.num_rows());
-                let chunk = rows.slice(0, n);
-                rows = rows.slice(n, rows.num_rows() - n);
-                file.writer
-                    .write(&chunk)
-                    .map_err(|source| SinkError::Parquet {
-                        path: file.path.clone(),
-                        partition: state.rel_dir.clone(),
+        // Pieces of many decoded batches (a few rows each when rows spread over many
+        // partitions) become one batch: the encoder's per-call and per-array costs are then
+        // paid once per column instead of once per piece.
+        let batches = if batches.len() > 1 {
+            let rows =
+                arrow::compute::concat_batches(&self.schema, &batches).map_err(|source| {
+                    SinkError::Arrow {
+                        partition: self.partitions[key].rel_dir.clone(),
                         source,
-                    })?;
-                file.rows += n as u64;
-                if file.rows as usize >= self.options.max_rows_per_file {
-                    self.close_file(key)?;
+                    }
+                })?;
+            vec![rows]
+        } else {
+            batches
+        };
+        let mut queue: std::collections::VecDeque<RecordBatch> = batches.into();
+        while !queue.is_empty() {
+            if self.partitions[key].open.is_none() {
+                if self.open_files >= self.options.max_open_files {
+                    self.close_least_recently_used()?;
                 }
+                self.open_file(key)?;
+            }
+            let state = self.partitions.get_mut(key).expect("known partition");
+            let file = state.open.as_mut().expect("opened above");
+            // The rows that still fit in this file, handed to the encoder in one call so
+            // that its threads share the work of all of them.
+            let room = self.options.max_rows_per_file - file.rows as usize;
+            let mut chunk = Vec::new();
+            let mut n = 0;
+            while n < room {
+                let Some(rows) = queue.pop_front() else { break };
+                let take = rows.num_rows().min(room - n);
+                if take < rows.num_rows() {
+                    queue.push_front(rows.slice(take, rows.num_rows() - take));
+                }
+                chunk.push(rows.slice(0, take));
+                n += take;
+            }
+            file.writer
+                .write(&chunk)
+                .map_err(|source| SinkError::Parquet {
+                    path: file.path.clone(),
+                    partition: state.rel_dir.clone(),
+                    source,
+                })?;
+            file.rows += n as u64;
+            if file.rows as usize >= self.options.max_rows_per_file {
+                self.close_file(key)?;
             }
         }
-        // End the row group now: an idle writer holds no per-column buffers.
+        self.measure_group(key);
+        Ok(())
+    }
+
+    /// Ends the row group in progress in a partition's file.
+    fn end_row_group(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
         let state = self.partitions.get_mut(key).expect("known partition");
         if let Some(file) = state.open.as_mut() {
-            file.writer.flush().map_err(|source| SinkError::Parquet {
-                path: file.path.clone(),
-                partition: state.rel_dir.clone(),
-                source,
-            })?;
+            file.writer
+                .end_row_group()
+                .map_err(|source| SinkError::Parquet {
+                    path: file.path.clone(),
+                    partition: state.rel_dir.clone(),
+                    source,
+                })?;
         }
+        self.measure_group(key);
         Ok(())
+    }
+
+    /// Updates the encoded size of a partition's row group in progress.
+    fn measure_group(&mut self, key: &PartitionKey) {
+        let state = self.partitions.get_mut(key).expect("known partition");
+        if let Some(file) = state.open.as_mut() {
+            let now = file.writer.memory_size();
+            self.encoded_bytes =
+                self.encoded_bytes - file.group_bytes.min(self.encoded_bytes) + now;
+            file.group_bytes = now;
+        }
     }
 
     fn close_least_recently_used(&mut self) -> Result<(), SinkError> {
@@ -490,19 +611,24 @@ impl PartitionedWriter {
             path: path.clone(),
             source,
         })?;
-        let writer =
-            ArrowWriter::try_new(file, self.schema.clone(), Some((*self.properties).clone()))
-                .map_err(|source| SinkError::Parquet {
-                    path: path.clone(),
-                    partition: state.rel_dir.clone(),
-                    source,
-                })?;
+        let writer = ParquetFile::try_new(
+            file,
+            self.schema.clone(),
+            (*self.properties).clone(),
+            self.options.encode_threads,
+        )
+        .map_err(|source| SinkError::Parquet {
+            path: path.clone(),
+            partition: state.rel_dir.clone(),
+            source,
+        })?;
         state.files_started += 1;
         state.open = Some(OpenFile {
             writer,
             path,
             rel_path,
             rows: 0,
+            group_bytes: 0,
         });
         self.open_files += 1;
         Ok(())
@@ -515,6 +641,7 @@ impl PartitionedWriter {
             return Ok(());
         };
         self.open_files -= 1;
+        self.encoded_bytes -= open.group_bytes.min(self.encoded_bytes);
         let file = open
             .writer
             .into_inner()
@@ -754,17 +881,20 @@ mod tests {
         .unwrap();
         let kinds = ["a", "b", "c", "d", "e"];
         let mut line = 1;
+        // Batches of SPLIT_ROWS rows are split (and written) as they come.
         for round in 0..3 {
-            let rows: Vec<Option<&str>> = (0..10).map(|i| Some(kinds[(i + round) % 5])).collect();
+            let rows: Vec<Option<&str>> = (0..SPLIT_ROWS)
+                .map(|i| Some(kinds[(i + round) % 5]))
+                .collect();
             w.write(&batch(&rows, line)).unwrap();
-            line += 10;
+            line += SPLIT_ROWS as i64;
             assert!(w.open_files <= 2);
         }
         let files = w.finish().unwrap();
         let lines = read_lines(tmp.path(), &files);
         let mut all: Vec<i64> = lines.values().flatten().copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (1..=30).collect::<Vec<_>>());
+        assert_eq!(all, (1..=3 * SPLIT_ROWS as i64).collect::<Vec<_>>());
         assert!(
             files.len() > 5,
             "evicted partitions got more files: {files:?}"
