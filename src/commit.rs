@@ -588,8 +588,15 @@ impl OutputDir {
             }
         }
         // Staging directories of loads that never committed.
+        self.remove_staging()
+    }
+
+    /// Removes every staging directory. The lock makes them all this process's own, so call
+    /// it only when no load of this process is still writing (after an interrupted run, or
+    /// on open).
+    pub fn remove_staging(&self) -> Result<(), CommitError> {
         let staging = self.root.join(STATE_DIR).join(STAGING_DIR);
-        fs::remove_dir_all(&staging).at("removing old staging directories", &staging)?;
+        fs::remove_dir_all(&staging).at("removing staging directories", &staging)?;
         fs::create_dir_all(&staging).at("creating directory", &staging)?;
         Ok(())
     }
