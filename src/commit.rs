@@ -1050,11 +1050,19 @@ mod tests {
                     ])
                     .collect::<BTreeSet<_>>();
                 let seen = visible(tmp.path());
-                let expected = if point.is_after_commit_point() { &new } else { &old };
+                let expected = if point.is_after_commit_point() {
+                    &new
+                } else {
+                    &old
+                };
                 assert_eq!(&seen, expected, "{point:?}: visible right after the crash");
             }
             let out = OutputDir::open(tmp.path()).unwrap();
-            let expected = if point.is_after_commit_point() { &new } else { &old };
+            let expected = if point.is_after_commit_point() {
+                &new
+            } else {
+                &old
+            };
             assert_eq!(&visible(tmp.path()), expected, "{point:?}: after recovery");
             let staging = tmp.path().join(STATE_DIR).join(STAGING_DIR);
             assert_eq!(fs::read_dir(&staging).unwrap().count(), 0, "{point:?}");

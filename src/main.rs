@@ -167,10 +167,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", describe_error(&f.error));
             ExitCode::from(f.status)
         }
     }
+}
+
+/// The error and its causes. Most of our messages already end with their cause (as
+/// `{source}`), which `{:#}` would print a second time; a cause is shown only when the text
+/// so far does not include it.
+fn describe_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {

@@ -48,13 +48,25 @@ fn bare_command() -> Command {
     cmd
 }
 
-/// `mews-etl convert -e OrderItem --out <out> --export-id <id> --compression snappy <file>`.
+/// `mews-etl convert -e OrderItem --compression snappy --out <out> --export-id <id> <file>`.
 fn convert(out: &Path, export_id: &str, file: &Path) -> Command {
+    convert_with(out, export_id, file, "snappy")
+}
+
+/// [`convert`] with another Parquet compression.
+fn convert_with(out: &Path, export_id: &str, file: &Path, compression: &str) -> Command {
     let mut cmd = bare_command();
-    cmd.args(["convert", "-e", ENTITY, "--compression", "snappy", "--out"])
-        .arg(out)
-        .args(["--export-id", export_id])
-        .arg(file);
+    cmd.args([
+        "convert",
+        "-e",
+        ENTITY,
+        "--compression",
+        compression,
+        "--out",
+    ])
+    .arg(out)
+    .args(["--export-id", export_id])
+    .arg(file);
     // Where a core file of an aborted process would land, if the system writes one.
     if let Some(parent) = out.parent() {
         cmd.current_dir(parent);
@@ -123,8 +135,8 @@ fn visible_ids(out: &Path) -> Vec<String> {
             .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
-            let col = arrow::compute::cast(batch.column_by_name("Id").unwrap(), &DataType::Utf8)
-                .unwrap();
+            let col =
+                arrow::compute::cast(batch.column_by_name("Id").unwrap(), &DataType::Utf8).unwrap();
             ids.extend(col.as_string::<i32>().iter().map(|v| v.unwrap().to_owned()));
         }
     }
@@ -138,7 +150,11 @@ fn assert_table(out: &Path, expected: &[String], what: &str) {
     let mut expected = expected.to_vec();
     expected.sort();
     let unique: std::collections::BTreeSet<&String> = expected.iter().collect();
-    assert_eq!(unique.len(), expected.len(), "{what}: the input repeats Ids");
+    assert_eq!(
+        unique.len(),
+        expected.len(),
+        "{what}: the input repeats Ids"
+    );
     let got = visible_ids(out);
     if got != expected {
         let mut counts: BTreeMap<&String, i64> = BTreeMap::new();
@@ -183,7 +199,10 @@ fn assert_no_debris(out: &Path, what: &str) {
         .into_iter()
         .filter(|v| v.starts_with('.'))
         .collect();
-    assert!(building.is_empty(), "{what}: unfinished versions: {building:?}");
+    assert!(
+        building.is_empty(),
+        "{what}: unfinished versions: {building:?}"
+    );
     let links: Vec<String> = entries(out)
         .into_iter()
         .filter(|e| e.starts_with(&format!(".{TABLE}.tmp-")))
@@ -501,7 +520,11 @@ fn sigterm_stops_a_convert() {
     let o = child.0.take().unwrap().wait_with_output().unwrap();
     drop(stdin);
     assert_status(&o, 143);
-    assert!(stderr(&o).contains("interrupted by SIGTERM"), "{}", describe(&o));
+    assert!(
+        stderr(&o).contains("interrupted by SIGTERM"),
+        "{}",
+        describe(&o)
+    );
     assert_table(&out, &first_ids, "after SIGTERM");
     assert_no_debris(&out, "after SIGTERM");
 }
@@ -538,4 +561,147 @@ async fn a_second_process_is_refused_and_a_killed_holder_does_not_block() {
     assert_eq!(h.mock.stats().exports_added, 1);
     h.assert_loaded(&job.export_id, "after the holder was killed");
     h.mock.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A full disk and unwritable output directories
+
+/// A tmpfs mounted for one test, unmounted (lazily, so even a busy one goes) when dropped,
+/// so a failing test leaves no mount behind.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs with `options` on `dir`; `None`, with a message, where that is not
+    /// allowed (not root, no mount(8)).
+    fn mount(dir: &Path, options: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let result = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output();
+        match result {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs ({}); run the tests as root to check a full or read-only disk",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount(8) ({e}); run the tests as root to check a full or read-only disk");
+                None
+            }
+        }
+    }
+
+    fn remount(&self, options: &str) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "remount {options}: {}", describe(&o));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A load larger than the free space fails with status 4 and a message naming a path and
+/// the cause; the table keeps the earlier load, nothing half-written is left; with space
+/// freed (the tmpfs grown) the same command commits the load once.
+#[test]
+fn a_full_disk_fails_cleanly_and_the_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mnt) = Tmpfs::mount(&dir.path().join("mnt"), "size=2m") else {
+        return;
+    };
+    let out = mnt.0.join("out");
+    let (first, first_ids) = input(dir.path(), "first.jsonl", 0, 100);
+    // Uncompressed, these rows take several times the 2 MiB of the file system.
+    let (second, second_ids) = input(dir.path(), "second.jsonl", 100, 6000);
+    let o = convert_with(&out, "first", &first, "none")
+        .output()
+        .unwrap();
+    assert_status(&o, 0);
+
+    let big = || convert_with(&out, "second", &second, "none");
+    let o = big().output().unwrap();
+    assert_status(&o, 4);
+    let err = stderr(&o);
+    assert!(err.contains("No space left on device"), "{}", describe(&o));
+    assert!(err.contains(&out.display().to_string()), "no path: {err}");
+    assert_table(&out, &first_ids, "after the failure");
+    assert_no_debris(&out, "after the failure");
+
+    mnt.remount("size=64m");
+    let o = big().output().unwrap();
+    assert_status(&o, 0);
+    let both: Vec<String> = first_ids.iter().chain(&second_ids).cloned().collect();
+    assert_table(&out, &both, "after the rerun");
+    assert_no_debris(&out, "after the rerun");
+}
+
+/// An output directory on a read-only file system: status 4 naming the path and the cause,
+/// the table as it was; writable again, the load commits.
+#[test]
+fn a_read_only_output_fails_cleanly_and_the_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mnt) = Tmpfs::mount(&dir.path().join("mnt"), "size=16m") else {
+        return;
+    };
+    let out = mnt.0.join("out");
+    let (first, first_ids) = input(dir.path(), "first.jsonl", 0, 100);
+    let (second, second_ids) = input(dir.path(), "second.jsonl", 100, 100);
+    assert_status(&convert(&out, "first", &first).output().unwrap(), 0);
+
+    mnt.remount("ro");
+    let o = convert(&out, "second", &second).output().unwrap();
+    assert_status(&o, 4);
+    let err = stderr(&o);
+    assert!(err.contains("Read-only file system"), "{}", describe(&o));
+    assert!(err.contains(&out.display().to_string()), "no path: {err}");
+    assert_table(&out, &first_ids, "read-only");
+    // A fresh output directory there cannot even be created.
+    let fresh = mnt.0.join("fresh");
+    let o = convert(&fresh, "second", &second).output().unwrap();
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains(&fresh.display().to_string()),
+        "{}",
+        describe(&o)
+    );
+    assert!(!fresh.exists());
+
+    mnt.remount("rw");
+    assert_status(&convert(&out, "second", &second).output().unwrap(), 0);
+    let both: Vec<String> = first_ids.iter().chain(&second_ids).cloned().collect();
+    assert_table(&out, &both, "after the rerun");
+    assert_no_debris(&out, "after the rerun");
+}
+
+/// `--out` below a regular file: status 4 naming the path and the cause; nothing created.
+#[test]
+fn an_output_below_a_file_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = input(dir.path(), "first.jsonl", 0, 10);
+    let out = file.join("out");
+    let before = entries(dir.path());
+    let mut cmd = convert(&out, "first", &file);
+    cmd.current_dir(dir.path());
+    let o = cmd.output().unwrap();
+    assert_status(&o, 4);
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("Not a directory").count(),
+        1,
+        "{}",
+        describe(&o)
+    );
+    assert!(err.contains(&file.display().to_string()), "no path: {err}");
+    assert_eq!(entries(dir.path()), before, "something was created");
 }
