@@ -42,8 +42,10 @@ mod exit {
 }
 
 /// Longest wait, after a stop signal, for the threads of abandoned loads to notice that
-/// their channels closed; they usually end within one batch.
-const ABANDON_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// their channels closed; they end within one batch. Bounded because a thread blocked
+/// reading stdin cannot be interrupted and would otherwise hold `convert -` until EOF;
+/// staging that a thread still writes after the wait is removed by the next run.
+const ABANDON_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Ends a run or convert stopped by a signal. The work's futures are dropped already, so
 /// nothing new starts and no commit begins; a commit runs without awaiting, so it either

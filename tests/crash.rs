@@ -454,9 +454,11 @@ async fn downloading(h: &Harness) -> Running {
     child
 }
 
+/// Files served 1 KiB every 10 ms: a run downloads for about two seconds, long enough to
+/// be caught in the middle.
 fn trickle() -> Faults {
     Faults {
-        trickle: Some((2048, Duration::from_millis(10))),
+        trickle: Some((1024, Duration::from_millis(10))),
         ..Faults::default()
     }
 }
