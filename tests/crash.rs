@@ -716,3 +716,38 @@ fn an_output_below_a_file_fails_cleanly() {
     assert!(err.contains(&file.display().to_string()), "no path: {err}");
     assert_eq!(entries(dir.path()), before, "something was created");
 }
+
+/// `run` into a file system too small for its Parquet files: the entity fails (status 7)
+/// naming the cause, nothing is visible, the state file keeps the export; with space freed
+/// the rerun resumes that export (no second `exports/add`) and loads it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_full_disk_is_resumed_once_space_is_freed() {
+    let h = Harness::start(Faults::default()).await;
+    // Room for the state file, not for a table: one page per file, and a load writes dozens.
+    let Some(mnt) = Tmpfs::mount(&h.out(), "size=64k") else {
+        return;
+    };
+    let o = output(h.run()).await;
+    assert_status(&o, 7);
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        std::fs::symlink_metadata(h.out().join(TABLE)).is_err(),
+        "a table is visible after the failure"
+    );
+    assert_no_debris(&h.out(), "after the failure");
+    let job = h.job();
+    assert!(!job.committed);
+
+    mnt.remount("size=64m");
+    let o = output(h.run()).await;
+    assert_status(&o, 0);
+    assert_eq!(h.mock.stats().exports_added, 1, "the rerun added an export");
+    assert_eq!(h.job().export_id, job.export_id);
+    h.assert_loaded(&job.export_id, "after the rerun");
+    drop(mnt);
+    h.mock.shutdown().await;
+}
