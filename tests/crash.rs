@@ -751,3 +751,64 @@ async fn a_run_on_a_full_disk_is_resumed_once_space_is_freed() {
     drop(mnt);
     h.mock.shutdown().await;
 }
+
+/// A second signal exits at once. `convert -` with stdin held open cannot finish its
+/// graceful stop quickly (the stdin reader waits for EOF, and the stop waits up to three
+/// seconds for it), so a second signal sent as soon as the first is acknowledged lands
+/// inside that wait; the process ends with the second signal's status, saying so.
+#[test]
+fn a_second_signal_exits_at_once() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (more, _) = input(dir.path(), "more.jsonl", 0, 50);
+    let mut cmd = bare_command();
+    cmd.args(["convert", "-e", ENTITY, "--export-id", "stdin", "--out"])
+        .arg(&out)
+        .arg("-")
+        .stdin(Stdio::piped());
+    let mut child = Running::spawn(cmd);
+    let c = child.0.as_mut().unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(&std::fs::read(more).unwrap()).unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr_pipe = c.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let staging = out.join(".mews-etl").join("staging").join(TABLE);
+    wait_until("the load's staging directory", || {
+        !entries(&staging).is_empty()
+    });
+    child.signal("INT");
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(WAIT_LIMIT)
+            .unwrap_or_else(|e| panic!("no acknowledgement of SIGINT ({e}): {seen:?}"));
+        let acknowledged = line.starts_with("SIGINT: stopping");
+        seen.push(line);
+        if acknowledged {
+            break;
+        }
+    }
+    child.signal("TERM");
+    let status = child.0.take().unwrap().wait().unwrap();
+    drop(stdin);
+    seen.extend(lines.iter());
+    assert_eq!(status.code(), Some(143), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("SIGTERM: exiting at once")),
+        "{seen:?}"
+    );
+    assert!(
+        std::fs::symlink_metadata(out.join(TABLE)).is_err(),
+        "a table is visible"
+    );
+}
