@@ -131,16 +131,65 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
-/// A point at which [`OutputDir::commit_until`] stops, to test recovery from a crash there.
+/// A step of a commit at which [`OutputDir::commit_until`] stops, to test recovery from a
+/// crash there. The same steps are named by the process-level test hook in [`crate::crash`].
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// Run the whole commit.
     Never,
+    /// Stop with the load's files complete in staging, before anything else is touched.
+    AfterStaging,
+    /// Stop after the first staged file was moved into the version being built.
+    MidMove,
+    /// Stop with every file in the version being built, before its manifest is written.
+    BeforeManifest,
+    /// Stop after the manifest is written, before the built version gets its final name.
+    AfterManifest,
     /// Stop after the new version directory is complete, before the symlink switch.
     BeforeSwitch,
     /// Stop after the switch, before old versions and the staging directory are removed.
-    BeforeCleanup,
+    AfterSwitch,
+}
+
+impl CrashPoint {
+    /// Every step at which a commit can stop, in order.
+    pub const ALL: [CrashPoint; 6] = [
+        CrashPoint::AfterStaging,
+        CrashPoint::MidMove,
+        CrashPoint::BeforeManifest,
+        CrashPoint::AfterManifest,
+        CrashPoint::BeforeSwitch,
+        CrashPoint::AfterSwitch,
+    ];
+
+    /// The name of the step for the [`crate::crash`] hook (`MEWS_ETL_CRASH_AT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashPoint::Never => "never",
+            CrashPoint::AfterStaging => "after-staging",
+            CrashPoint::MidMove => "mid-move",
+            CrashPoint::BeforeManifest => "before-manifest",
+            CrashPoint::AfterManifest => "after-manifest",
+            CrashPoint::BeforeSwitch => "before-switch",
+            CrashPoint::AfterSwitch => "after-switch",
+        }
+    }
+
+    /// Whether a commit stopped here has made its load visible.
+    pub fn is_after_commit_point(self) -> bool {
+        matches!(self, CrashPoint::AfterSwitch | CrashPoint::Never)
+    }
+}
+
+/// Stops the commit at `here` if the caller asked for it (in-process tests), or aborts the
+/// process if the crash hook names it (process-level tests).
+fn stop_at(crash: CrashPoint, here: CrashPoint) -> Result<(), CommitError> {
+    crate::crash::point(here.name());
+    if crash == here {
+        return Err(CommitError::SimulatedCrash(here));
+    }
+    Ok(())
 }
 
 /// What a commit made visible.
@@ -283,6 +332,7 @@ impl OutputDir {
                 ),
             });
         }
+        stop_at(crash, CrashPoint::AfterStaging)?;
         let current = self.current_version(table)?;
         let table_versions = self.tables_root().join(table);
         fs::create_dir_all(&table_versions).at("creating directory", &table_versions)?;
@@ -334,23 +384,31 @@ impl OutputDir {
             }
             create_parent(&to)?;
             fs::rename(&from, &to).at("moving staged file", &from)?;
+            if let Err(e) = stop_at(crash, CrashPoint::MidMove) {
+                let _ = building.keep(); // a crash leaves it: recovery must remove it
+                return Err(e);
+            }
             files += 1;
             rows += file.rows;
         }
+        if let Err(e) = stop_at(crash, CrashPoint::BeforeManifest) {
+            let _ = building.keep();
+            return Err(e);
+        }
         write_manifest(&build.join(LOADS_DIR), manifest)?;
         sync_tree(build)?;
+        if let Err(e) = stop_at(crash, CrashPoint::AfterManifest) {
+            let _ = building.keep();
+            return Err(e);
+        }
         fs::rename(build, &next_dir).at("renaming new version to", &next_dir)?;
         let _ = building.keep(); // renamed away: nothing left for the guard to remove
         sync_dir(&table_versions)?;
-        if crash == CrashPoint::BeforeSwitch {
-            return Err(CommitError::SimulatedCrash(crash));
-        }
+        stop_at(crash, CrashPoint::BeforeSwitch)?;
 
         // 2. The commit point: atomically point `<out>/<table>` at the new version.
         self.switch(table, next)?;
-        if crash == CrashPoint::BeforeCleanup {
-            return Err(CommitError::SimulatedCrash(crash));
-        }
+        stop_at(crash, CrashPoint::AfterSwitch)?;
 
         // 3. Clean up. The commit has happened: failures here are logged, not returned.
         self.remove_old_versions(&table_versions, next);
@@ -530,8 +588,15 @@ impl OutputDir {
             }
         }
         // Staging directories of loads that never committed.
+        self.remove_staging()
+    }
+
+    /// Removes every staging directory. The lock makes them all this process's own, so call
+    /// it only when no load of this process is still writing (after an interrupted run, or
+    /// on open).
+    pub fn remove_staging(&self) -> Result<(), CommitError> {
         let staging = self.root.join(STATE_DIR).join(STAGING_DIR);
-        fs::remove_dir_all(&staging).at("removing old staging directories", &staging)?;
+        fs::remove_dir_all(&staging).at("removing staging directories", &staging)?;
         fs::create_dir_all(&staging).at("creating directory", &staging)?;
         Ok(())
     }
@@ -950,6 +1015,75 @@ mod tests {
         assert_eq!(out.commit(&s, &m).unwrap().version, 2);
     }
 
+    /// A commit stopped at each step leaves the visible table at the old load or at the
+    /// new one, complete; the next open removes the debris and the load commits once.
+    #[test]
+    fn every_crash_point_is_recovered() {
+        for point in CrashPoint::ALL {
+            let tmp = tempfile::tempdir().unwrap();
+            let old;
+            let new;
+            {
+                let out = OutputDir::open(tmp.path()).unwrap();
+                let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 5)]);
+                out.commit(&s, &m).unwrap();
+                old = visible(tmp.path());
+                let (s, m) = stage(
+                    &out,
+                    "l2",
+                    WriteMode::Append,
+                    &[("2023-03", 1), ("2023-04", 2), ("2023-05", 3)],
+                );
+                let err = out.commit_until(&s, &m, point).unwrap_err();
+                assert!(
+                    matches!(err, CommitError::SimulatedCrash(p) if p == point),
+                    "{point:?}: {err}"
+                );
+                new = old
+                    .iter()
+                    .cloned()
+                    .chain([
+                        "ConsumedUtc_month=2023-03/l2-00000-00000.parquet".to_owned(),
+                        "ConsumedUtc_month=2023-04/l2-00001-00000.parquet".to_owned(),
+                        "ConsumedUtc_month=2023-05/l2-00002-00000.parquet".to_owned(),
+                        "_loads/l2.json".to_owned(),
+                    ])
+                    .collect::<BTreeSet<_>>();
+                let seen = visible(tmp.path());
+                let expected = if point.is_after_commit_point() {
+                    &new
+                } else {
+                    &old
+                };
+                assert_eq!(&seen, expected, "{point:?}: visible right after the crash");
+            }
+            let out = OutputDir::open(tmp.path()).unwrap();
+            let expected = if point.is_after_commit_point() {
+                &new
+            } else {
+                &old
+            };
+            assert_eq!(&visible(tmp.path()), expected, "{point:?}: after recovery");
+            let staging = tmp.path().join(STATE_DIR).join(STAGING_DIR);
+            assert_eq!(fs::read_dir(&staging).unwrap().count(), 0, "{point:?}");
+            let leftovers: Vec<String> = versions(tmp.path())
+                .into_iter()
+                .filter(|v| parse_version(v).is_none())
+                .collect();
+            assert!(leftovers.is_empty(), "{point:?}: {leftovers:?}");
+            // The rerun commits the load once: no file doubled, the old load kept.
+            let (s, m) = stage(
+                &out,
+                "l2",
+                WriteMode::Append,
+                &[("2023-03", 1), ("2023-04", 2), ("2023-05", 3)],
+            );
+            let outcome = out.commit(&s, &m).unwrap();
+            assert_eq!((outcome.files, outcome.rows_in_table), (4, 11), "{point:?}");
+            assert_eq!(visible(tmp.path()), new, "{point:?}: after the rerun");
+        }
+    }
+
     #[test]
     fn crash_after_switch_keeps_the_new_version() {
         let tmp = tempfile::tempdir().unwrap();
@@ -958,7 +1092,7 @@ mod tests {
             for (id, crash) in [
                 ("l1", CrashPoint::Never),
                 ("l2", CrashPoint::Never),
-                ("l3", CrashPoint::BeforeCleanup),
+                ("l3", CrashPoint::AfterSwitch),
             ] {
                 let (s, m) = stage(&out, id, WriteMode::Append, &[("2023-03", 1)]);
                 let _ = out.commit_until(&s, &m, crash);

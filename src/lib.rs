@@ -37,6 +37,7 @@
 //! - [`sink`] — partitioning and Parquet writing into a staging area.
 //! - [`manifest`] — what one load wrote and counted.
 //! - [`commit`] — table versions, the atomic commit point, the output-directory lock.
+//! - `crash` — a test hook that aborts the process at a named commit step.
 //! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
 //! - [`progress`] — live counters and job states for progress display.
 //! - [`mock`] — the embedded Connector API (demo, tests, benches).
@@ -47,6 +48,8 @@ pub mod calendar;
 pub mod commit;
 pub mod config;
 pub mod convert;
+#[doc(hidden)]
+pub mod crash;
 pub mod decode;
 pub mod download;
 pub mod export;

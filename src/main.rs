@@ -3,6 +3,7 @@
 
 mod bars;
 mod cli;
+mod signals;
 mod summary;
 
 // Decoded batches are built on decoder threads and freed on the writer thread, in sizes
@@ -43,6 +44,36 @@ mod exit {
     pub const LOCKED: u8 = 6;
     pub const SOME_FAILED: u8 = 7;
     pub const CONFLICT: u8 = 8;
+    // 130 and 143 (stopped by SIGINT or SIGTERM): signals::SIGINT_STATUS, SIGTERM_STATUS.
+}
+
+/// Longest wait, after a stop signal, for the threads of abandoned loads to notice that
+/// their channels closed; they end within one batch. Bounded because a thread blocked
+/// reading stdin cannot be interrupted and would otherwise hold `convert -` until EOF;
+/// staging that a thread still writes after the wait is removed by the next run.
+const ABANDON_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ends a run or convert stopped by a signal. The work's futures are dropped already, so
+/// nothing new starts and no commit begins; a commit runs without awaiting, so it either
+/// finished before or never started. What is left: wait (bounded) for the decoder and
+/// writer threads of abandoned loads, then remove their staging directories while the lock
+/// is still held. The state file is left as it is: it names the exports, so the next run
+/// resumes them.
+fn interrupted(
+    runtime: tokio::runtime::Runtime,
+    out: &OutputDir,
+    stop: signals::Stop,
+    what: &str,
+) -> Failure {
+    runtime.shutdown_timeout(ABANDON_WAIT);
+    let cleanup = match out.remove_staging() {
+        Ok(()) => String::new(),
+        Err(e) => format!(" ({e}; the next run removes it)"),
+    };
+    Failure {
+        status: stop.status,
+        error: anyhow!("interrupted by {}: {what}{cleanup}", stop.name),
+    }
 }
 
 /// Longest pause between polls of the embedded mock in `run --demo`.
@@ -144,10 +175,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", describe_error(&f.error));
             ExitCode::from(f.status)
         }
     }
+}
+
+/// The error and its causes. Most of our messages already end with their cause (as
+/// `{source}`), which `{:#}` would print a second time; a cause is shown only when the text
+/// so far does not include it.
+fn describe_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
@@ -266,9 +312,26 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
     let out = OutputDir::open(&args.out)?;
     tracing::info!(entity = %schema.entity, load_id = %plan.load_id, files = sources.len(), "converting");
-    let report = runtime.block_on(load_files(&out, &plan, &sources))?;
+    let report = runtime.block_on(async {
+        tokio::select! {
+            r = load_files(&out, &plan, &sources) => Ok(r),
+            stop = signals.stopped() => Err(stop),
+        }
+    });
+    let report = match report {
+        Ok(r) => r?,
+        Err(stop) => {
+            return Err(interrupted(
+                runtime,
+                &out,
+                stop,
+                &format!("nothing of this load was committed ({} keeps its previous contents); run the same command again to load it", schema.table),
+            ))
+        }
+    };
     summary::print(&[summary::Row::from_report(&report)]);
     if let Some(q) = &report.quarantine {
         eprintln!(
@@ -430,7 +493,8 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
         decode_threads: threads,
     };
-    let results = runtime.block_on(async {
+    let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
+    let (results, out) = runtime.block_on(async {
         let (platform_url, client_token, access_token, mock) = if args.demo {
             let mut config = MockConfig::demo();
             config.rows = args.demo_rows;
@@ -464,6 +528,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         let client = ApiClient::new(ApiConfig::new(platform_url, client_token, access_token))
             .map_err(|e| usage(e.to_string()))?;
         let out = Arc::new(OutputDir::open(&args.out)?);
+        let run_out = out.clone();
         let state_path = out
             .root()
             .join(mews_etl::commit::STATE_DIR)
@@ -475,7 +540,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             progress,
             poller: Poller::new(client.clone(), poll_cap),
             client,
-            out,
+            out: run_out,
             state: Arc::new(tokio::sync::Mutex::new(state)),
             state_path,
             load,
@@ -483,15 +548,29 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             load_slots: Arc::new(tokio::sync::Semaphore::new(args.concurrency)),
             credentials: Default::default(),
         });
-        let results = export::run_all(ctx, specs).await;
+        let results = tokio::select! {
+            results = export::run_all(ctx, specs) => Ok(results),
+            stop = signals.stopped() => Err(stop),
+        };
         if let Some(bars) = bars {
             bars.stop().await;
         }
-        if let Some(mock) = mock {
+        if let (Some(mock), Ok(_)) = (mock, &results) {
             mock.shutdown().await;
         }
-        Ok::<_, Failure>(results)
+        Ok::<_, Failure>((results, out))
     })?;
+    let results = match results {
+        Ok(r) => r,
+        Err(stop) => {
+            return Err(interrupted(
+                runtime,
+                &out,
+                stop,
+                "the loads in progress were abandoned and nothing of them is visible; loads committed before stay committed; the state file keeps the export ids, so the next run resumes them",
+            ))
+        }
+    };
 
     let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
     summary::print(&rows);

@@ -349,6 +349,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         match loaded {
             Ok(report) => match report.outcome {
                 LoadOutcome::Committed { version } => {
+                    crate::crash::point("before-state-update");
                     let r = update_state(ctx, |s| {
                         if let Some(j) = s.jobs.get_mut(key) {
                             j.committed = true;
@@ -356,6 +357,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                         }
                     })
                     .await;
+                    crate::crash::point("after-state-update");
                     return match r {
                         Ok(()) => JobOutcome::Committed(Box::new(report)),
                         Err(e) => failed(Some(&export_id), e),

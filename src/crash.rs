@@ -1,0 +1,42 @@
+//! Test hook: stop the process abruptly at a named step, to prove that the next run repairs
+//! whatever a crash there leaves behind.
+//!
+//! When the environment variable [`CRASH_AT_VAR`] (`MEWS_ETL_CRASH_AT`) names a point, the
+//! process aborts (SIGABRT: no destructors, no cleanup, locks released by the kernel) the
+//! first time it reaches that point. Unset, or naming another point, it costs one string
+//! comparison per commit step. It exists for the crash tests in `tests/crash.rs`; it is not
+//! a feature and is not part of the command-line interface.
+//!
+//! Points, in the order a load passes them (see [`crate::commit::CrashPoint`]):
+//! `after-staging`, `mid-move`, `before-manifest`, `after-manifest`, `before-switch`,
+//! `after-switch` (commit steps), then `before-state-update` and `after-state-update`
+//! (`run` recording the commit in its state file).
+
+use std::sync::OnceLock;
+
+/// The environment variable naming the point at which to abort.
+pub const CRASH_AT_VAR: &str = "MEWS_ETL_CRASH_AT";
+
+/// Every point the hook knows, in pipeline order.
+pub const POINTS: &[&str] = &[
+    "after-staging",
+    "mid-move",
+    "before-manifest",
+    "after-manifest",
+    "before-switch",
+    "after-switch",
+    "before-state-update",
+    "after-state-update",
+];
+
+/// Aborts the process if [`CRASH_AT_VAR`] names `name` (read once per process).
+#[doc(hidden)]
+pub fn point(name: &str) {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var(CRASH_AT_VAR).ok());
+    if at.as_deref() == Some(name) {
+        // Say so first: a test tells a crash at the point from a crash elsewhere by this.
+        eprintln!("{CRASH_AT_VAR}={name}: aborting on purpose (test hook)");
+        std::process::abort();
+    }
+}
