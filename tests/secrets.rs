@@ -8,6 +8,7 @@
 //! `--client-token-file`/`--access-token-file`; the token files live outside `--out`, which
 //! is why they are not searched.
 
+use mews_etl::api::{ApiClient, ApiConfig, Secret};
 use mews_etl::mock::{Faults, MockConfig, MockServer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -142,6 +143,12 @@ struct Case {
     status: i32,
     /// The run must have been handed signed URLs (so there was something to leak).
     gets_urls: bool,
+    /// Before the run, add an export of this entity type with the same tokens, so the run
+    /// finds one it did not start (a conflict).
+    foreign_export: Option<&'static str>,
+    /// How tokens are passed: both ways, except for the slow cases (retries running out),
+    /// whose path does not depend on where the tokens came from.
+    modes: &'static [Tokens],
 }
 
 fn mock_config(faults: Faults) -> MockConfig {
@@ -166,6 +173,8 @@ fn case(name: &'static str, faults: Faults, args: &[&'static str], status: i32) 
         expire_urls_midway: false,
         status,
         gets_urls: status == 0,
+        foreign_export: None,
+        modes: &[Tokens::Env, Tokens::Files],
     }
 }
 
@@ -182,6 +191,10 @@ fn cases() -> Vec<Case> {
     ] {
         let mut args = flags.to_vec();
         args.extend(["--entity", "OrderItem", "--entity", "Payment"]);
+        if name != "default level" {
+            // One partition per table: fewer files to write and sync, same log lines.
+            args.extend(["--partition-by", "none"]);
+        }
         cases.push(case(name, Faults::default(), &args, 0));
     }
     for (name, flags) in [
@@ -189,7 +202,7 @@ fn cases() -> Vec<Case> {
         ("RUST_LOG=trace json", &["--log-format", "json"][..]),
     ] {
         let mut args = flags.to_vec();
-        args.extend(["--entity", "OrderItem"]);
+        args.extend(["--entity", "OrderItem", "--partition-by", "none"]);
         let mut c = case(name, Faults::default(), &args, 0);
         c.env.push(("RUST_LOG", "trace"));
         cases.push(c);
@@ -217,16 +230,16 @@ fn cases() -> Vec<Case> {
             expire_entity_once: Some("OrderItem".into()),
             ..Faults::default()
         },
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         0,
     ));
     let mut refresh = case(
         "URL refresh after 403",
         Faults {
-            trickle: Some((1024, Duration::from_millis(20))),
+            trickle: Some((4096, Duration::from_millis(20))),
             ..Faults::default()
         },
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         0,
     );
     refresh.expire_urls_midway = true;
@@ -237,7 +250,7 @@ fn cases() -> Vec<Case> {
     let mut unauthorized = case(
         "401 wrong access token",
         Faults::default(),
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         7,
     );
     unauthorized.access_token = WRONG_ACCESS_TOKEN;
@@ -250,25 +263,27 @@ fn cases() -> Vec<Case> {
             retry_after_secs: 0,
             ..Faults::default()
         },
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         7,
     ));
-    cases.push(case(
+    let mut server_errors = case(
         "5xx until retries run out",
         Faults {
             server_error_every: Some(1),
             ..Faults::default()
         },
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         7,
-    ));
+    );
+    server_errors.modes = &[Tokens::Files];
+    cases.push(server_errors);
     cases.push(case(
         "Failed export",
         Faults {
             fail_entity: Some("OrderItem".into()),
             ..Faults::default()
         },
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         7,
     ));
     let mut size = case(
@@ -277,7 +292,7 @@ fn cases() -> Vec<Case> {
             wrong_size_entity: Some("OrderItem".into()),
             ..Faults::default()
         },
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         7,
     );
     size.gets_urls = true;
@@ -285,11 +300,21 @@ fn cases() -> Vec<Case> {
     let mut refused = case(
         "connection refused",
         Faults::default(),
-        &["-vvv", "--entity", "OrderItem"],
+        &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
         7,
     );
     refused.refused = true;
+    refused.modes = &[Tokens::Env];
     cases.push(refused);
+    let mut conflict = case(
+        "export not ours pending",
+        Faults::default(),
+        &["-vvv", "--entity", "Payment"],
+        8,
+    );
+    conflict.config.pending_polls = 1000;
+    conflict.foreign_export = Some("Payment");
+    cases.push(conflict);
     let mut dry = case("--dry-run", Faults::default(), &["-vvv", "--dry-run"], 0);
     dry.gets_urls = false;
     cases.push(dry);
@@ -312,10 +337,20 @@ fn closed_port() -> u16 {
 /// way the run missed the path it was meant to take) and the files searched.
 async fn run_case(c: Case, tokens: Tokens) -> (String, Vec<String>, usize) {
     let name = format!("{} ({tokens:?})", c.name);
+    let started = Instant::now();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let mock = MockServer::start(c.config.clone(), addr).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    if let Some(entity) = c.foreign_export {
+        let client = ApiClient::new(ApiConfig::new(
+            mock.base_url(),
+            Secret::new(CLIENT_TOKEN),
+            Secret::new(ACCESS_TOKEN),
+        ))
+        .unwrap();
+        client.add_export(entity, None, None).await.unwrap();
+    }
     let platform = if c.refused {
         format!("http://127.0.0.1:{}", closed_port())
     } else {
@@ -410,6 +445,12 @@ async fn run_case(c: Case, tokens: Tokens) -> (String, Vec<String>, usize) {
         ));
     }
     leaks.extend(problems);
+    eprintln!(
+        "{name}: exit {:?}, {} signature(s), {searched} file(s) searched, {:.1} s",
+        o.status.code(),
+        signatures.len(),
+        started.elapsed().as_secs_f64()
+    );
     (name, leaks, searched)
 }
 
@@ -467,7 +508,7 @@ async fn no_token_or_url_signature_appears_anywhere() {
     let slots = Arc::new(tokio::sync::Semaphore::new(4));
     let mut runs = Vec::new();
     for c in cases() {
-        for tokens in [Tokens::Env, Tokens::Files] {
+        for &tokens in c.modes {
             let slots = Arc::clone(&slots);
             let c = c.clone();
             runs.push(tokio::spawn(async move {
