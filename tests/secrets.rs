@@ -9,6 +9,7 @@
 //! is why they are not searched.
 
 use mews_etl::api::{ApiClient, ApiConfig, Secret};
+use mews_etl::commit::OutputDir;
 use mews_etl::mock::{Faults, MockConfig, MockServer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -146,6 +147,12 @@ struct Case {
     /// Before the run, add an export of this entity type with the same tokens, so the run
     /// finds one it did not start (a conflict).
     foreign_export: Option<&'static str>,
+    /// A platform address to pass instead of the mock's (one with credentials in it).
+    platform: Option<&'static str>,
+    /// Secrets of this case besides the tokens and signatures.
+    extra_secrets: &'static [&'static str],
+    /// Hold the output directory's lock while the binary runs.
+    locked: bool,
     /// How tokens are passed: both ways, except for the slow cases (retries running out),
     /// whose path does not depend on where the tokens came from.
     modes: &'static [Tokens],
@@ -174,6 +181,9 @@ fn case(name: &'static str, faults: Faults, args: &[&'static str], status: i32) 
         status,
         gets_urls: status == 0,
         foreign_export: None,
+        platform: None,
+        extra_secrets: &[],
+        locked: false,
         modes: &[Tokens::Env, Tokens::Files],
     }
 }
@@ -306,6 +316,33 @@ fn cases() -> Vec<Case> {
     refused.refused = true;
     refused.modes = &[Tokens::Env];
     cases.push(refused);
+    let mut userinfo = case(
+        "credentials in the platform URL",
+        Faults::default(),
+        &["-vvv", "--entity", "OrderItem"],
+        2,
+    );
+    userinfo.platform = Some("http://user:PU-SECRET-5e6f7a8b9c0d1e2f@127.0.0.1:1/");
+    userinfo.extra_secrets = &["PU-SECRET-5e6f7a8b9c0d1e2f"];
+    userinfo.env.push(("RUST_LOG", "trace"));
+    cases.push(userinfo);
+    let mut query = case(
+        "a query in the platform URL",
+        Faults::default(),
+        &["-vvv", "--entity", "OrderItem"],
+        2,
+    );
+    query.platform = Some("http://127.0.0.1:1/?sig=PQ-SECRET-a1b2c3d4e5f6a7b8");
+    query.extra_secrets = &["PQ-SECRET-a1b2c3d4e5f6a7b8"];
+    cases.push(query);
+    let mut locked = case(
+        "output directory locked",
+        Faults::default(),
+        &["-vvv", "--entity", "OrderItem"],
+        6,
+    );
+    locked.locked = true;
+    cases.push(locked);
     let mut conflict = case(
         "export not ours pending",
         Faults::default(),
@@ -351,11 +388,14 @@ async fn run_case(c: Case, tokens: Tokens) -> (String, Vec<String>, usize) {
         .unwrap();
         client.add_export(entity, None, None).await.unwrap();
     }
-    let platform = if c.refused {
+    let platform = if let Some(p) = c.platform {
+        p.to_owned()
+    } else if c.refused {
         format!("http://127.0.0.1:{}", closed_port())
     } else {
         mock.base_url()
     };
+    let _lock = c.locked.then(|| OutputDir::open(&out).unwrap());
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mews-etl"));
     for var in [
@@ -436,7 +476,13 @@ async fn run_case(c: Case, tokens: Tokens) -> (String, Vec<String>, usize) {
     if c.expire_urls_midway && stats.forbidden == 0 {
         problems.push(format!("{name}: no download was refused: {stats:?}"));
     }
-    let (mut leaks, searched) = search_run(&name, &o, &out, &needles(&signatures));
+    let mut secrets = needles(&signatures);
+    secrets.extend(
+        c.extra_secrets
+            .iter()
+            .map(|&x| ("secret of the case".to_owned(), x.to_owned())),
+    );
+    let (mut leaks, searched) = search_run(&name, &o, &out, &secrets);
     if c.status == 0 && !c.args.contains(&"--dry-run") && searched < 3 {
         // state.json, manifests and Parquet files at least: the search saw the output.
         problems.push(format!(
