@@ -68,6 +68,8 @@ struct Plan {
     expire_urls_after: Option<Duration>,
     /// Whether an unrecoverable fault was injected, so exit 7 is acceptable.
     may_fail: bool,
+    /// Load flags: `--concurrency`, `--partition-by none`, `--max-rows-per-file`.
+    flags: Vec<String>,
 }
 
 fn draw_plan(rng: &mut fastrand::Rng) -> Plan {
@@ -130,12 +132,24 @@ fn draw_plan(rng: &mut fastrand::Rng) -> Plan {
         Vec::new()
     };
     let expire_urls_after = (rng.f32() < 0.25).then(|| Duration::from_millis(rng.u64(0..=300)));
+    let mut flags = vec!["--concurrency".to_owned(), rng.usize(1..=3).to_string()];
+    if rng.f32() < 0.3 {
+        flags.extend(["--partition-by".to_owned(), "none".to_owned()]);
+    }
+    if rng.f32() < 0.3 {
+        // Several files per partition, so a commit moves many.
+        flags.extend([
+            "--max-rows-per-file".to_owned(),
+            rng.u32(7..=60).to_string(),
+        ]);
+    }
     Plan {
         entities,
         config,
         kills,
         expire_urls_after,
         may_fail,
+        flags,
     }
 }
 
@@ -358,6 +372,7 @@ fn command(mock: &MockServer, plan: &Plan, dir: &Path, n: u32) -> Command {
     for e in &plan.entities {
         cmd.args(["--entity", e]);
     }
+    cmd.args(&plan.flags);
     cmd.env("MEWS_CLIENT_TOKEN", &plan.config.client_token)
         .env("MEWS_ACCESS_TOKEN", &plan.config.access_token)
         .current_dir(dir)
@@ -508,11 +523,12 @@ async fn soak_run(i: u32, plan: Plan, tally: &mut Tally) -> Vec<String> {
         .or_default() += 1;
     let f = &plan.config.faults;
     println!(
-        "run {i}: {:?} rows {} files {} gzip {} | 429/{:?} 5xx/{:?} reset#{:?} short#{:?} trickle {:?} expire-export {:?} fail {:?} wrong-size {:?} url-expiry {:?} |{history}",
+        "run {i}: {:?} rows {} files {} gzip {} {} | 429/{:?} 5xx/{:?} reset#{:?} short#{:?} trickle {:?} expire-export {:?} fail {:?} wrong-size {:?} url-expiry {:?} |{history}",
         plan.entities,
         plan.config.rows,
         plan.config.files_per_export,
         plan.config.gzip,
+        plan.flags.join(" "),
         f.rate_limit_every,
         f.server_error_every,
         f.reset_mid_body,
