@@ -405,7 +405,7 @@ async fn an_export_not_ours_already_pending_is_a_conflict() {
     assert_status(&o, 8);
     let err = stderr(&o);
     assert!(
-        err.contains("error: Payment:") && err.contains("did not start"),
+        err.contains("error: Payment:") && err.contains("has no record of"),
         "{}",
         describe(&o)
     );

@@ -479,6 +479,9 @@ async fn soak_run(i: u32, plan: Plan, tally: &mut Tally) -> Vec<String> {
     let orphaned = killed_any && final_code == Some(CONFLICT);
     if orphaned {
         tally.orphaned += 1;
+        if !stderr.contains("has no record of") {
+            problems.push("exit 8 without saying why".into());
+        }
     }
     let acceptable =
         final_code == Some(0) || (plan.may_fail && final_code == Some(FAILED_ENTITY)) || orphaned;
