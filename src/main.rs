@@ -533,6 +533,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             .root()
             .join(mews_etl::commit::STATE_DIR)
             .join("state.json");
+        // The lock is held: no other process is saving, so temporaries are leftovers.
+        if let Some(dir) = state_path.parent() {
+            if let Err(e) = RunState::remove_leftovers(dir) {
+                tracing::warn!(error = %e, "could not remove leftovers of an interrupted run");
+            }
+        }
         let state = RunState::load(&state_path).context("reading the run state")?;
         let progress = mews_etl::progress::RunProgress::default();
         let bars = show_bars.then(|| bars::Bars::start(progress.clone()));

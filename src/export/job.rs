@@ -89,7 +89,9 @@ pub enum JobOutcome {
     /// More lines were rejected than the budget allows; nothing committed. A rerun with a
     /// larger budget resumes the same export.
     OverBudget(Box<LoadReport>),
-    /// An export of this entity type that this tool did not start is pending or processing.
+    /// An export of this entity type that the state file does not know is pending or
+    /// processing: another client's, or one a killed run added but did not live to record
+    /// (the API's refusal does not say which export it is, so it cannot be resumed).
     Conflict {
         /// The API's message.
         reason: String,
@@ -245,7 +247,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     Err(e) if is_already_running(&e) => {
                         return JobOutcome::Conflict {
                             reason: format!(
-                                "an export of {entity} that this output directory did not start is pending or processing ({e}); wait for it to finish, or run with the --out that started it"
+                                "an export of {entity} that this output directory has no record of is pending or processing ({e}): another client started it, or a run here was killed between adding it and recording it; wait for it to finish (exports end on their own), or run with the --out that started it"
                             ),
                         }
                     }

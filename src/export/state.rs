@@ -79,7 +79,11 @@ impl RunState {
             message: e.to_string(),
         };
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(dir)
+            .map_err(err)?;
         let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
         tmp.write_all(&text).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
@@ -90,7 +94,44 @@ impl RunState {
         }
         Ok(())
     }
+
+    /// Removes temporary files that a process killed in the middle of [`RunState::save`]
+    /// left in `dir` (the state file's directory). Call it only while holding the output
+    /// directory's lock, when no other process can be saving. Returns how many were removed.
+    pub fn remove_leftovers(dir: &Path) -> Result<usize, StateError> {
+        let err = |e: std::io::Error| StateError {
+            path: dir.to_owned(),
+            message: e.to_string(),
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(err(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(err)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            // Earlier versions used tempfile's default `.tmp` prefix, without a suffix.
+            let ours = (name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX))
+                || (name.starts_with(".tmp") && name.len() == ".tmp".len() + 6);
+            if is_file && ours {
+                let path = entry.path();
+                tracing::info!(path = %path.display(), "removing a state file left half-written by an interrupted run");
+                std::fs::remove_file(&path).map_err(err)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
 }
+
+/// Name prefix of the temporary file a save writes before renaming it over the state file.
+const TEMP_PREFIX: &str = ".state-";
+/// Name suffix of that temporary file.
+const TEMP_SUFFIX: &str = ".tmp";
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +160,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unreadable"));
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_save_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        RunState::default().save(&path).unwrap();
+        let named = |n: &str| dir.path().join(n);
+        // What a save killed before its rename leaves: a file named like its temporary.
+        let pending = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempfile_in(dir.path())
+            .unwrap();
+        let (_, left) = pending.keep().unwrap();
+        std::fs::write(named(".tmpAbC123"), b"{").unwrap();
+        std::fs::write(named("lock"), b"1").unwrap();
+        std::fs::create_dir(named("staging")).unwrap();
+        std::fs::create_dir(named(".tmp-dir")).unwrap();
+        assert_eq!(RunState::remove_leftovers(dir.path()).unwrap(), 2);
+        assert!(!left.exists() && !named(".tmpAbC123").exists());
+        for kept in ["state.json", "lock", "staging", ".tmp-dir"] {
+            assert!(named(kept).exists(), "{kept} was removed");
+        }
+        assert_eq!(RunState::remove_leftovers(&named("missing")).unwrap(), 0);
     }
 }

@@ -292,6 +292,9 @@ struct Shared {
     counters: Counters,
     /// Requests in arrival order, at most [`REQUEST_LOG_CAP`].
     request_log: Mutex<Vec<RequestRecord>>,
+    /// The distinct `sig` values of the file URLs handed out, at most [`REQUEST_LOG_CAP`],
+    /// so a test can search everything the client wrote for them.
+    signatures: Mutex<std::collections::BTreeSet<String>>,
     /// Held only for short, synchronous updates, never across an `.await`.
     registry: Mutex<Registry>,
     /// Set when the server stops: size passes and file producers check it between writes
@@ -323,6 +326,17 @@ impl Shared {
                 operation,
                 status: status.as_u16(),
             });
+        }
+    }
+
+    /// Remembers a signature handed out in a file URL.
+    fn record_signature(&self, sig: &str) {
+        let mut signatures = self
+            .signatures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if signatures.len() < REQUEST_LOG_CAP {
+            signatures.insert(sig.to_owned());
         }
     }
 }
@@ -358,6 +372,7 @@ impl MockServer {
             clock: Clock::default(),
             counters: Counters::default(),
             request_log: Mutex::new(Vec::new()),
+            signatures: Mutex::new(std::collections::BTreeSet::new()),
             registry: Mutex::new(Registry::default()),
             stopping: Arc::new(AtomicBool::new(false)),
             shutdown,
@@ -399,6 +414,19 @@ impl MockServer {
             .clone();
         log.sort_by_key(|r| r.at);
         log
+    }
+
+    /// The `sig` query values of every signed file URL listed so far (the first
+    /// [`REQUEST_LOG_CAP`] distinct ones): bearer secrets that must never reach a log, an
+    /// error message or the output directory.
+    pub fn issued_signatures(&self) -> Vec<String> {
+        self.shared
+            .signatures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The `Id` of every row in the files of export `export_id`, in file order (empty for an

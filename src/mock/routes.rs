@@ -231,6 +231,7 @@ fn signed_files(shared: &Shared, export_id: &str, entity: &str, sizes: &[u64]) -
         .map(|(i, &size)| {
             let path = format!("/files/{export_id}/{}", i + 1);
             let sig = signing::sign(&shared.url_key, &path, exp);
+            shared.record_signature(&sig);
             ExportFile {
                 url: format!("{}{path}?exp={exp}&sig={sig}", shared.base_url),
                 size_in_bytes: if wrong_size && i == 0 { size + 1 } else { size },
