@@ -165,7 +165,7 @@ impl Layout {
 
     /// True once in `n` draws on average.
     fn chance(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 
     fn below(&mut self, n: u64) -> u64 {
