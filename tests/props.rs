@@ -876,3 +876,132 @@ fn independent_day_count_agrees_with_known_dates() {
     assert_eq!(epoch_days(9999, 12, 31), 2_932_896);
     assert_eq!(epoch_days(2024, 2, 29) + 1, epoch_days(2024, 3, 1));
 }
+
+/// Partition values taken from free text: separators, traversal, sentinels, device names,
+/// invisible and astral characters, and values longer than a file name may be.
+fn hostile_partition_value() -> BoxedStrategy<Option<String>> {
+    let piece = prop_oneof![
+        3 => any::<char>().prop_map(String::from),
+        1 => proptest::sample::select(vec![
+            "/", "\\", ".", "..", " ", "%", "%2F", "~", "__", "=", "\0", "CON", "nul.txt",
+            "__HIVE_DEFAULT_PARTITION__", "__EMPTY_STRING__", "e\u{301}", "\u{202E}", "🏨",
+        ])
+        .prop_map(str::to_owned),
+        1 => "[a-z]{100,160}",
+    ];
+    prop_oneof![
+        1 => Just(None),
+        8 => proptest::collection::vec(piece, 0..8).prop_map(|p| Some(p.concat())),
+    ]
+    .boxed()
+}
+
+/// Loads rows partitioned by a text property and checks the directories: one path
+/// component under the table each, at most 255 bytes, one value per directory, one
+/// directory per value, and every row back with its exact value.
+fn check_identity_partitions(
+    values: &[Option<String>],
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), TestCaseError> {
+    let fail = |e: String| TestCaseError::fail(e);
+    let schema = schema::find("ResourceBlock").expect("entity exists");
+    let mut text = String::new();
+    for (i, v) in values.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            r#"{{"Id":"{i}","EnterpriseId":{}}}"#,
+            serde_json::to_string(v).map_err(|e| fail(e.to_string()))?
+        );
+    }
+    let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+    let input = dir.path().join("input.jsonl");
+    std::fs::write(&input, text).map_err(|e| fail(e.to_string()))?;
+    let out_path = dir.path().join("out");
+    let out = OutputDir::open(&out_path).map_err(|e| fail(e.to_string()))?;
+    let plan = LoadPlan {
+        schema,
+        load_id: "prop".into(),
+        export_id: "prop".into(),
+        mode: WriteMode::Replace,
+        partition: schema
+            .parse_partition_spec("EnterpriseId")
+            .map_err(|e| fail(e.to_string()))?,
+        writer: WriterOptions::default(),
+        budget: ErrorBudget::Count(0),
+        max_line_bytes: mews_etl::framing::DEFAULT_MAX_LINE_BYTES,
+        batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
+        parallel_sources: 1,
+        progress: Default::default(),
+    };
+    let report = runtime
+        .block_on(load_files(&out, &plan, &[Source::Path(input)]))
+        .map_err(|e| fail(format!("load failed: {e}")))?;
+    let committed = matches!(report.outcome, LoadOutcome::Committed { .. });
+    prop_assert!(committed, "not committed");
+    let table =
+        std::fs::canonicalize(out_path.join(&schema.table)).map_err(|e| fail(e.to_string()))?;
+    // Directory → the value its rows hold; row id → value read back.
+    let mut by_dir: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    let mut rows: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    for path in common::parquet_files(&table) {
+        let parent = path.parent().ok_or_else(|| fail("no parent".into()))?;
+        prop_assert_eq!(parent.parent(), Some(table.as_path()), "{}", path.display());
+        let name = parent
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| fail(format!("{}", path.display())))?
+            .to_owned();
+        prop_assert!(name.len() <= 255, "{} bytes", name.len());
+        let file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| fail(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| fail(e.to_string()))?;
+            let ids = batch
+                .column_by_name("Id")
+                .ok_or_else(|| fail("Id".into()))?;
+            let vals = batch
+                .column_by_name("EnterpriseId")
+                .ok_or_else(|| fail("EnterpriseId".into()))?;
+            for i in 0..batch.num_rows() {
+                let value = (!vals.is_null(i))
+                    .then(|| string_at(vals, i))
+                    .transpose()
+                    .map_err(fail)?;
+                let first = by_dir.entry(name.clone()).or_insert_with(|| value.clone());
+                prop_assert_eq!(&*first, &value, "two values in {}", name);
+                rows.insert(string_at(ids, i).map_err(fail)?, value);
+            }
+        }
+    }
+    let distinct: std::collections::BTreeSet<&Option<String>> = values.iter().collect();
+    prop_assert_eq!(by_dir.len(), distinct.len());
+    let expected: std::collections::BTreeMap<String, Option<String>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i.to_string(), v.clone()))
+        .collect();
+    prop_assert_eq!(rows, expected);
+    Ok(())
+}
+
+#[test]
+fn free_text_partition_values_get_one_safe_directory_each() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let values = proptest::collection::vec(hostile_partition_value(), 1..8);
+    if let Err(e) = runner.run(&values, |values| {
+        check_identity_partitions(&values, &runtime)
+    }) {
+        panic!("{e}");
+    }
+}
