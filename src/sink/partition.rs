@@ -588,19 +588,19 @@ mod tests {
         assert_eq!(
             dirs(&parts),
             [
-                "Kind=a%2Fb/N=-5/B=true/D=2023-03-31/T=1970-01-01T00%3A00%3A01.500000Z",
-                "Kind=a%2Fb/N=7/B=true/D=1970-01-01/T=1970-01-01T00%3A00%3A00Z",
-                "Kind=__HIVE_DEFAULT_PARTITION__/N=-5/B=false/D=__HIVE_DEFAULT_PARTITION__/T=1969-12-31T23%3A59%3A59.999999Z",
-                "Kind=__EMPTY_STRING__/N=__HIVE_DEFAULT_PARTITION__/B=__HIVE_DEFAULT_PARTITION__/D=1969-12-31/T=__HIVE_DEFAULT_PARTITION__",
+                "Kind_value=a%2Fb/N_value=-5/B_value=true/D_value=2023-03-31/T_value=1970-01-01T00%3A00%3A01.500000Z",
+                "Kind_value=a%2Fb/N_value=7/B_value=true/D_value=1970-01-01/T_value=1970-01-01T00%3A00%3A00Z",
+                "Kind_value=__HIVE_DEFAULT_PARTITION__/N_value=-5/B_value=false/D_value=__HIVE_DEFAULT_PARTITION__/T_value=1969-12-31T23%3A59%3A59.999999Z",
+                "Kind_value=__EMPTY_STRING__/N_value=__HIVE_DEFAULT_PARTITION__/B_value=__HIVE_DEFAULT_PARTITION__/D_value=1969-12-31/T_value=__HIVE_DEFAULT_PARTITION__",
             ]
         );
         assert_eq!(
             parts.keys[0].values[0],
-            ("Kind".to_owned(), Some("a/b".to_owned()))
+            ("Kind_value".to_owned(), Some("a/b".to_owned()))
         );
         assert_eq!(
             parts.keys[2].manifest_values()[0],
-            ("Kind".to_owned(), HIVE_DEFAULT_PARTITION.to_owned())
+            ("Kind_value".to_owned(), HIVE_DEFAULT_PARTITION.to_owned())
         );
     }
 
