@@ -295,6 +295,7 @@ fn hostile_entity_names_are_usage_errors_that_create_nothing() {
             name,
         ]);
         assert_names_entities(&o, name);
+        assert_names_entities(&env.run(&["schema", name]), name);
         assert_eq!(
             env.top_level(),
             BTreeSet::from(["a.jsonl".to_owned()]),
