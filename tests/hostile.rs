@@ -370,25 +370,30 @@ fn hostile_export_ids_stay_inside_and_stay_distinct() {
     .map(|s| s.to_string())
     .collect();
     for (i, id) in ids.iter().enumerate() {
-        let input = env.write("in.jsonl", &format!("{{\"Id\":\"{i}\"}}\n"));
+        // A rejected line too, so each load also writes a quarantine file named after it.
+        let input = env.write("in.jsonl", &format!("{{\"Id\":\"{i}\"}}\nnot json\n"));
         let flag = format!("--export-id={id}");
         let o = env.convert(&[
             "--entity",
             "Customer",
             "--partition-by",
             "none",
+            "--max-rejected",
+            "1",
             &flag,
             input.to_str().unwrap(),
         ]);
         assert_ok(&o);
     }
     // Re-loading one of them replaces its rows rather than adding them again.
-    let input = env.write("in.jsonl", "{\"Id\":\"6\"}\n");
+    let input = env.write("in.jsonl", "{\"Id\":\"6\"}\nnot json\n");
     assert_ok(&env.convert(&[
         "--entity",
         "Customer",
         "--partition-by",
         "none",
+        "--max-rejected",
+        "1",
         "--export-id=a/b",
         input.to_str().unwrap(),
     ]));
@@ -415,6 +420,10 @@ fn hostile_export_ids_stay_inside_and_stay_distinct() {
     assert_eq!(export_ids, expected);
     let manifests = std::fs::read_dir(table.join("_loads")).unwrap().count();
     assert_eq!(manifests, ids.len());
+    let quarantined = std::fs::read_dir(env.out().join("_quarantine").join("customer"))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, ids.len());
 
     for blank in ["", " "] {
         let flag = format!("--export-id={blank}");
