@@ -304,6 +304,35 @@ fn hostile_entity_names_are_usage_errors_that_create_nothing() {
     }
 }
 
+#[test]
+fn hostile_partition_specs_are_usage_errors_that_create_nothing() {
+    let env = Env::new();
+    let input = env.write("a.jsonl", "{\"Id\":\"1\"}\n");
+    for spec in [
+        "../x",
+        "EnterpriseId/../../x",
+        "/etc/passwd",
+        "_export_id",
+        "_extra",
+        "EnterpriseId:../x",
+        "EnterpriseId,..",
+    ] {
+        let o = env.convert(&[
+            "--entity",
+            "ResourceBlock",
+            "--partition-by",
+            spec,
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{spec:?}");
+        assert_eq!(
+            env.top_level(),
+            BTreeSet::from(["a.jsonl".to_owned()]),
+            "{spec:?}"
+        );
+    }
+}
+
 /// `Customer` → `customer`, `OrderItem` → `order_item`: computed here, not by the product.
 fn snake_case(entity: &str) -> String {
     let mut out = String::new();
