@@ -634,6 +634,27 @@ pub fn sanitize_load_id(raw: &str) -> String {
     id
 }
 
+/// A load id for any text that keeps distinct texts apart: [`sanitize_load_id`], plus a
+/// hash of the original text when sanitising changed it.
+///
+/// Sanitising alone maps `a/b`, `a b` and `a_b` to the same id, and re-loading an id
+/// replaces that load's rows, so two different export ids would silently replace each
+/// other's rows. Valid ids are returned unchanged.
+pub fn distinct_load_id(raw: &str) -> String {
+    let mut id = sanitize_load_id(raw);
+    // Over-long ids already end in a hash of the original text.
+    if id == raw || raw.len() > MAX_LOAD_ID_LEN {
+        return id;
+    }
+    let hash = Sha256::digest(raw.as_bytes());
+    id.truncate(MAX_LOAD_ID_LEN - 17);
+    id.push('-');
+    for b in &hash[..8] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
 fn check_load_id(load_id: &str) -> Result<(), CommitError> {
     if load_id.is_empty() || sanitize_load_id(load_id) != load_id {
         return Err(CommitError::InvalidLoadId {
@@ -1251,6 +1272,21 @@ mod tests {
         let long_b = sanitize_load_id(&("a".repeat(299) + "b"));
         assert_eq!(long_a.len(), MAX_LOAD_ID_LEN);
         assert_ne!(long_a, long_b);
+        let distinct: Vec<String> = ["a/b", "a b", "a_b", "", "load", ".x", "_x", "../x"]
+            .iter()
+            .map(|raw| distinct_load_id(raw))
+            .collect();
+        for (i, id) in distinct.iter().enumerate() {
+            assert!(!distinct[..i].contains(id), "{distinct:?}");
+            assert_eq!(&distinct_load_id(id), id, "idempotent");
+            check_load_id(id).unwrap();
+        }
+        assert_eq!(distinct_load_id("a_b"), "a_b");
+        assert_eq!(
+            distinct_load_id(&"a".repeat(300)),
+            sanitize_load_id(&"a".repeat(300))
+        );
+        assert!(distinct_load_id(&"é".repeat(100)).len() <= MAX_LOAD_ID_LEN);
         for id in [long_a, sanitize_load_id("é/ü")] {
             assert_eq!(sanitize_load_id(&id), id, "idempotent");
             check_load_id(&id).unwrap();

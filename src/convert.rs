@@ -20,7 +20,7 @@
 //! more lines than its [`ErrorBudget`] allows, leaves the table as it was (its quarantine
 //! file is still written, for diagnosis).
 
-use crate::commit::{sanitize_load_id, CommitError, OutputDir};
+use crate::commit::{distinct_load_id, CommitError, OutputDir};
 use crate::config::ErrorBudget;
 use crate::decode::{DecodedBatch, RecordDecoder};
 use crate::download::{self, ExportFiles};
@@ -188,7 +188,7 @@ pub fn load_id_from_file_name(name: &str) -> String {
             stem = head;
         }
     }
-    sanitize_load_id(stem)
+    distinct_load_id(stem)
 }
 
 /// A numbered batch of one source's lines, for any decoder thread to take.

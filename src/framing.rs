@@ -683,6 +683,110 @@ mod tests {
         }
     }
 
+    /// One line of a generated stream: its content and how it ends.
+    #[derive(Debug, Clone)]
+    struct ModelLine {
+        content: Vec<u8>,
+        is_crlf: bool,
+    }
+
+    /// A stream built from lines, a BOM flag and whether the last line has a newline, with
+    /// what framing it must give computed from the parts (not by re-splitting the bytes).
+    fn model_stream(
+        lines: &[ModelLine],
+        has_bom: bool,
+        has_final_newline: bool,
+        max: usize,
+    ) -> (Vec<u8>, Framed) {
+        let mut bytes = Vec::new();
+        if has_bom {
+            bytes.extend_from_slice(&BOM);
+        }
+        let mut expected = Framed::default();
+        for (index, line) in lines.iter().enumerate() {
+            let is_last = index + 1 == lines.len();
+            let is_terminated = !is_last || has_final_newline;
+            bytes.extend_from_slice(&line.content);
+            let mut content = line.content.clone();
+            if is_terminated {
+                bytes.extend_from_slice(if line.is_crlf { b"\r\n" } else { b"\n" });
+                // An LF right after a CR the content ends with makes that CR the terminator's.
+                if !line.is_crlf && content.last() == Some(&b'\r') {
+                    content.pop();
+                }
+            } else if content.is_empty() {
+                // An unterminated empty last line is no line at all.
+                continue;
+            }
+            if index == 0 && !has_bom && content.starts_with(&BOM) {
+                content.drain(..BOM.len());
+            }
+            let number = index as u64 + 1;
+            expected.lines_read += 1;
+            if content.len() > max {
+                expected.oversized.push(OversizedLine {
+                    number,
+                    length: content.len() as u64,
+                    prefix: content[..content.len().min(OVERSIZED_PREFIX_BYTES)].to_vec(),
+                });
+            } else if content.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                expected.blank_lines += 1;
+            } else {
+                expected.lines.push((number, content));
+            }
+        }
+        expected.lines_seen = expected.lines_read;
+        (bytes, expected)
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn model_line() -> impl Strategy<Value = ModelLine> {
+            // JSON-ish bytes, whitespace, CR, the BOM's bytes and multi-byte UTF-8, so
+            // splits land inside CRLF, inside the BOM and inside characters.
+            let byte = proptest::sample::select(b"{}\":,ab \t\r\xEF\xBB\xBF\xC3\xA9".to_vec());
+            (proptest::collection::vec(byte, 0..12), any::<bool>())
+                .prop_map(|(content, is_crlf)| ModelLine { content, is_crlf })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 512,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Any chunking of any stream gives the lines the stream is made of, numbered
+            /// from one, for LF, CRLF, mixed endings, a BOM, blank lines and no final newline.
+            #[test]
+            fn any_chunking_gives_the_lines_of_the_stream(
+                lines in proptest::collection::vec(model_line(), 0..8),
+                has_bom in any::<bool>(),
+                has_final_newline in any::<bool>(),
+                max in prop_oneof![Just(1000usize), 0usize..8],
+                cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..10),
+            ) {
+                let (bytes, expected) = model_stream(&lines, has_bom, has_final_newline, max);
+                let mut points: Vec<usize> =
+                    cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+                points.sort_unstable();
+                let chunks = split_at_points(&bytes, &points);
+                prop_assert_eq!(
+                    &frame_chunks_draining(&chunks, max),
+                    &expected,
+                    "cuts {:?}",
+                    points
+                );
+                prop_assert_eq!(&frame_chunks(&chunks, max), &expected);
+                let single_bytes: Vec<&[u8]> = bytes.chunks(1).collect();
+                prop_assert_eq!(&frame_chunks_draining(&single_bytes, max), &expected);
+                prop_assert_eq!(&reference(&bytes, max), &expected);
+            }
+        }
+    }
+
     #[test]
     fn line_offsets_index_the_shared_buffer() {
         let mut framer = LineFramer::new(100);

@@ -288,7 +288,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
             Source::Path(p) => load_id_from_file_name(&p.to_string_lossy()),
         },
     };
-    let load_id = mews_etl::commit::sanitize_load_id(&export_id);
+    let load_id = mews_etl::commit::distinct_load_id(&export_id);
     if load_id.is_empty() {
         return Err(usage(format!(
             "--export-id {export_id:?} has no usable characters"

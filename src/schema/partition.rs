@@ -39,12 +39,17 @@ pub struct PartitionField {
 }
 
 impl PartitionField {
-    /// The directory key: the column name for identity keys, `<column>_<granularity>` for
-    /// derived ones, so that a derived key never clashes with the column it comes from.
+    /// The directory key: `<column>_<granularity>` for derived keys and `<column>_value`
+    /// for identity keys, so that no key clashes with the column it comes from.
+    ///
+    /// The column stays in the files with its exact value. Hive-style readers (DuckDB,
+    /// Spark, pyarrow) replace a file column by a partition key of the same name, and a
+    /// directory name cannot always hold the value exactly: a long value is cut to a prefix
+    /// and a hash, and the empty string is spelled [`crate::sink::EMPTY_STRING_PARTITION`].
     pub fn key_name(&self) -> String {
         match self.granularity {
             Some(g) => format!("{}_{}", self.column, g.suffix()),
-            None => self.column.clone(),
+            None => format!("{}_value", self.column),
         }
     }
 }
@@ -137,5 +142,39 @@ impl EntitySchema {
     pub fn default_partition_spec(&self) -> PartitionSpec {
         self.parse_partition_spec(&self.partition_by.join(","))
             .expect("validated when the schema was loaded")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_partition_key_shares_a_name_with_a_column() {
+        // A Hive-style reader would otherwise show the directory's text in place of the
+        // column's exact value.
+        for schema in crate::schema::all() {
+            for (index, p) in schema.properties.iter().enumerate() {
+                for granularity in [
+                    None,
+                    Some(Granularity::Year),
+                    Some(Granularity::Month),
+                    Some(Granularity::Day),
+                ] {
+                    let key = PartitionField {
+                        column: p.name.clone(),
+                        column_index: index,
+                        data_type: p.data_type.clone(),
+                        granularity,
+                    }
+                    .key_name();
+                    assert!(
+                        schema.property(&key).is_none(),
+                        "{}: key {key}",
+                        schema.entity
+                    );
+                }
+            }
+        }
     }
 }

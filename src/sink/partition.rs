@@ -588,19 +588,19 @@ mod tests {
         assert_eq!(
             dirs(&parts),
             [
-                "Kind=a%2Fb/N=-5/B=true/D=2023-03-31/T=1970-01-01T00%3A00%3A01.500000Z",
-                "Kind=a%2Fb/N=7/B=true/D=1970-01-01/T=1970-01-01T00%3A00%3A00Z",
-                "Kind=__HIVE_DEFAULT_PARTITION__/N=-5/B=false/D=__HIVE_DEFAULT_PARTITION__/T=1969-12-31T23%3A59%3A59.999999Z",
-                "Kind=__EMPTY_STRING__/N=__HIVE_DEFAULT_PARTITION__/B=__HIVE_DEFAULT_PARTITION__/D=1969-12-31/T=__HIVE_DEFAULT_PARTITION__",
+                "Kind_value=a%2Fb/N_value=-5/B_value=true/D_value=2023-03-31/T_value=1970-01-01T00%3A00%3A01.500000Z",
+                "Kind_value=a%2Fb/N_value=7/B_value=true/D_value=1970-01-01/T_value=1970-01-01T00%3A00%3A00Z",
+                "Kind_value=__HIVE_DEFAULT_PARTITION__/N_value=-5/B_value=false/D_value=__HIVE_DEFAULT_PARTITION__/T_value=1969-12-31T23%3A59%3A59.999999Z",
+                "Kind_value=__EMPTY_STRING__/N_value=__HIVE_DEFAULT_PARTITION__/B_value=__HIVE_DEFAULT_PARTITION__/D_value=1969-12-31/T_value=__HIVE_DEFAULT_PARTITION__",
             ]
         );
         assert_eq!(
             parts.keys[0].values[0],
-            ("Kind".to_owned(), Some("a/b".to_owned()))
+            ("Kind_value".to_owned(), Some("a/b".to_owned()))
         );
         assert_eq!(
             parts.keys[2].manifest_values()[0],
-            ("Kind".to_owned(), HIVE_DEFAULT_PARTITION.to_owned())
+            ("Kind_value".to_owned(), HIVE_DEFAULT_PARTITION.to_owned())
         );
     }
 
@@ -684,6 +684,141 @@ mod tests {
         }
         assert_ne!(escape_value(""), HIVE_DEFAULT_PARTITION);
         assert_ne!(escape_value(""), escape_value("\0"));
+    }
+
+    /// Undoes the `%XX` escapes: what Hive, Spark and DuckDB do when they read a directory
+    /// name back as a value.
+    fn unescape(name: &str) -> Option<String> {
+        let bytes = name.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    #[test]
+    fn windows_names_and_look_alike_separators_stay_one_plain_component() {
+        let cases = [
+            ("aux.txt", "%61ux.txt"),
+            ("nul.tar.gz", "%6Eul.tar.gz"),
+            ("COM1", "%43OM1"),
+            ("com¹", "%63om¹"),
+            ("CONIN$", "%43ONIN$"),
+            ("CON ", "%43ON%20"),
+            ("trailing.", "trailing%2E"),
+            ("...", "%2E.%2E"),
+            // Not separators on any file system: kept as the text they are.
+            ("a\u{FF0F}b", "a\u{FF0F}b"),
+            ("a\u{2215}b", "a\u{2215}b"),
+            // Bidirectional override and zero-width space could disguise a listing.
+            ("\u{202E}txt.exe", "%E2%80%AEtxt.exe"),
+            ("a\u{200B}b", "a%E2%80%8Bb"),
+            // A value that looks escaped is escaped again, so it cannot pose as `/`.
+            ("%2F", "%252F"),
+        ];
+        for (raw, expected) in cases {
+            let escaped = escape_value(raw);
+            assert_eq!(escaped, expected, "{raw:?}");
+            assert_safe(&escaped);
+            assert_eq!(unescape(&escaped).as_deref(), Some(raw));
+        }
+    }
+
+    #[test]
+    fn unicode_normal_forms_stay_distinct() {
+        // NFC and NFD spell the same text with different code points. The data keeps the
+        // bytes it was given, so the directories do too: merging them would put two
+        // different column values under one partition value.
+        let nfc = escape_value("Caf\u{E9}");
+        let nfd = escape_value("Cafe\u{301}");
+        assert_ne!(nfc, nfd);
+        assert_eq!(unescape(&nfd).as_deref(), Some("Cafe\u{301}"));
+    }
+
+    #[test]
+    fn every_partition_key_and_value_fit_one_path_component() {
+        // File systems refuse components over 255 bytes: `key=` plus the longest escaped
+        // value must fit for every property a table could be partitioned by.
+        for schema in crate::schema::all() {
+            for p in schema.properties.iter() {
+                let key = escape_value(&format!("{}_month", p.name));
+                assert!(
+                    key.len() + 1 + MAX_VALUE_BYTES <= 255,
+                    "{}.{}",
+                    schema.entity,
+                    p.name
+                );
+            }
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text built to hit the rules: separators, dots, spaces, `%`, `~`, `_`, Windows
+        /// device names, controls, invisible and astral characters, and lengths around the
+        /// truncation limit.
+        fn hostile_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                4 => any::<char>().prop_map(String::from),
+                1 => proptest::sample::select(vec![
+                    "/", "\\", ".", "..", " ", "%", "%2F", "~", "__", "=", "\0", "CON", "nul",
+                    "COM1", "é", "e\u{301}", "\u{202E}", "\u{FEFF}", "🏨", "\u{FF0F}",
+                ])
+                .prop_map(str::to_owned),
+                1 => "[a-z]{1,80}",
+            ];
+            proptest::collection::vec(piece, 0..40).prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 512,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Whatever the value, its directory name is one safe path component.
+            #[test]
+            fn escaped_value_is_one_safe_component(raw in hostile_text()) {
+                let escaped = escape_value(&raw);
+                assert_safe(&escaped);
+            }
+
+            /// Distinct values get distinct names: a whole name unescapes to its value, and
+            /// only truncated names (which carry a hash of the value) contain `~`.
+            #[test]
+            fn escaping_is_injective(
+                prefix in hostile_text(),
+                a in hostile_text(),
+                b in hostile_text(),
+            ) {
+                let (raw_a, raw_b) = (prefix.clone() + &a, prefix + &b);
+                let (ea, eb) = (escape_value(&raw_a), escape_value(&raw_b));
+                prop_assert_eq!(raw_a == raw_b, ea == eb, "{:?} {:?}", ea, eb);
+                for (raw, escaped) in [(&raw_a, &ea), (&raw_b, &eb)] {
+                    if escaped.contains(TRUNCATION_MARK) {
+                        prop_assert!(escaped.len() <= MAX_VALUE_BYTES);
+                    } else if raw.is_empty() {
+                        prop_assert_eq!(escaped.as_str(), EMPTY_STRING_PARTITION);
+                    } else {
+                        let back = unescape(escaped);
+                        prop_assert_eq!(back.as_ref(), Some(raw));
+                        prop_assert!(!escaped.starts_with("__"));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -901,7 +901,7 @@ mod tests {
         );
         for f in &files {
             let kind = &f.partition[0].1;
-            assert!(f.path.starts_with(&format!("Kind={kind}/")), "{f:?}");
+            assert!(f.path.starts_with(&format!("Kind_value={kind}/")), "{f:?}");
         }
     }
 
