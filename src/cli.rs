@@ -34,8 +34,8 @@ Exit status:
   6  another mews-etl process holds the output directory
   7  run: some entity types failed (their exports failed, timed out or could not be read);
      the others committed
-  8  run: an export of an entity type that this output directory did not start is already
-     pending or processing (the API allows one at a time)
+  8  run: an export of an entity type is already pending or processing and this output
+     directory has no record of it (the API allows one at a time)
   130, 143  run, convert: stopped by SIGINT (Ctrl-C) or SIGTERM; loads in progress were
      abandoned, nothing of them is visible, and the next run resumes the same exports
      (a second signal exits at once; the next run cleans up)";

@@ -743,8 +743,11 @@ fn run_case(
         writer: WriterOptions::default(),
         budget: ErrorBudget::Count(0),
         max_line_bytes: mews_etl::framing::DEFAULT_MAX_LINE_BYTES,
-        batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
+        // Tiny batches, so that a case's lines are decoded by two threads and put back in
+        // order by the writer.
+        batch_bytes: 256,
         parallel_sources: 1,
+        decode_threads: 2,
         progress: Default::default(),
     };
     let report = runtime
@@ -931,6 +934,7 @@ fn check_identity_partitions(
         max_line_bytes: mews_etl::framing::DEFAULT_MAX_LINE_BYTES,
         batch_bytes: mews_etl::input::DEFAULT_BATCH_BYTES,
         parallel_sources: 1,
+        decode_threads: 2,
         progress: Default::default(),
     };
     let report = runtime
