@@ -6,9 +6,10 @@
 //! changing a byte of it: the column chunks are appended in schema order, exactly as
 //! `ArrowWriter` would write them.
 //!
-//! Threads are scoped to each call (`write` or the end of a row group) and take columns from
-//! a shared queue, so an expensive column (a long string) does not hold back the others.
-//! With one thread, or a single column, the work stays on the caller's thread.
+//! The threads belong to an [`EncodePool`] that lives as long as the load: threads created
+//! per call would each leave an allocator arena behind. Columns are handed out one at a
+//! time, so an expensive column (a long string) does not hold back the others. With one
+//! thread the work stays on the caller's thread.
 
 use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -19,8 +20,40 @@ use parquet::arrow::ArrowWriter;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::Arc;
+
+/// Threads that encode the columns of row groups, shared by all the files of a load.
+pub struct EncodePool {
+    /// `None` with one thread: the caller encodes.
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl EncodePool {
+    /// A pool of `threads` threads (one thread: no pool, the caller does the work).
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        if threads <= 1 {
+            return Ok(EncodePool { pool: None });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("parquet-encode-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(EncodePool { pool: Some(pool) })
+    }
+
+    /// Applies `f` to every item, one item per task; results come back in item order.
+    fn map<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+        match &self.pool {
+            Some(pool) if items.len() > 1 => {
+                pool.install(|| items.into_par_iter().with_max_len(1).map(f).collect())
+            }
+            _ => items.into_iter().map(f).collect(),
+        }
+    }
+}
 
 /// A Parquet file being written, one row group at a time, its columns encoded in parallel.
 pub struct ParquetFile<W: Write + Send> {
@@ -30,7 +63,7 @@ pub struct ParquetFile<W: Write + Send> {
     /// Parquet leaf columns of each top-level field, in schema order.
     leaves_per_field: Vec<usize>,
     row_group_rows: usize,
-    threads: usize,
+    pool: Arc<EncodePool>,
     group: Option<RowGroup>,
     rows: u64,
 }
@@ -43,7 +76,7 @@ struct RowGroup {
 
 impl<W: Write + Send> ParquetFile<W> {
     /// Starts a file on `sink` for batches of `schema`, with row groups of at most
-    /// `properties.max_row_group_row_count()` rows, encoded on up to `threads` threads.
+    /// `properties.max_row_group_row_count()` rows, encoded on the threads of `pool`.
     ///
     /// The file carries the Arrow schema in its metadata, as `ArrowWriter`'s files do, so
     /// Arrow readers get back the exact types (time zones, decimal precision).
@@ -51,7 +84,7 @@ impl<W: Write + Send> ParquetFile<W> {
         sink: W,
         schema: SchemaRef,
         properties: WriterProperties,
-        threads: usize,
+        pool: Arc<EncodePool>,
     ) -> Result<Self> {
         let row_group_rows = properties
             .max_row_group_row_count()
@@ -70,7 +103,7 @@ impl<W: Write + Send> ParquetFile<W> {
             schema,
             leaves_per_field,
             row_group_rows,
-            threads: threads.max(1),
+            pool,
             group: None,
             rows: 0,
         })
@@ -140,25 +173,26 @@ impl<W: Write + Send> ParquetFile<W> {
             tasks.push((field.clone(), i, mine));
             rest = others;
         }
-        parallel_map(tasks, self.threads, |(field, i, writers)| {
-            for batch in batches {
-                let leaves = compute_leaves(&field, batch.column(i))?;
-                if leaves.len() != writers.len() {
-                    return Err(ParquetError::General(format!(
-                        "column {} has {} leaves, expected {}",
-                        field.name(),
-                        leaves.len(),
-                        writers.len()
-                    )));
+        self.pool
+            .map(tasks, |(field, i, writers)| {
+                for batch in batches {
+                    let leaves = compute_leaves(&field, batch.column(i))?;
+                    if leaves.len() != writers.len() {
+                        return Err(ParquetError::General(format!(
+                            "column {} has {} leaves, expected {}",
+                            field.name(),
+                            leaves.len(),
+                            writers.len()
+                        )));
+                    }
+                    for (writer, leaf) in writers.iter_mut().zip(&leaves) {
+                        writer.write(leaf)?;
+                    }
                 }
-                for (writer, leaf) in writers.iter_mut().zip(&leaves) {
-                    writer.write(leaf)?;
-                }
-            }
-            Ok(())
-        })
-        .into_iter()
-        .collect::<Result<()>>()?;
+                Ok(())
+            })
+            .into_iter()
+            .collect::<Result<()>>()?;
         group.rows += rows;
         self.rows += rows as u64;
         Ok(())
@@ -171,10 +205,11 @@ impl<W: Write + Send> ParquetFile<W> {
         let Some(group) = self.group.take() else {
             return Ok(());
         };
-        let chunks: Vec<ArrowColumnChunk> =
-            parallel_map(group.writers, self.threads, ArrowColumnWriter::close)
-                .into_iter()
-                .collect::<Result<_>>()?;
+        let chunks: Vec<ArrowColumnChunk> = self
+            .pool
+            .map(group.writers, ArrowColumnWriter::close)
+            .into_iter()
+            .collect::<Result<_>>()?;
         let mut row_group = self.writer.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut row_group)?;
@@ -203,40 +238,6 @@ fn leaf_count(data_type: &DataType) -> usize {
     }
 }
 
-/// Applies `f` to every item on up to `threads` threads (the caller's among them), each
-/// taking the next item when it is done with one; results come back in item order.
-fn parallel_map<T: Send, R: Send>(
-    items: Vec<T>,
-    threads: usize,
-    f: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let n = items.len();
-    if threads <= 1 || n <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let queue = Mutex::new(items.into_iter().enumerate());
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
-    let work = || loop {
-        // A panic elsewhere poisons the lock; the queue itself is still consistent.
-        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-        let Some((i, item)) = next else { break };
-        let r = f(item);
-        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads.min(n) {
-            s.spawn(work);
-        }
-        work();
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .map(|r| r.expect("every item is mapped once the scope ends"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +245,6 @@ mod tests {
     use arrow::datatypes::{Field, Fields, Int64Type, Schema};
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use std::sync::Arc;
 
     fn schema() -> SchemaRef {
         let inner: Fields = vec![
@@ -304,7 +304,8 @@ mod tests {
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(group_rows))
             .build();
-        let mut file = ParquetFile::try_new(Vec::new(), schema(), props, threads).unwrap();
+        let pool = Arc::new(EncodePool::new(threads).unwrap());
+        let mut file = ParquetFile::try_new(Vec::new(), schema(), props, pool).unwrap();
         for call in batches {
             file.write(call).unwrap();
         }
@@ -347,7 +348,8 @@ mod tests {
     #[test]
     fn rows_and_empty_files() {
         let props = WriterProperties::builder().build();
-        let mut file = ParquetFile::try_new(Vec::new(), schema(), props, 2).unwrap();
+        let pool = Arc::new(EncodePool::new(2).unwrap());
+        let mut file = ParquetFile::try_new(Vec::new(), schema(), props, pool).unwrap();
         assert_eq!(file.rows(), 0);
         file.write(&[]).unwrap();
         file.end_row_group().unwrap();
@@ -369,8 +371,12 @@ mod tests {
     }
 
     #[test]
-    fn parallel_map_keeps_order() {
-        let out = parallel_map((0..100).collect(), 3, |i: i32| i * i);
-        assert_eq!(out, (0..100).map(|i| i * i).collect::<Vec<_>>());
+    fn the_pool_keeps_order() {
+        for threads in [1, 3] {
+            let out = EncodePool::new(threads)
+                .unwrap()
+                .map((0..100).collect(), |i: i32| i * i);
+            assert_eq!(out, (0..100).map(|i| i * i).collect::<Vec<_>>());
+        }
     }
 }

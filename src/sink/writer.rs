@@ -18,7 +18,7 @@
 //! Every file keeps all columns, partition columns included: directory names serve pruning
 //! (and may be escaped or truncated), while the exact values stay in the data.
 
-use super::encode::ParquetFile;
+use super::encode::{EncodePool, ParquetFile};
 use super::partition::{partition_rows, PartitionKey};
 use super::SinkError;
 use crate::schema::PartitionSpec;
@@ -198,6 +198,8 @@ pub struct PartitionedWriter {
     spec: PartitionSpec,
     options: WriterOptions,
     properties: Arc<WriterProperties>,
+    /// Encoding threads shared by every file of the load.
+    pool: Arc<EncodePool>,
     file_prefix: String,
     /// Arrow bytes of the rows gathered in all partitions and not yet written.
     buffered_bytes: usize,
@@ -282,12 +284,18 @@ impl PartitionedWriter {
             path: dir.clone(),
             source,
         })?;
+        let pool = EncodePool::new(options.encode_threads).map_err(|source| SinkError::Io {
+            action: "starting encoding threads for",
+            path: dir.clone(),
+            source,
+        })?;
         Ok(PartitionedWriter {
             dir,
             schema,
             spec,
             options,
             properties: Arc::new(properties),
+            pool: Arc::new(pool),
             file_prefix,
             buffered_bytes: 0,
             partitions: HashMap::new(),
@@ -615,7 +623,7 @@ impl PartitionedWriter {
             file,
             self.schema.clone(),
             (*self.properties).clone(),
-            self.options.encode_threads,
+            self.pool.clone(),
         )
         .map_err(|source| SinkError::Parquet {
             path: path.clone(),
