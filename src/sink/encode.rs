@@ -55,6 +55,11 @@ impl EncodePool {
     }
 }
 
+/// Memory of a column writer that its own count leaves out, mostly the compression
+/// codec's context (a zstd context for 1 MiB pages holds several hundred KiB); counted so
+/// that many row groups in progress at once stay within the writer's memory budget.
+pub const COLUMN_WRITER_OVERHEAD: usize = 512 * 1024;
+
 /// A Parquet file being written, one row group at a time, its columns encoded in parallel.
 pub struct ParquetFile<W: Write + Send> {
     writer: SerializedFileWriter<W>,

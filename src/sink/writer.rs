@@ -2,15 +2,17 @@
 //!
 //! A load can touch many partitions at once (rows of a month-partitioned export arrive in
 //! no order of month), and a Parquet row group in progress costs memory per column whatever
-//! its row count. Memory is bounded in two stages, each by a named budget:
-//! - rows are first gathered per partition in Arrow form, so that the encoder gets a few
-//!   thousand rows of one partition at a time rather than a hundred rows of each;
-//!   a partition's rows go to its file's row group in progress once they reach
-//!   [`WRITE_THROUGH_ROWS`], or, for the largest partition, when the rows gathered in all
-//!   partitions pass [`BUFFERED_BYTES_BUDGET`];
-//! - a row group ends when it reaches [`WriterOptions::row_group_rows`], or, for the
-//!   largest, when the encoded row groups in progress in all files pass
-//!   [`ENCODED_BYTES_BUDGET`]; a file between row groups holds no per-column buffers;
+//! its row count (page buffers, dictionaries, a codec context each). Memory is bounded by
+//! named budgets:
+//! - an unpartitioned table has one file: rows are encoded into its row group in progress
+//!   every [`WRITE_THROUGH_ROWS`] rows, so little is held in Arrow form; the row group ends
+//!   at [`WriterOptions::row_group_rows`], or early when its memory passes
+//!   [`ENCODED_BYTES_BUDGET`];
+//! - a partitioned table gathers each partition's rows in Arrow form and writes them as one
+//!   whole row group (at most one in progress at a time) when they reach
+//!   [`WriterOptions::row_group_rows`], or, for the largest partition, when the rows
+//!   gathered in all partitions pass [`BUFFERED_BYTES_BUDGET`]; a file between row groups
+//!   holds no per-column buffers;
 //! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
 //!   opening one more closes the least recently used, whose partition continues in a new
 //!   file. Files roll over at [`WriterOptions::max_rows_per_file`].
@@ -51,22 +53,22 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 /// Arrow bytes of rows gathered in all partitions and not yet encoded; past it, the largest
-/// partition's rows are encoded early. Gathered rows are several times larger than encoded
-/// ones, so this stays small: enough for a few thousand rows of each of a few dozen
-/// partitions.
-pub const BUFFERED_BYTES_BUDGET: usize = 32 * 1024 * 1024;
+/// partition's rows are written early, as a smaller row group. Enough for a few thousand
+/// rows of each of a few dozen partitions of a wide entity.
+pub const BUFFERED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
-/// Rows of one partition gathered before they are encoded into its row group in progress:
-/// enough that per-call encoding overheads vanish, few enough to stay a few MiB.
+/// Rows of an unpartitioned table gathered before they are encoded into the row group in
+/// progress: enough that per-call encoding overheads vanish, few enough to stay a few MiB.
 pub const WRITE_THROUGH_ROWS: usize = 8 * 1024;
 
 /// Rows combined before a batch is split by partition: a few thousand, so that even rows
 /// spread over dozens of partitions make parts of a hundred rows or more.
 pub const SPLIT_ROWS: usize = 4096;
 
-/// Encoded bytes of the row groups in progress in all open files; past it, the largest
-/// row group ends early. One full row group of a wide entity (≈ 30 MiB for 128 Ki order
-/// items) fits, so an unpartitioned load writes full row groups.
+/// Memory of the row group in progress (encoded pages, dictionaries, codec contexts: see
+/// [`super::encode::ParquetFile::memory_size`]); past it, the row group ends early. Most of
+/// a full row group of a wide entity fits (128 Ki order items hold ≈ 30 MiB of pages and
+/// ≈ 40 MiB of per-column state).
 pub const ENCODED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Parquet compression codec of the written files.
@@ -208,6 +210,9 @@ pub struct PartitionedWriter {
     open_files: usize,
     /// Encoded bytes of the row groups in progress in all open files.
     encoded_bytes: usize,
+    /// Highest `buffered_bytes` and `encoded_bytes` seen, for the log.
+    peak_buffered_bytes: usize,
+    peak_encoded_bytes: usize,
     /// Batches not yet split by partition, and their rows.
     incoming: Vec<RecordBatch>,
     incoming_rows: usize,
@@ -301,6 +306,8 @@ impl PartitionedWriter {
             partitions: HashMap::new(),
             open_files: 0,
             encoded_bytes: 0,
+            peak_buffered_bytes: 0,
+            peak_encoded_bytes: 0,
             incoming: Vec::new(),
             incoming_rows: 0,
             clock: 0,
@@ -396,6 +403,13 @@ impl PartitionedWriter {
             sync_dir(dir)?;
         }
         self.written.sort_by(|a, b| a.path.cmp(&b.path));
+        tracing::debug!(
+            files = self.written.len(),
+            partitions = self.partitions.len(),
+            peak_gathered_mib = self.peak_buffered_bytes >> 20,
+            peak_row_groups_mib = self.peak_encoded_bytes >> 20,
+            "Parquet files written"
+        );
         Ok(self.written)
     }
 
@@ -452,7 +466,16 @@ impl PartitionedWriter {
         state.pending_bytes += bytes;
         state.pending.push(rows);
         self.buffered_bytes += bytes;
-        if state.pending_rows >= WRITE_THROUGH_ROWS.min(self.options.row_group_rows) {
+        self.peak_buffered_bytes = self.peak_buffered_bytes.max(self.buffered_bytes);
+        // A row group in progress holds per-column state (page buffers, dictionaries, codec
+        // contexts) whatever its row count, so only an unpartitioned table, with its single
+        // file, writes through; partitions gather whole row groups and write each at once.
+        let threshold = if self.spec.fields.is_empty() {
+            WRITE_THROUGH_ROWS.min(self.options.row_group_rows)
+        } else {
+            self.options.row_group_rows
+        };
+        if state.pending_rows >= threshold {
             self.write_pending(&key)?;
         }
         while self.buffered_bytes > BUFFERED_BYTES_BUDGET {
@@ -543,7 +566,11 @@ impl PartitionedWriter {
             }
         }
         self.measure_group(key);
-        Ok(())
+        if self.spec.fields.is_empty() {
+            Ok(())
+        } else {
+            self.end_row_group(key)
+        }
     }
 
     /// Ends the row group in progress in a partition's file.
@@ -571,6 +598,7 @@ impl PartitionedWriter {
                 self.encoded_bytes - file.group_bytes.min(self.encoded_bytes) + now;
             file.group_bytes = now;
         }
+        self.peak_encoded_bytes = self.peak_encoded_bytes.max(self.encoded_bytes);
     }
 
     fn close_least_recently_used(&mut self) -> Result<(), SinkError> {
