@@ -72,18 +72,46 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// Moves the cursor back to `offset`, a position it has been at (so a character
+    /// boundary), to read the value there again another way.
+    pub fn rewind(&mut self, offset: usize) {
+        if offset <= self.pos && self.text.is_char_boundary(offset) {
+            self.pos = offset;
+        }
+    }
+
     fn fault(&self, message: impl Into<String>) -> Fault {
         Fault::syntax(self.pos, message)
     }
 
-    #[inline]
+    /// Skips whitespace. Exports are compact JSON, so the byte at the cursor is almost never
+    /// whitespace: one comparison settles that, and the loop stays out of line.
+    #[inline(always)]
     fn skip_ws(&mut self) {
+        if let Some(&b) = self.bytes.get(self.pos) {
+            if b > b' ' {
+                return;
+            }
+        }
+        self.skip_ws_slow();
+    }
+
+    #[inline(never)]
+    fn skip_ws_slow(&mut self) {
         while let Some(&b) = self.bytes.get(self.pos) {
             if !is_ws(b) {
                 break;
             }
             self.pos += 1;
         }
+    }
+
+    /// Skips whitespace and tells whether the next value starts with `n` (is `null` if it
+    /// is anything valid); cheaper than [`Cursor::peek`] for the per-property null check.
+    #[inline]
+    pub fn at_null(&mut self) -> bool {
+        self.skip_ws();
+        self.bytes.get(self.pos) == Some(&b'n')
     }
 
     /// Skips whitespace and reports the type of the next value.
@@ -174,13 +202,19 @@ impl<'a> Cursor<'a> {
     /// Moves to the next element of an array: `true` if there is one, `false` at `]`.
     #[inline]
     pub fn next_element(&mut self, first: bool) -> Result<bool, Fault> {
-        if self.eat(b']') {
-            return Ok(false);
-        }
-        if !first && !self.eat(b',') {
-            return Err(self.fault("expected ',' or ']' after an array element"));
-        }
         self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b']') => {
+                self.pos += 1;
+                return Ok(false);
+            }
+            Some(b',') if !first => {
+                self.pos += 1;
+                self.skip_ws();
+            }
+            _ if !first => return Err(self.fault("expected ',' or ']' after an array element")),
+            _ => {}
+        }
         Ok(true)
     }
 
@@ -227,13 +261,19 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::member_key`].
     #[inline]
     pub fn next_member(&mut self, first: bool) -> Result<bool, Fault> {
-        if self.eat(b'}') {
-            return Ok(false);
-        }
-        if !first && !self.eat(b',') {
-            return Err(self.fault("expected ',' or '}' after a property"));
-        }
         self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(false);
+            }
+            Some(b',') if !first => {
+                self.pos += 1;
+                self.skip_ws();
+            }
+            _ if !first => return Err(self.fault("expected ',' or '}' after a property")),
+            _ => {}
+        }
         if self.bytes.get(self.pos) != Some(&b'"') {
             return Err(self.fault("expected a property name"));
         }
@@ -265,11 +305,69 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn expect_colon(&mut self) -> Result<(), Fault> {
-        if !self.eat(b':') {
+        self.skip_ws();
+        if self.bytes.get(self.pos) != Some(&b':') {
             return Err(self.fault("expected ':' after a property name"));
         }
+        self.pos += 1;
         self.skip_ws();
         Ok(())
+    }
+
+    /// Consumes a number of the common plain form `-?(0|[1-9][0-9]*)(.[0-9]+)?` with at most
+    /// 18 digits in all, parsed in the same pass that checks it; `None` (consuming nothing)
+    /// for anything else (exponents, more digits, or no number at all), which callers then
+    /// read exactly with [`Cursor::raw_number`]. Stops where `raw_number` stops, so both
+    /// paths leave the cursor at the same place.
+    #[inline]
+    pub fn simple_number(&mut self) -> Option<SimpleNumber> {
+        self.skip_ws();
+        let b = self.bytes;
+        let mut i = self.pos;
+        let negative = b.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        let mut digits: u64 = 0;
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                    digits = digits * 10 + u64::from(c - b'0');
+                    i += 1;
+                    if i - int_start > 18 {
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        }
+        let mut frac = 0u32;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let frac_start = i;
+            // Digits so far, the dot excluded; more than 18 might overflow the u64.
+            let int_digits = frac_start - 1 - int_start;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                if int_digits + (i - frac_start) >= 18 {
+                    return None;
+                }
+                digits = digits * 10 + u64::from(c - b'0');
+                i += 1;
+            }
+            frac = (i - frac_start) as u32;
+            if frac == 0 {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            return None;
+        }
+        self.pos = i;
+        Some(SimpleNumber {
+            negative,
+            digits,
+            frac,
+        })
     }
 
     /// Consumes a number and returns its text, checked against the JSON number grammar.
@@ -437,6 +535,18 @@ fn find_string_special(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// A plain JSON number read by [`Cursor::simple_number`]: its value is
+/// `±digits × 10^-frac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimpleNumber {
+    /// Whether it had a minus sign (`-0` included).
+    pub negative: bool,
+    /// All its digits as one integer, the fractional ones included (at most 18 digits).
+    pub digits: u64,
+    /// How many of the digits were after the decimal point.
+    pub frac: u32,
 }
 
 /// The raw content of a JSON string, between its quotes.

@@ -226,13 +226,17 @@ impl RecordDecoder {
         let rows = self.lines.len();
         let mut columns = self.root.finish_columns();
         columns.push(Arc::new(self.extra.finish()) as ArrayRef);
+        let lines = std::mem::replace(
+            &mut self.lines,
+            Vec::with_capacity(values::next_capacity(rows)),
+        );
         columns.push(Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(&*self.export_id, rows),
         )));
         columns.push(Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(&*self.file, rows),
         )));
-        columns.push(Arc::new(Int64Array::from(std::mem::take(&mut self.lines))));
+        columns.push(Arc::new(Int64Array::from(lines)));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .expect("decoders build columns of the schema's types and equal length");
         let mut counts = std::mem::take(&mut self.counts);

@@ -136,7 +136,7 @@ impl ColumnDecoder for ObjectDecoder {
             }
             self.seen[i] = stamp;
             let member = &mut self.members[i];
-            if cur.peek()? == Token::Null {
+            if cur.at_null() {
                 cur.parse_null()?;
                 member.decoder.append_null();
                 key_is_null |= self.key_member == Some(i);

@@ -3,6 +3,7 @@
 use super::column::{ColumnDecoder, Drift, DriftKind, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
+use super::values::next_capacity;
 use crate::schema::Enum;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, StringArray};
@@ -110,8 +111,11 @@ impl ColumnDecoder for StringDecoder {
     }
 
     fn finish(&mut self) -> ArrayRef {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
-        let bytes = std::mem::take(&mut self.bytes);
+        let mut next_offsets = Vec::with_capacity(next_capacity(self.offsets.len()));
+        next_offsets.push(0);
+        let offsets = std::mem::replace(&mut self.offsets, next_offsets);
+        let next_bytes = Vec::with_capacity(next_capacity(self.bytes.len()));
+        let bytes = std::mem::replace(&mut self.bytes, next_bytes);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         // Every value was copied from validated UTF-8 text or unescaped into UTF-8, so this
         // check cannot fail; it is kept (rather than skipped with `unsafe`) as a guard.
