@@ -115,7 +115,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips whitespace and reports the type of the next value.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&mut self) -> Result<Token, Fault> {
         self.skip_ws();
         match self.bytes.get(self.pos) {
@@ -125,8 +125,17 @@ impl<'a> Cursor<'a> {
             Some(b'-' | b'0'..=b'9') => Ok(Token::Number),
             Some(b't' | b'f') => Ok(Token::Bool),
             Some(b'n') => Ok(Token::Null),
-            Some(&b) => Err(self.fault(format!("unexpected character {:?}", b as char))),
-            None => Err(self.fault("unexpected end of line")),
+            _ => Err(self.peek_fault()),
+        }
+    }
+
+    /// Why no value starts at the cursor; out of line, as it runs only for rejected lines.
+    #[cold]
+    #[inline(never)]
+    fn peek_fault(&self) -> Fault {
+        match self.bytes.get(self.pos) {
+            Some(&b) => self.fault(format!("unexpected character {:?}", b as char)),
+            None => self.fault("unexpected end of line"),
         }
     }
 

@@ -199,3 +199,27 @@ fn every_entity_decodes_a_minimal_row() {
             .for_each(|c| c.to_data().validate_full().unwrap());
     }
 }
+
+#[test]
+fn lineage_columns_fit_every_batch_size() {
+    let mut d = decoder();
+    let mut line = 0;
+    for rows in [3usize, 1, 7, 0, 2, 9] {
+        for _ in 0..rows {
+            line += 1;
+            d.decode_line(line, ORDER_ITEM.as_bytes());
+        }
+        let out = d.flush();
+        let b = &out.batch;
+        assert_eq!(b.num_rows(), rows);
+        for (name, value) in [("_export_id", "exp-1"), ("_file", "file.jsonl")] {
+            let c = col(b, name).as_string::<i32>();
+            assert_eq!(c.len(), rows, "{name}");
+            assert_eq!(c.null_count(), 0, "{name}");
+            assert!(c.iter().all(|v| v == Some(value)), "{name}");
+        }
+        let lines = col(b, "_line").as_primitive::<Int64Type>();
+        let want: Vec<i64> = (line + 1 - rows as u64..=line).map(|l| l as i64).collect();
+        assert_eq!(lines.values().to_vec(), want);
+    }
+}
