@@ -490,6 +490,12 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// `a == b` for short byte strings (enum values, names), without a `memcmp` call.
+#[inline]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && starts_with(a, b)
+}
+
 /// `hay.starts_with(needle)` for the short needles of property names, compared a word at a
 /// time inline rather than through a `memcmp` call per key.
 #[inline]
@@ -499,7 +505,16 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
         return false;
     }
     if n < 8 {
-        return hay[..n] == *needle;
+        if n >= 4 {
+            // Two overlapping four-byte words cover four to seven bytes.
+            let word = |b: &[u8], at: usize| {
+                u32::from_le_bytes(b[at..at + 4].try_into().expect("four bytes"))
+            };
+            return word(hay, 0) == word(needle, 0) && word(hay, n - 4) == word(needle, n - 4);
+        }
+        // First, middle and last byte cover up to three bytes.
+        return n == 0
+            || (hay[0] == needle[0] && hay[n / 2] == needle[n / 2] && hay[n - 1] == needle[n - 1]);
     }
     let word =
         |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
@@ -766,6 +781,25 @@ mod tests {
                         at,
                         "len {len} at {at} byte {special}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn word_comparisons_agree_with_slice_comparisons() {
+        let base: Vec<u8> = (0..24u8).map(|i| b'a' + i).collect();
+        for n in 0..base.len() {
+            let needle = &base[..n];
+            for hay_len in 0..base.len() {
+                let mut hay = base[..hay_len].to_vec();
+                assert_eq!(starts_with(&hay, needle), hay.starts_with(needle));
+                assert_eq!(short_eq(&hay, needle), hay == needle);
+                for at in 0..hay_len {
+                    hay[at] ^= 0x20;
+                    assert_eq!(starts_with(&hay, needle), hay.starts_with(needle), "{n} {at}");
+                    assert_eq!(short_eq(&hay, needle), hay == needle, "{n} {at}");
+                    hay[at] ^= 0x20;
                 }
             }
         }

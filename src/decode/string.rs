@@ -2,7 +2,7 @@
 
 use super::column::{ColumnDecoder, Drift, DriftKind, RowContext};
 use super::fault::Fault;
-use super::json::{Cursor, Token};
+use super::json::{short_eq, Cursor, Token};
 use super::values::next_capacity;
 use crate::schema::Enum;
 use arrow::array::builder::NullBufferBuilder;
@@ -74,8 +74,8 @@ impl ColumnDecoder for StringDecoder {
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
                 let known = &values.values;
-                let hit = known.get(*last).is_some_and(|v| v.as_bytes() == value)
-                    || match known.iter().position(|v| v.as_bytes() == value) {
+                let hit = known.get(*last).is_some_and(|v| short_eq(v.as_bytes(), value))
+                    || match known.iter().position(|v| short_eq(v.as_bytes(), value)) {
                         Some(i) => {
                             *last = i;
                             true
