@@ -236,9 +236,9 @@ mod tests {
     /// The reference reading of a number: its checked text, then the exact parser.
     fn reference(s: &str, exact: impl Fn(&str) -> Option<i128>) -> (Option<i128>, usize) {
         let mut c = Cursor::new(s);
-        match c.raw_number() {
-            Ok(text) => (exact(text), c.offset()),
-            Err(_) => (None, usize::MAX),
+        match c.raw_number().ok().and_then(&exact) {
+            Some(v) => (Some(v), c.offset()),
+            None => (None, usize::MAX),
         }
     }
 

@@ -3,8 +3,10 @@
 //! The typed decoders drive it value by value, so each value is parsed straight into its
 //! column: strings are copied once from the line into the column's buffer, numbers are
 //! handed over as their raw text (decimals never pass through `f64`), and values the schema
-//! does not know are returned as raw slices for `_extra`. The line is validated as UTF-8
-//! once, up front, so every slice between quotes is already valid text.
+//! does not know are returned as raw slices for `_extra`. UTF-8 is checked where it can
+//! occur: outside strings only ASCII fits the grammar, and a string is validated only when
+//! its scan met a byte above ASCII, so a line that parses is valid UTF-8 throughout without
+//! a separate pass over it.
 //!
 //! Nesting is scanned iteratively with a depth limit, so no input can overflow the stack.
 
@@ -16,7 +18,6 @@ pub const MAX_DEPTH: usize = 128;
 
 /// A position in one JSON line.
 pub struct Cursor<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     pos: usize,
 }
@@ -60,11 +61,13 @@ fn is_ws(b: u8) -> bool {
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `text`.
     pub fn new(text: &'a str) -> Self {
-        Cursor {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-        }
+        Self::from_bytes(text.as_bytes())
+    }
+
+    /// A cursor at the start of `bytes`, which need not be valid UTF-8: strings are
+    /// validated as they are read, and any other non-ASCII byte is a syntax error.
+    pub fn from_bytes(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, pos: 0 }
     }
 
     /// Byte offset of the cursor in the line.
@@ -72,10 +75,10 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
-    /// Moves the cursor back to `offset`, a position it has been at (so a character
-    /// boundary), to read the value there again another way.
+    /// Moves the cursor back to `offset`, a position it has been at, to read the value
+    /// there again another way.
     pub fn rewind(&mut self, offset: usize) {
-        if offset <= self.pos && self.text.is_char_boundary(offset) {
+        if offset <= self.pos {
             self.pos = offset;
         }
     }
@@ -227,7 +230,8 @@ impl<'a> Cursor<'a> {
         Ok(true)
     }
 
-    /// Consumes a string and returns its raw content (between the quotes, escapes intact).
+    /// Consumes a string and returns its raw content (between the quotes, escapes intact),
+    /// checked to be valid UTF-8.
     #[inline]
     pub fn raw_string(&mut self) -> Result<RawStr<'a>, Fault> {
         self.skip_ws();
@@ -237,13 +241,20 @@ impl<'a> Cursor<'a> {
         let start = self.pos + 1;
         let mut i = start;
         let mut escaped = false;
+        // The union of the bytes scanned: its high bits say whether UTF-8 needs checking.
+        let mut high = 0u64;
         loop {
-            i = find_string_special(self.bytes, i);
+            i = find_string_special(self.bytes, i, &mut high);
             match self.bytes.get(i) {
                 Some(b'"') => break,
                 Some(b'\\') => {
                     escaped = true;
-                    // Skip the backslash and the escaped byte; `\u` digits are checked on unescape.
+                    // Skip the backslash and the escaped byte; `\u` digits are checked on
+                    // unescape. A non-ASCII escaped byte is an invalid escape, which the
+                    // unescape reports; it is counted here so that the UTF-8 check covers it.
+                    if let Some(&c) = self.bytes.get(i + 1) {
+                        high |= u64::from(c);
+                    }
                     i += 2;
                     if i > self.bytes.len() {
                         self.pos = self.bytes.len();
@@ -257,9 +268,15 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
+        let bytes = &self.bytes[start..i];
+        if high & HIGHS != 0 {
+            if let Err(e) = std::str::from_utf8(bytes) {
+                return Err(Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"));
+            }
+        }
         self.pos = i + 1;
         Ok(RawStr {
-            text: &self.text[start..i],
+            bytes,
             has_escapes: escaped,
             offset: start,
         })
@@ -422,12 +439,21 @@ impl<'a> Cursor<'a> {
             }
         }
         self.pos = i;
-        Ok(&self.text[start..i])
+        // Only ASCII digits and signs were consumed.
+        std::str::from_utf8(&b[start..i]).map_err(|_| Fault::syntax(start, "invalid number"))
     }
 
     /// Consumes any value and returns its exact text, checked for well-formedness, with
     /// nesting limited to [`MAX_DEPTH`].
     pub fn raw_value(&mut self) -> Result<&'a str, Fault> {
+        let start = self.pos;
+        let raw = self.raw_value_bytes()?;
+        // Checked already (strings as they were read, ASCII elsewhere); converted for the type.
+        std::str::from_utf8(raw).map_err(|e| Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"))
+    }
+
+    /// [`Cursor::raw_value`] as bytes (valid UTF-8), for callers that only copy them.
+    pub fn raw_value_bytes(&mut self) -> Result<&'a [u8], Fault> {
         self.skip_ws();
         let start = self.pos;
         // Containers open so far: true for an object, false for an array.
@@ -486,7 +512,7 @@ impl<'a> Cursor<'a> {
                 break;
             }
         }
-        Ok(&self.text[start..self.pos])
+        Ok(&self.bytes[start..self.pos])
     }
 }
 
@@ -529,16 +555,18 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
     i == n || word(hay, n - 8) == word(needle, n - 8)
 }
 
-/// Index of the first `"`, `\\` or control character at or after `i`, or `b.len()`.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Index of the first `"`, `\\` or control character at or after `i`, or `b.len()`; the
+/// bytes before it are ORed into `high`.
 ///
 /// Scans eight bytes at a time with the classic "has byte less than n" and "has zero byte"
 /// word tricks: strings are short (ids, codes, names), where one word loop beats setting up
 /// a vectorised search per string. A flagged byte is only ever spurious above a true match,
 /// so the lowest flag is exact.
 #[inline]
-fn find_string_special(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
+fn find_string_special(b: &[u8], mut i: usize, high: &mut u64) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let quote = w ^ (ONES * u64::from(b'"'));
@@ -548,14 +576,19 @@ fn find_string_special(b: &[u8], mut i: usize) -> usize {
             | (w.wrapping_sub(ONES * 0x20) & !w);
         let flags = flags & HIGHS;
         if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+            let at = flags.trailing_zeros() / 8;
+            // Only the bytes before the special one belong to the string.
+            *high |= w & ((1u64 << (at * 8)) - 1);
+            return i + at as usize;
         }
+        *high |= w;
         i += 8;
     }
     while let Some(&c) = b.get(i) {
         if c == b'"' || c == b'\\' || c < 0x20 {
             return i;
         }
+        *high |= u64::from(c);
         i += 1;
     }
     i
@@ -576,8 +609,8 @@ pub struct SimpleNumber {
 /// The raw content of a JSON string, between its quotes.
 #[derive(Debug, Clone, Copy)]
 pub struct RawStr<'a> {
-    /// The content with escapes intact.
-    pub text: &'a str,
+    /// The content with escapes intact, valid UTF-8.
+    pub bytes: &'a [u8],
     /// Whether it contains a backslash (so must be unescaped before use).
     pub has_escapes: bool,
     /// Byte offset of the content in the line, for error messages.
@@ -589,19 +622,22 @@ impl<'a> RawStr<'a> {
     #[inline]
     pub fn unescape_into(&self, out: &mut Vec<u8>) -> Result<(), Fault> {
         if !self.has_escapes {
-            out.extend_from_slice(self.text.as_bytes());
+            out.extend_from_slice(self.bytes);
             return Ok(());
         }
-        unescape_slow(self.text, self.offset, out)
+        unescape_slow(self.bytes, self.offset, out)
     }
 
     /// The unescaped string, borrowed when it has no escapes.
     pub fn to_cow(&self) -> Result<std::borrow::Cow<'a, str>, Fault> {
+        let invalid = |_| Fault::syntax(self.offset, "invalid UTF-8");
         if !self.has_escapes {
-            return Ok(std::borrow::Cow::Borrowed(self.text));
+            return std::str::from_utf8(self.bytes)
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(invalid);
         }
-        let mut out = Vec::with_capacity(self.text.len());
-        unescape_slow(self.text, self.offset, &mut out)?;
+        let mut out = Vec::with_capacity(self.bytes.len());
+        unescape_slow(self.bytes, self.offset, &mut out)?;
         // Unescaping valid UTF-8 with valid escapes yields valid UTF-8.
         String::from_utf8(out)
             .map(std::borrow::Cow::Owned)
@@ -612,7 +648,7 @@ impl<'a> RawStr<'a> {
     pub fn check_escapes(&self) -> Result<(), Fault> {
         if self.has_escapes {
             let mut sink = Vec::new();
-            unescape_slow(self.text, self.offset, &mut sink)?;
+            unescape_slow(self.bytes, self.offset, &mut sink)?;
         }
         Ok(())
     }
@@ -633,8 +669,7 @@ fn hex4(b: &[u8], at: usize, offset: usize) -> Result<u32, Fault> {
 }
 
 #[cold]
-fn unescape_slow(text: &str, offset: usize, out: &mut Vec<u8>) -> Result<(), Fault> {
-    let b = text.as_bytes();
+fn unescape_slow(b: &[u8], offset: usize, out: &mut Vec<u8>) -> Result<(), Fault> {
     let mut i = 0;
     while i < b.len() {
         let Some(found) = memchr::memchr(b'\\', &b[i..]) else {
@@ -777,7 +812,7 @@ mod tests {
                         v[at] = special;
                     }
                     assert_eq!(
-                        find_string_special(&v, 0),
+                        find_string_special(&v, 0, &mut 0),
                         at,
                         "len {len} at {at} byte {special}"
                     );

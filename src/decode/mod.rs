@@ -193,9 +193,7 @@ impl RecordDecoder {
 
     fn try_decode(&mut self, line: &[u8]) -> Result<(), Fault> {
         self.ctx.clear();
-        let text = std::str::from_utf8(line)
-            .map_err(|e| Fault::syntax(e.valid_up_to(), "invalid UTF-8"))?;
-        let mut cur = Cursor::new(text);
+        let mut cur = Cursor::from_bytes(line);
         let rows = self.root.len();
         let result = self.root.decode(&mut cur, &mut self.ctx).and_then(|()| {
             if cur.is_at_end() {
@@ -211,7 +209,11 @@ impl RecordDecoder {
             self.root.truncate(rows);
         }
         result.map_err(|f| {
-            if f.property().is_none()
+            // The cursor checks UTF-8 only where it reads text, so a line that is not UTF-8
+            // may fail for another reason first; it is reported as not UTF-8, as a whole.
+            if let Err(e) = std::str::from_utf8(line) {
+                Fault::syntax(e.valid_up_to(), "invalid UTF-8")
+            } else if f.property().is_none()
                 && f.offset() == 0
                 && f.message().starts_with("expected an object")
             {

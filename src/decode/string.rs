@@ -63,8 +63,8 @@ impl ColumnDecoder for StringDecoder {
         let at = cur.offset();
         match (&mut self.kind, cur.peek()?) {
             (StringKind::Json, _) => {
-                let raw = cur.raw_value()?;
-                self.bytes.extend_from_slice(raw.as_bytes());
+                let raw = cur.raw_value_bytes()?;
+                self.bytes.extend_from_slice(raw);
             }
             (StringKind::Plain, Token::String) => {
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;

@@ -200,7 +200,7 @@ impl PrimitiveKind for Timestamp {
     fn parse(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
         let raw = cur.raw_string()?;
         if !raw.has_escapes {
-            if let Ok(v) = timestamp_micros(raw.text.as_bytes()) {
+            if let Ok(v) = timestamp_micros(raw.bytes) {
                 return Ok(v);
             }
         }
@@ -228,7 +228,7 @@ impl PrimitiveKind for Date {
     fn parse(cur: &mut Cursor<'_>) -> Result<i32, Fault> {
         let raw = cur.raw_string()?;
         if !raw.has_escapes {
-            if let Ok(v) = date_days(raw.text.as_bytes()) {
+            if let Ok(v) = date_days(raw.bytes) {
                 return Ok(v);
             }
         }
