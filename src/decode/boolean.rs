@@ -26,7 +26,7 @@ impl Default for BooleanDecoder {
 
 impl ColumnDecoder for BooleanDecoder {
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
+        match cur.token()? {
             Token::Bool => {
                 let v = cur.parse_bool()?;
                 self.values.append(v);

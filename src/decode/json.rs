@@ -109,18 +109,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Skips whitespace and tells whether the next value starts with `n` (is `null` if it
-    /// is anything valid); cheaper than [`Cursor::peek`] for the per-property null check.
-    #[inline]
-    pub fn at_null(&mut self) -> bool {
-        self.skip_ws();
+    /// Whether the value at the cursor (positioned at its first byte) starts with `n`, so is
+    /// `null` if it is anything valid; cheaper than [`Cursor::token`] for the per-property
+    /// null check.
+    #[inline(always)]
+    pub fn at_null(&self) -> bool {
         self.bytes.get(self.pos) == Some(&b'n')
     }
 
-    /// Skips whitespace and reports the type of the next value.
+    /// The type of the value at the cursor, which is positioned at its first byte (as the
+    /// column decoders are: their callers have skipped the whitespace already).
     #[inline(always)]
-    pub fn peek(&mut self) -> Result<Token, Fault> {
-        self.skip_ws();
+    pub fn token(&self) -> Result<Token, Fault> {
         match self.bytes.get(self.pos) {
             Some(b'{') => Ok(Token::Object),
             Some(b'[') => Ok(Token::Array),
@@ -130,6 +130,13 @@ impl<'a> Cursor<'a> {
             Some(b'n') => Ok(Token::Null),
             _ => Err(self.peek_fault()),
         }
+    }
+
+    /// Skips whitespace and reports the type of the next value.
+    #[inline(always)]
+    pub fn peek(&mut self) -> Result<Token, Fault> {
+        self.skip_ws();
+        self.token()
     }
 
     /// Why no value starts at the cursor; out of line, as it runs only for rejected lines.
@@ -306,18 +313,20 @@ impl<'a> Cursor<'a> {
         Ok(true)
     }
 
-    /// If the key at the cursor is exactly `quoted` (the name with its quotes), consumes it
-    /// and its colon. This byte comparison is the fast path for the common case of keys in
-    /// schema order; any other spelling (escapes included) falls back to
+    /// If the key at the cursor and its colon are exactly `quoted_colon` (the name with its
+    /// quotes and a colon, `"Id":`), consumes them and the whitespace after. This byte
+    /// comparison is the fast path for the common case of compact JSON with keys in schema
+    /// order; any other spelling (escapes or whitespace included) falls back to
     /// [`Cursor::member_key`], which unescapes.
     #[inline]
-    pub fn eat_key(&mut self, quoted: &[u8]) -> Result<bool, Fault> {
-        if starts_with(&self.bytes[self.pos..], quoted) {
-            self.pos += quoted.len();
-            self.expect_colon()?;
-            Ok(true)
+    pub fn eat_key(&mut self, quoted_colon: &[u8]) -> bool {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        if starts_with(rest, quoted_colon) {
+            self.pos += quoted_colon.len();
+            self.skip_ws();
+            true
         } else {
-            Ok(false)
+            false
         }
     }
 

@@ -61,7 +61,7 @@ impl ColumnDecoder for StringDecoder {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
         let at = cur.offset();
-        match (&mut self.kind, cur.peek()?) {
+        match (&mut self.kind, cur.token()?) {
             (StringKind::Json, _) => {
                 let raw = cur.raw_value_bytes()?;
                 self.bytes.extend_from_slice(raw);

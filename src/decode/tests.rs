@@ -277,3 +277,44 @@ fn utf8_is_checked_wherever_it_occurs_in_the_line() {
         assert_eq!(out.rejects[0].property, None, "case {i}");
     }
 }
+
+#[test]
+fn whitespace_between_tokens_changes_nothing() {
+    // Whitespace before and after every structural character outside strings.
+    let mut spaced = String::from(" \t");
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in ORDER_ITEM.chars() {
+        if in_string {
+            spaced.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '{' | '}' | '[' | ']' | ':' | ',' => {
+                spaced.push_str(" \r");
+                spaced.push(c);
+                spaced.push_str("\n\t ");
+            }
+            '"' => {
+                in_string = true;
+                spaced.push(c);
+            }
+            _ => spaced.push(c),
+        }
+    }
+    spaced.push_str("  ");
+    let mut d = decoder();
+    d.decode_line(1, ORDER_ITEM.as_bytes());
+    let compact = d.flush();
+    d.decode_line(1, spaced.as_bytes());
+    let out = d.flush();
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    assert_eq!(out.batch, compact.batch);
+    assert_eq!(out.counts, compact.counts);
+}

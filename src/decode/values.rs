@@ -102,7 +102,7 @@ impl<K: PrimitiveKind> Default for PrimitiveDecoder<K> {
 impl<K: PrimitiveKind> ColumnDecoder for PrimitiveDecoder<K> {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
+        match cur.token()? {
             t if t == K::TOKEN => {
                 let v = K::parse(cur)?;
                 self.values.push(v);
