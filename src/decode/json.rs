@@ -239,7 +239,7 @@ impl<'a> Cursor<'a> {
 
     /// Consumes a string and returns its raw content (between the quotes, escapes intact),
     /// checked to be valid UTF-8.
-    #[inline]
+    #[inline(always)]
     pub fn raw_string(&mut self) -> Result<RawStr<'a>, Fault> {
         self.skip_ws();
         if self.bytes.get(self.pos) != Some(&b'"') {
@@ -248,20 +248,22 @@ impl<'a> Cursor<'a> {
         let start = self.pos + 1;
         let mut i = start;
         let mut escaped = false;
-        // The union of the bytes scanned: its high bits say whether UTF-8 needs checking.
-        let mut high = 0u64;
+        let mut non_ascii = false;
         loop {
-            i = find_string_special(self.bytes, i, &mut high);
+            i = find_string_special(self.bytes, i);
             match self.bytes.get(i) {
                 Some(b'"') => break,
+                Some(&c) if c >= 0x80 => {
+                    // Checked as UTF-8 once the string's end is known.
+                    non_ascii = true;
+                    i += 1;
+                }
                 Some(b'\\') => {
                     escaped = true;
                     // Skip the backslash and the escaped byte; `\u` digits are checked on
                     // unescape. A non-ASCII escaped byte is an invalid escape, which the
-                    // unescape reports; it is counted here so that the UTF-8 check covers it.
-                    if let Some(&c) = self.bytes.get(i + 1) {
-                        high |= u64::from(c);
-                    }
+                    // unescape reports; it is noted here so that the UTF-8 check covers it.
+                    non_ascii |= self.bytes.get(i + 1).is_some_and(|&c| c >= 0x80);
                     i += 2;
                     if i > self.bytes.len() {
                         self.pos = self.bytes.len();
@@ -276,7 +278,7 @@ impl<'a> Cursor<'a> {
             }
         }
         let bytes = &self.bytes[start..i];
-        if high & HIGHS != 0 {
+        if non_ascii {
             if let Err(e) = std::str::from_utf8(bytes) {
                 return Err(Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"));
             }
@@ -567,37 +569,34 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Index of the first `"`, `\\` or control character at or after `i`, or `b.len()`; the
-/// bytes before it are ORed into `high`.
+/// Index of the first byte at or after `i` that a string scan must look at (`"`, `\\`, a
+/// control character, or a byte above ASCII), or `b.len()`.
 ///
-/// Scans eight bytes at a time with the classic "has byte less than n" and "has zero byte"
-/// word tricks: strings are short (ids, codes, names), where one word loop beats setting up
-/// a vectorised search per string. A flagged byte is only ever spurious above a true match,
-/// so the lowest flag is exact.
-#[inline]
-fn find_string_special(b: &[u8], mut i: usize, high: &mut u64) -> usize {
+/// Scans eight bytes at a time with the classic "has zero byte" word trick for the quote
+/// and the backslash, and a plain subtraction for bytes below 0x20: a borrow only carries
+/// upwards from a byte below 0x20, and a byte that sets the high bit of `w - 0x20…` without
+/// one is itself above ASCII, so the lowest flag is always exact. Strings are short (ids,
+/// codes, names), where one word loop beats setting up a vectorised search per string.
+#[inline(always)]
+fn find_string_special(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let quote = w ^ (ONES * u64::from(b'"'));
         let backslash = w ^ (ONES * u64::from(b'\\'));
         let flags = (quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
+            | w.wrapping_sub(ONES * 0x20)
+            | w;
         let flags = flags & HIGHS;
         if flags != 0 {
-            let at = flags.trailing_zeros() / 8;
-            // Only the bytes before the special one belong to the string.
-            *high |= w & ((1u64 << (at * 8)) - 1);
-            return i + at as usize;
+            return i + (flags.trailing_zeros() / 8) as usize;
         }
-        *high |= w;
         i += 8;
     }
     while let Some(&c) = b.get(i) {
-        if c == b'"' || c == b'\\' || c < 0x20 {
+        if c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c) {
             return i;
         }
-        *high |= u64::from(c);
         i += 1;
     }
     i
@@ -810,18 +809,19 @@ mod tests {
     #[test]
     fn string_scan_finds_the_first_special_byte_at_every_position() {
         for len in 0..40 {
-            for special in [b'"', b'\\', 0x01, 0x1f] {
+            for special in [b'"', b'\\', 0x01, 0x1f, 0x80, 0xc3, 0xff] {
                 for at in 0..=len {
                     let mut v = vec![b'a'; len];
-                    // Bytes that trip naive word tricks: high bytes and 0x20 itself.
+                    // Bytes that trip naive word tricks: 0x20 itself, 0x7f, and bytes just
+                    // above the quote and the backslash.
                     for (i, x) in v.iter_mut().enumerate() {
-                        *x = [b'a', 0xc3, 0x20, 0x7f, b'!'][i % 5];
+                        *x = [b'a', 0x23, 0x20, 0x7f, b'!', 0x5d, b'~'][i % 7];
                     }
                     if at < len {
                         v[at] = special;
                     }
                     assert_eq!(
-                        find_string_special(&v, 0, &mut 0),
+                        find_string_special(&v, 0),
                         at,
                         "len {len} at {at} byte {special}"
                     );
