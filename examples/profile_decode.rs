@@ -7,11 +7,11 @@
 //! With `arrow_json` last, the same input is decoded by `arrow_json` with the same schema
 //! instead (in `arrow_json_round`), to compare instruction counts under callgrind.
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use mews_etl::decode::RecordDecoder;
 use mews_etl::framing::{LineBatch, LineFramer, DEFAULT_MAX_LINE_BYTES};
 use mews_etl::generate::{Generator, Variety};
 use mews_etl::input::DEFAULT_BATCH_BYTES;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use mews_etl::schema::EntitySchema;
 use std::sync::Arc;
 

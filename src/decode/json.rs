@@ -460,7 +460,8 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let raw = self.raw_value_bytes()?;
         // Checked already (strings as they were read, ASCII elsewhere); converted for the type.
-        std::str::from_utf8(raw).map_err(|e| Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"))
+        std::str::from_utf8(raw)
+            .map_err(|e| Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"))
     }
 
     /// [`Cursor::raw_value`] as bytes (valid UTF-8), for callers that only copy them.
@@ -841,7 +842,11 @@ mod tests {
                 assert_eq!(short_eq(&hay, needle), hay == needle);
                 for at in 0..hay_len {
                     hay[at] ^= 0x20;
-                    assert_eq!(starts_with(&hay, needle), hay.starts_with(needle), "{n} {at}");
+                    assert_eq!(
+                        starts_with(&hay, needle),
+                        hay.starts_with(needle),
+                        "{n} {at}"
+                    );
                     assert_eq!(short_eq(&hay, needle), hay == needle, "{n} {at}");
                     hay[at] ^= 0x20;
                 }

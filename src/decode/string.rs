@@ -74,7 +74,9 @@ impl ColumnDecoder for StringDecoder {
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
                 let known = &values.values;
-                let hit = known.get(*last).is_some_and(|v| short_eq(v.as_bytes(), value))
+                let hit = known
+                    .get(*last)
+                    .is_some_and(|v| short_eq(v.as_bytes(), value))
                     || match known.iter().position(|v| short_eq(v.as_bytes(), value)) {
                         Some(i) => {
                             *last = i;

@@ -264,7 +264,10 @@ fn utf8_is_checked_wherever_it_occurs_in_the_line() {
             // A control character, or a non-ASCII character escaped: not a UTF-8 problem,
             // but rejected all the same.
             let reason = &out.rejects[0].reason;
-            assert!(reason.contains("control") || reason.contains("escape"), "{reason}");
+            assert!(
+                reason.contains("control") || reason.contains("escape"),
+                "{reason}"
+            );
             continue;
         }
         assert_eq!(out.rejects[0].content, RejectedContent::Bytes(line.clone()));

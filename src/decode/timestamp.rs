@@ -301,7 +301,10 @@ mod tests {
 
     #[test]
     fn unsigned_day_count_agrees_with_the_calendar() {
-        for y in (1..=9999).step_by(7).chain([1, 4, 100, 400, 1600, 1970, 2000, 9999]) {
+        for y in (1..=9999)
+            .step_by(7)
+            .chain([1, 4, 100, 400, 1600, 1970, 2000, 9999])
+        {
             for m in 1..=12 {
                 for d in [1, 15, 28, days_in_month(i64::from(y), m)] {
                     assert_eq!(
