@@ -315,16 +315,16 @@ impl<'a> Cursor<'a> {
         Ok(true)
     }
 
-    /// If the key at the cursor and its colon are exactly `quoted_colon` (the name with its
-    /// quotes and a colon, `"Id":`), consumes them and the whitespace after. This byte
-    /// comparison is the fast path for the common case of compact JSON with keys in schema
-    /// order; any other spelling (escapes or whitespace included) falls back to
-    /// [`Cursor::member_key`], which unescapes.
+    /// If the key at the cursor and its colon are exactly `key` (the name with its quotes
+    /// and a colon, `"Id":`), consumes them and the whitespace after. This byte comparison
+    /// is the fast path for the common case of compact JSON with keys in schema order; any
+    /// other spelling (escapes or whitespace included) falls back to [`Cursor::member_key`],
+    /// which unescapes.
     #[inline]
-    pub fn eat_key(&mut self, quoted_colon: &[u8]) -> bool {
+    pub fn eat_key(&mut self, key: &KeyPattern) -> bool {
         let rest = self.bytes.get(self.pos..).unwrap_or_default();
-        if starts_with(rest, quoted_colon) {
-            self.pos += quoted_colon.len();
+        if key.matches(rest) {
+            self.pos += key.bytes.len();
             self.skip_ws();
             true
         } else {
@@ -525,6 +525,52 @@ impl<'a> Cursor<'a> {
             }
         }
         Ok(&self.bytes[start..self.pos])
+    }
+}
+
+/// A property name as it appears in compact JSON (`"Id":`), with its first sixteen bytes
+/// held as two masked words, so that matching a key usually costs two loads from the line
+/// and no load from elsewhere in memory.
+#[derive(Debug, Clone)]
+pub struct KeyPattern {
+    bytes: Box<[u8]>,
+    words: [u64; 2],
+    masks: [u64; 2],
+}
+
+impl KeyPattern {
+    /// The pattern for the property `name`.
+    pub fn new(name: &str) -> Self {
+        let bytes: Box<[u8]> = format!("\"{name}\":").into_bytes().into();
+        let mut head = [0u8; 16];
+        let n = bytes.len().min(16);
+        head[..n].copy_from_slice(&bytes[..n]);
+        let mut mask = [0u8; 16];
+        mask[..n].fill(0xff);
+        let word = |b: &[u8; 16], at: usize| {
+            u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"))
+        };
+        KeyPattern {
+            words: [word(&head, 0), word(&head, 8)],
+            masks: [word(&mask, 0), word(&mask, 8)],
+            bytes,
+        }
+    }
+
+    /// Whether `hay` starts with the pattern.
+    #[inline(always)]
+    fn matches(&self, hay: &[u8]) -> bool {
+        match hay.get(..16) {
+            Some(head) => {
+                let w0 = u64::from_le_bytes(head[..8].try_into().expect("eight bytes"));
+                let w1 = u64::from_le_bytes(head[8..].try_into().expect("eight bytes"));
+                (w0 & self.masks[0]) == self.words[0]
+                    && (w1 & self.masks[1]) == self.words[1]
+                    && (self.bytes.len() <= 16 || starts_with(hay, &self.bytes))
+            }
+            // Near the end of the line.
+            None => starts_with(hay, &self.bytes),
+        }
     }
 }
 
@@ -826,6 +872,34 @@ mod tests {
                         at,
                         "len {len} at {at} byte {special}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn key_patterns_match_exactly_their_key() {
+        for name in [
+            "A",
+            "Id",
+            "Code",
+            "Value",
+            "Currency",
+            "EnterpriseId",
+            "AccountingCategoryId",
+        ] {
+            let key = format!("\"{name}\":");
+            let pattern = KeyPattern::new(name);
+            for tail in ["", "1", "\"abcdefghijklmnopqrstuvwxyz\""] {
+                let line = format!("{key}{tail}");
+                let b = line.as_bytes();
+                assert!(pattern.matches(b), "{line}");
+                // Any single changed byte within the key, and any truncation, is a mismatch.
+                for at in 0..key.len() {
+                    let mut changed = b.to_vec();
+                    changed[at] ^= 0x01;
+                    assert!(!pattern.matches(&changed), "{line} at {at}");
+                    assert!(!pattern.matches(&b[..at]), "{line} cut at {at}");
                 }
             }
         }

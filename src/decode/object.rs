@@ -2,7 +2,7 @@
 
 use super::column::{join_path, make_decoder, ColumnDecoder, Drift, DriftKind, RowContext};
 use super::fault::Fault;
-use super::json::{Cursor, Token};
+use super::json::{Cursor, KeyPattern, Token};
 use crate::schema::Property;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, StructArray};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 struct Member {
     name: Box<str>,
     /// The name with its quotes and a colon, for the byte-exact fast path of key matching.
-    quoted: Box<[u8]>,
+    quoted: KeyPattern,
     required: bool,
     /// Equal to the decoder's stamp when the member was present in the object being
     /// decoded; the stamp changes per object so that nothing needs clearing between rows.
@@ -47,7 +47,7 @@ impl ObjectDecoder {
                 let member_path = join_path(path, &p.name);
                 Member {
                     name: p.name.as_str().into(),
-                    quoted: format!("\"{}\":", p.name).into_bytes().into(),
+                    quoted: KeyPattern::new(&p.name),
                     required: p.required,
                     seen: 0,
                     decoder: make_decoder(&p.data_type, &member_path),
