@@ -674,7 +674,7 @@ pub struct RawStr<'a> {
 
 impl<'a> RawStr<'a> {
     /// Appends the unescaped string to `out`.
-    #[inline]
+    #[inline(always)]
     pub fn unescape_into(&self, out: &mut Vec<u8>) -> Result<(), Fault> {
         if !self.has_escapes {
             out.extend_from_slice(self.bytes);
