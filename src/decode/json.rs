@@ -356,7 +356,7 @@ impl<'a> Cursor<'a> {
     /// for anything else (exponents, more digits, or no number at all), which callers then
     /// read exactly with [`Cursor::raw_number`]. Stops where `raw_number` stops, so both
     /// paths leave the cursor at the same place.
-    #[inline]
+    #[inline(always)]
     pub fn simple_number(&mut self) -> Option<SimpleNumber> {
         self.skip_ws();
         let b = self.bytes;

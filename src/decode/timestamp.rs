@@ -30,9 +30,10 @@ fn two_digits(b: &[u8; 19], at: usize) -> Option<u32> {
     (hi < 10 && lo < 10).then_some(hi * 10 + lo)
 }
 
-/// Days since the epoch of a valid date in the years 1 to 9999, in unsigned arithmetic
-/// (the general [`crate::calendar::days_from_civil`] handles any year; this range needs no floor division).
-#[inline]
+/// Days since the epoch of a valid date in the years 1 to 9999, in unsigned arithmetic (the
+/// general [`crate::calendar::days_from_civil`] handles any year; this range needs no floor
+/// division).
+#[inline(always)]
 fn days_from_civil_ad(year: u32, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y / 400;
@@ -45,7 +46,7 @@ fn days_from_civil_ad(year: u32, month: u32, day: u32) -> i64 {
 
 /// Parses `YYYY-MM-DD` at the start of `b` (padded to a date-time's length by the caller
 /// when shorter) into days since the epoch.
-#[inline]
+#[inline(always)]
 fn parse_ymd(b: &[u8; 19]) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' {
         return None;
