@@ -1,18 +1,26 @@
-//! Decodes a generated OrderItem export in a loop, for profiling the parsing stage with
-//! `perf record` or `valgrind --tool=callgrind` (the criterion bench measures it).
+//! Decodes a generated export in a loop, for profiling the parsing stage with `perf record`
+//! or `valgrind --tool=callgrind --toggle-collect='*profile_decode::round*'` (the criterion
+//! bench measures it).
 //!
-//! `cargo run --release --example profile_decode -- [ENTITY] [MIB] [ROUNDS]`
+//! `cargo run --release --example profile_decode -- [ENTITY] [MIB] [ROUNDS] [arrow_json]`
+//!
+//! With `arrow_json` last, the same input is decoded by `arrow_json` with the same schema
+//! instead (in `arrow_json_round`), to compare instruction counts under callgrind.
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use mews_etl::decode::RecordDecoder;
 use mews_etl::framing::{LineBatch, LineFramer, DEFAULT_MAX_LINE_BYTES};
 use mews_etl::generate::{Generator, Variety};
 use mews_etl::input::DEFAULT_BATCH_BYTES;
+use mews_etl::schema::EntitySchema;
+use std::sync::Arc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let entity = args.next().unwrap_or_else(|| "OrderItem".into());
     let mib: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(32);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let with_arrow_json = args.next().as_deref() == Some("arrow_json");
     let schema = mews_etl::schema::find(&entity).expect("known entity");
     let mut g = Generator::new(schema, 42, Variety::Realistic);
     let mut bytes = Vec::new();
@@ -24,20 +32,84 @@ fn main() {
     }
     let start = std::time::Instant::now();
     let mut rows = 0;
+    let aj_schema = arrow_json_schema(schema);
     for _ in 0..rounds {
-        let mut framer = LineFramer::new(DEFAULT_MAX_LINE_BYTES);
-        let mut decoder = RecordDecoder::new(schema, "profile", "profile.jsonl");
-        let mut batch = LineBatch::default();
-        for chunk in bytes.chunks(DEFAULT_BATCH_BYTES) {
-            batch.clear();
-            framer.push(chunk, &mut batch);
-            decoder.decode_batch(&batch);
-            rows += decoder.flush().batch.num_rows();
-        }
+        rows += if with_arrow_json {
+            arrow_json_round(&aj_schema, &bytes)
+        } else {
+            round(schema, &bytes)
+        };
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{entity}: {rows} rows, {:.0} MiB/s",
         (bytes.len() * rounds) as f64 / secs / (1 << 20) as f64
     );
+}
+
+/// One pass over the input as the pipeline runs it: frame, decode, flush per batch. Kept
+/// out of line so that `callgrind --toggle-collect='*profile_decode::round*'` counts the
+/// parsing stage alone, without the input generation.
+#[inline(never)]
+fn round(schema: &EntitySchema, bytes: &[u8]) -> usize {
+    let mut rows = 0;
+    let mut framer = LineFramer::new(DEFAULT_MAX_LINE_BYTES);
+    let mut decoder = RecordDecoder::new(schema, "profile", "profile.jsonl");
+    let mut batch = LineBatch::default();
+    for chunk in bytes.chunks(DEFAULT_BATCH_BYTES) {
+        batch.clear();
+        framer.push(chunk, &mut batch);
+        decoder.decode_batch(&batch);
+        rows += decoder.flush().batch.num_rows();
+    }
+    rows
+}
+
+/// The entity's property columns for `arrow_json`, as in `benches/parse.rs`: timestamps with
+/// the fixed offset `+00:00`, which its parser takes without the chrono-tz feature.
+fn arrow_json_schema(schema: &EntitySchema) -> SchemaRef {
+    fn fix(dt: &DataType) -> DataType {
+        match dt {
+            DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("+00:00".into())),
+            DataType::Struct(fields) => DataType::Struct(
+                fields
+                    .iter()
+                    .map(|f| Field::new(f.name(), fix(f.data_type()), true))
+                    .collect(),
+            ),
+            DataType::List(f) => {
+                DataType::List(Arc::new(Field::new(f.name(), fix(f.data_type()), true)))
+            }
+            other => other.clone(),
+        }
+    }
+    let fields: Vec<Field> = schema
+        .property_arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), fix(f.data_type()), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// One pass with `arrow_json`, batches of 1024 rows as in the criterion bench.
+#[inline(never)]
+fn arrow_json_round(schema: &SchemaRef, bytes: &[u8]) -> usize {
+    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(1024)
+        .build_decoder()
+        .expect("a valid schema");
+    let mut rows = 0;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let used = decoder.decode(rest).expect("valid input");
+        rest = &rest[used..];
+        if let Some(b) = decoder.flush().expect("valid input") {
+            rows += b.num_rows();
+        }
+    }
+    if let Some(b) = decoder.flush().expect("valid input") {
+        rows += b.num_rows();
+    }
+    rows
 }

@@ -3,6 +3,7 @@
 use super::column::{ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
+use super::values::next_capacity;
 use arrow::array::builder::{BooleanBufferBuilder, NullBufferBuilder};
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::buffer::BooleanBuffer;
@@ -25,7 +26,7 @@ impl Default for BooleanDecoder {
 
 impl ColumnDecoder for BooleanDecoder {
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.peek()? {
+        match cur.token()? {
             Token::Bool => {
                 let v = cur.parse_bool()?;
                 self.values.append(v);
@@ -51,7 +52,8 @@ impl ColumnDecoder for BooleanDecoder {
     }
 
     fn finish(&mut self) -> ArrayRef {
-        let values: BooleanBuffer = self.values.finish();
+        let next = BooleanBufferBuilder::new(next_capacity(self.values.len()));
+        let values: BooleanBuffer = std::mem::replace(&mut self.values, next).finish();
         Arc::new(BooleanArray::new(values, self.nulls.finish()))
     }
 }

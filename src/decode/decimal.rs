@@ -153,6 +153,17 @@ fn parse_simple_decimal(b: &[u8]) -> Option<(i128, usize)> {
     Some((if negative { -scaled } else { scaled }, i))
 }
 
+/// `10^i` for every scaling a plain number may need.
+const POW10: [u64; DECIMAL_SCALE as usize + 1] = {
+    let mut t = [1u64; DECIMAL_SCALE as usize + 1];
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 impl PrimitiveKind for Decimal {
     type Native = i128;
     const TOKEN: Token = Token::Number;
@@ -161,6 +172,16 @@ impl PrimitiveKind for Decimal {
     #[inline]
     fn parse(cur: &mut Cursor<'_>) -> Result<i128, Fault> {
         let at = cur.offset();
+        if let Some(n) = cur.simple_number() {
+            if let Some(&scale) = POW10.get((DECIMAL_SCALE as u32).wrapping_sub(n.frac) as usize) {
+                // At most 18 digits times at most 10^9: far inside the 38-digit range.
+                let v = i128::from(n.digits) * i128::from(scale);
+                return Ok(if n.negative { -v } else { v });
+            }
+            // More fractional digits than the scale: only the exact parser may say whether
+            // they are all zeros, so read the number again from its start.
+            cur.rewind(at);
+        }
         let text = cur.raw_number()?;
         if let Some((v, len)) = parse_simple_decimal(text.as_bytes()) {
             if len == text.len() {
@@ -209,6 +230,75 @@ mod tests {
                 parse_simple_decimal(s.as_bytes()).is_none_or(|(_, l)| l < s.len()),
                 "{s}"
             );
+        }
+    }
+
+    /// The reference reading of a number: its checked text, then the exact parser.
+    fn reference(s: &str, exact: impl Fn(&str) -> Option<i128>) -> (Option<i128>, usize) {
+        let mut c = Cursor::new(s);
+        match c.raw_number().ok().and_then(&exact) {
+            Some(v) => (Some(v), c.offset()),
+            None => (None, usize::MAX),
+        }
+    }
+
+    #[test]
+    fn plain_number_fast_path_agrees_with_the_exact_parsers() {
+        use crate::decode::integer::Integer;
+        let numbers = [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "01",
+            "-01",
+            "0.5",
+            "00.5",
+            "1.",
+            "-",
+            "-.5",
+            ".5",
+            "1.2.3",
+            "93.46",
+            "100",
+            "-648.94",
+            "0.000000001",
+            "0.0000000010",
+            "0.0000000011",
+            "1.0",
+            "1.50",
+            "2e3",
+            "2E-3",
+            "1.5e1",
+            "123456789012345678",
+            "1234567890123456789",
+            "99999999999999999.9",
+            "9999999999999999.99",
+            "999999999.999999999",
+            "9999999999.999999999",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "1e",
+        ];
+        for n in numbers {
+            for tail in ["", ",", "}", "]", " ", "x", "e", ".", "0"] {
+                let s = format!("{n}{tail}");
+                let want = reference(&s, |t| parse_decimal(t, DECIMAL_SCALE as u32).ok());
+                let mut c = Cursor::new(&s);
+                let got = match Decimal::parse(&mut c) {
+                    Ok(v) => (Some(v), c.offset()),
+                    Err(_) => (None, usize::MAX),
+                };
+                assert_eq!(got, want, "decimal {s:?}");
+
+                let want = reference(&s, |t| super::super::parse_integer(t).ok().map(i128::from));
+                let mut c = Cursor::new(&s);
+                let got = match Integer::parse(&mut c) {
+                    Ok(v) => (Some(i128::from(v)), c.offset()),
+                    Err(_) => (None, usize::MAX),
+                };
+                assert_eq!(got, want, "integer {s:?}");
+            }
         }
     }
 

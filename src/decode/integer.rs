@@ -39,6 +39,15 @@ impl PrimitiveKind for Integer {
 
     fn parse(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
         let at = cur.offset();
+        if let Some(n) = cur.simple_number() {
+            if n.frac == 0 {
+                // At most 18 digits: always inside the i64 range.
+                let v = n.digits as i64;
+                return Ok(if n.negative { -v } else { v });
+            }
+            // `1.0` is an integer too, but only the exact parser knows it.
+            cur.rewind(at);
+        }
         let text = cur.raw_number()?;
         parse_integer(text).map_err(|e| Fault::mismatch(at, Self::EXPECTED, e))
     }

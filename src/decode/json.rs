@@ -3,8 +3,10 @@
 //! The typed decoders drive it value by value, so each value is parsed straight into its
 //! column: strings are copied once from the line into the column's buffer, numbers are
 //! handed over as their raw text (decimals never pass through `f64`), and values the schema
-//! does not know are returned as raw slices for `_extra`. The line is validated as UTF-8
-//! once, up front, so every slice between quotes is already valid text.
+//! does not know are returned as raw slices for `_extra`. UTF-8 is checked where it can
+//! occur: outside strings only ASCII fits the grammar, and a string is validated only when
+//! its scan met a byte above ASCII, so a line that parses is valid UTF-8 throughout without
+//! a separate pass over it.
 //!
 //! Nesting is scanned iteratively with a depth limit, so no input can overflow the stack.
 
@@ -16,7 +18,6 @@ pub const MAX_DEPTH: usize = 128;
 
 /// A position in one JSON line.
 pub struct Cursor<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     pos: usize,
 }
@@ -60,11 +61,13 @@ fn is_ws(b: u8) -> bool {
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `text`.
     pub fn new(text: &'a str) -> Self {
-        Cursor {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-        }
+        Self::from_bytes(text.as_bytes())
+    }
+
+    /// A cursor at the start of `bytes`, which need not be valid UTF-8: strings are
+    /// validated as they are read, and any other non-ASCII byte is a syntax error.
+    pub fn from_bytes(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, pos: 0 }
     }
 
     /// Byte offset of the cursor in the line.
@@ -72,12 +75,32 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// Moves the cursor back to `offset`, a position it has been at, to read the value
+    /// there again another way.
+    pub fn rewind(&mut self, offset: usize) {
+        if offset <= self.pos {
+            self.pos = offset;
+        }
+    }
+
     fn fault(&self, message: impl Into<String>) -> Fault {
         Fault::syntax(self.pos, message)
     }
 
-    #[inline]
+    /// Skips whitespace. Exports are compact JSON, so the byte at the cursor is almost never
+    /// whitespace: one comparison settles that, and the loop stays out of line.
+    #[inline(always)]
     fn skip_ws(&mut self) {
+        if let Some(&b) = self.bytes.get(self.pos) {
+            if b > b' ' {
+                return;
+            }
+        }
+        self.skip_ws_slow();
+    }
+
+    #[inline(never)]
+    fn skip_ws_slow(&mut self) {
         while let Some(&b) = self.bytes.get(self.pos) {
             if !is_ws(b) {
                 break;
@@ -86,10 +109,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Skips whitespace and reports the type of the next value.
-    #[inline]
-    pub fn peek(&mut self) -> Result<Token, Fault> {
-        self.skip_ws();
+    /// Whether the value at the cursor (positioned at its first byte) starts with `n`, so is
+    /// `null` if it is anything valid; cheaper than [`Cursor::token`] for the per-property
+    /// null check.
+    #[inline(always)]
+    pub fn at_null(&self) -> bool {
+        self.bytes.get(self.pos) == Some(&b'n')
+    }
+
+    /// The type of the value at the cursor, which is positioned at its first byte (as the
+    /// column decoders are: their callers have skipped the whitespace already).
+    #[inline(always)]
+    pub fn token(&self) -> Result<Token, Fault> {
         match self.bytes.get(self.pos) {
             Some(b'{') => Ok(Token::Object),
             Some(b'[') => Ok(Token::Array),
@@ -97,8 +128,24 @@ impl<'a> Cursor<'a> {
             Some(b'-' | b'0'..=b'9') => Ok(Token::Number),
             Some(b't' | b'f') => Ok(Token::Bool),
             Some(b'n') => Ok(Token::Null),
-            Some(&b) => Err(self.fault(format!("unexpected character {:?}", b as char))),
-            None => Err(self.fault("unexpected end of line")),
+            _ => Err(self.peek_fault()),
+        }
+    }
+
+    /// Skips whitespace and reports the type of the next value.
+    #[inline(always)]
+    pub fn peek(&mut self) -> Result<Token, Fault> {
+        self.skip_ws();
+        self.token()
+    }
+
+    /// Why no value starts at the cursor; out of line, as it runs only for rejected lines.
+    #[cold]
+    #[inline(never)]
+    fn peek_fault(&self) -> Fault {
+        match self.bytes.get(self.pos) {
+            Some(&b) => self.fault(format!("unexpected character {:?}", b as char)),
+            None => self.fault("unexpected end of line"),
         }
     }
 
@@ -174,18 +221,25 @@ impl<'a> Cursor<'a> {
     /// Moves to the next element of an array: `true` if there is one, `false` at `]`.
     #[inline]
     pub fn next_element(&mut self, first: bool) -> Result<bool, Fault> {
-        if self.eat(b']') {
-            return Ok(false);
-        }
-        if !first && !self.eat(b',') {
-            return Err(self.fault("expected ',' or ']' after an array element"));
-        }
         self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b']') => {
+                self.pos += 1;
+                return Ok(false);
+            }
+            Some(b',') if !first => {
+                self.pos += 1;
+                self.skip_ws();
+            }
+            _ if !first => return Err(self.fault("expected ',' or ']' after an array element")),
+            _ => {}
+        }
         Ok(true)
     }
 
-    /// Consumes a string and returns its raw content (between the quotes, escapes intact).
-    #[inline]
+    /// Consumes a string and returns its raw content (between the quotes, escapes intact),
+    /// checked to be valid UTF-8.
+    #[inline(always)]
     pub fn raw_string(&mut self) -> Result<RawStr<'a>, Fault> {
         self.skip_ws();
         if self.bytes.get(self.pos) != Some(&b'"') {
@@ -194,13 +248,22 @@ impl<'a> Cursor<'a> {
         let start = self.pos + 1;
         let mut i = start;
         let mut escaped = false;
+        let mut non_ascii = false;
         loop {
             i = find_string_special(self.bytes, i);
             match self.bytes.get(i) {
                 Some(b'"') => break,
+                Some(&c) if c >= 0x80 => {
+                    // Checked as UTF-8 once the string's end is known.
+                    non_ascii = true;
+                    i += 1;
+                }
                 Some(b'\\') => {
                     escaped = true;
-                    // Skip the backslash and the escaped byte; `\u` digits are checked on unescape.
+                    // Skip the backslash and the escaped byte; `\u` digits are checked on
+                    // unescape. A non-ASCII escaped byte is an invalid escape, which the
+                    // unescape reports; it is noted here so that the UTF-8 check covers it.
+                    non_ascii |= self.bytes.get(i + 1).is_some_and(|&c| c >= 0x80);
                     i += 2;
                     if i > self.bytes.len() {
                         self.pos = self.bytes.len();
@@ -214,9 +277,15 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
+        let bytes = &self.bytes[start..i];
+        if non_ascii {
+            if let Err(e) = std::str::from_utf8(bytes) {
+                return Err(Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"));
+            }
+        }
         self.pos = i + 1;
         Ok(RawStr {
-            text: &self.text[start..i],
+            bytes,
             has_escapes: escaped,
             offset: start,
         })
@@ -227,31 +296,39 @@ impl<'a> Cursor<'a> {
     /// [`Cursor::member_key`].
     #[inline]
     pub fn next_member(&mut self, first: bool) -> Result<bool, Fault> {
-        if self.eat(b'}') {
-            return Ok(false);
-        }
-        if !first && !self.eat(b',') {
-            return Err(self.fault("expected ',' or '}' after a property"));
-        }
         self.skip_ws();
+        match self.bytes.get(self.pos) {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(false);
+            }
+            Some(b',') if !first => {
+                self.pos += 1;
+                self.skip_ws();
+            }
+            _ if !first => return Err(self.fault("expected ',' or '}' after a property")),
+            _ => {}
+        }
         if self.bytes.get(self.pos) != Some(&b'"') {
             return Err(self.fault("expected a property name"));
         }
         Ok(true)
     }
 
-    /// If the key at the cursor is exactly `quoted` (the name with its quotes), consumes it
-    /// and its colon. This byte comparison is the fast path for the common case of keys in
-    /// schema order; any other spelling (escapes included) falls back to
-    /// [`Cursor::member_key`], which unescapes.
+    /// If the key at the cursor and its colon are exactly `key` (the name with its quotes
+    /// and a colon, `"Id":`), consumes them and the whitespace after. This byte comparison
+    /// is the fast path for the common case of compact JSON with keys in schema order; any
+    /// other spelling (escapes or whitespace included) falls back to [`Cursor::member_key`],
+    /// which unescapes.
     #[inline]
-    pub fn eat_key(&mut self, quoted: &[u8]) -> Result<bool, Fault> {
-        if starts_with(&self.bytes[self.pos..], quoted) {
-            self.pos += quoted.len();
-            self.expect_colon()?;
-            Ok(true)
+    pub fn eat_key(&mut self, key: &KeyPattern) -> bool {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        if key.matches(rest) {
+            self.pos += key.bytes.len();
+            self.skip_ws();
+            true
         } else {
-            Ok(false)
+            false
         }
     }
 
@@ -265,11 +342,69 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn expect_colon(&mut self) -> Result<(), Fault> {
-        if !self.eat(b':') {
+        self.skip_ws();
+        if self.bytes.get(self.pos) != Some(&b':') {
             return Err(self.fault("expected ':' after a property name"));
         }
+        self.pos += 1;
         self.skip_ws();
         Ok(())
+    }
+
+    /// Consumes a number of the common plain form `-?(0|[1-9][0-9]*)(.[0-9]+)?` with at most
+    /// 18 digits in all, parsed in the same pass that checks it; `None` (consuming nothing)
+    /// for anything else (exponents, more digits, or no number at all), which callers then
+    /// read exactly with [`Cursor::raw_number`]. Stops where `raw_number` stops, so both
+    /// paths leave the cursor at the same place.
+    #[inline(always)]
+    pub fn simple_number(&mut self) -> Option<SimpleNumber> {
+        self.skip_ws();
+        let b = self.bytes;
+        let mut i = self.pos;
+        let negative = b.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        let mut digits: u64 = 0;
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                    digits = digits * 10 + u64::from(c - b'0');
+                    i += 1;
+                    if i - int_start > 18 {
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        }
+        let mut frac = 0u32;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let frac_start = i;
+            // Digits so far, the dot excluded; more than 18 might overflow the u64.
+            let int_digits = frac_start - 1 - int_start;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                if int_digits + (i - frac_start) >= 18 {
+                    return None;
+                }
+                digits = digits * 10 + u64::from(c - b'0');
+                i += 1;
+            }
+            frac = (i - frac_start) as u32;
+            if frac == 0 {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            return None;
+        }
+        self.pos = i;
+        Some(SimpleNumber {
+            negative,
+            digits,
+            frac,
+        })
     }
 
     /// Consumes a number and returns its text, checked against the JSON number grammar.
@@ -315,12 +450,22 @@ impl<'a> Cursor<'a> {
             }
         }
         self.pos = i;
-        Ok(&self.text[start..i])
+        // Only ASCII digits and signs were consumed.
+        std::str::from_utf8(&b[start..i]).map_err(|_| Fault::syntax(start, "invalid number"))
     }
 
     /// Consumes any value and returns its exact text, checked for well-formedness, with
     /// nesting limited to [`MAX_DEPTH`].
     pub fn raw_value(&mut self) -> Result<&'a str, Fault> {
+        let start = self.pos;
+        let raw = self.raw_value_bytes()?;
+        // Checked already (strings as they were read, ASCII elsewhere); converted for the type.
+        std::str::from_utf8(raw)
+            .map_err(|e| Fault::syntax(start + e.valid_up_to(), "invalid UTF-8"))
+    }
+
+    /// [`Cursor::raw_value`] as bytes (valid UTF-8), for callers that only copy them.
+    pub fn raw_value_bytes(&mut self) -> Result<&'a [u8], Fault> {
         self.skip_ws();
         let start = self.pos;
         // Containers open so far: true for an object, false for an array.
@@ -379,8 +524,60 @@ impl<'a> Cursor<'a> {
                 break;
             }
         }
-        Ok(&self.text[start..self.pos])
+        Ok(&self.bytes[start..self.pos])
     }
+}
+
+/// A property name as it appears in compact JSON (`"Id":`), with its first sixteen bytes
+/// held as two masked words, so that matching a key usually costs two loads from the line
+/// and no load from elsewhere in memory.
+#[derive(Debug, Clone)]
+pub struct KeyPattern {
+    bytes: Box<[u8]>,
+    words: [u64; 2],
+    masks: [u64; 2],
+}
+
+impl KeyPattern {
+    /// The pattern for the property `name`.
+    pub fn new(name: &str) -> Self {
+        let bytes: Box<[u8]> = format!("\"{name}\":").into_bytes().into();
+        let mut head = [0u8; 16];
+        let n = bytes.len().min(16);
+        head[..n].copy_from_slice(&bytes[..n]);
+        let mut mask = [0u8; 16];
+        mask[..n].fill(0xff);
+        let word = |b: &[u8; 16], at: usize| {
+            u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"))
+        };
+        KeyPattern {
+            words: [word(&head, 0), word(&head, 8)],
+            masks: [word(&mask, 0), word(&mask, 8)],
+            bytes,
+        }
+    }
+
+    /// Whether `hay` starts with the pattern.
+    #[inline(always)]
+    fn matches(&self, hay: &[u8]) -> bool {
+        match hay.get(..16) {
+            Some(head) => {
+                let w0 = u64::from_le_bytes(head[..8].try_into().expect("eight bytes"));
+                let w1 = u64::from_le_bytes(head[8..].try_into().expect("eight bytes"));
+                (w0 & self.masks[0]) == self.words[0]
+                    && (w1 & self.masks[1]) == self.words[1]
+                    && (self.bytes.len() <= 16 || starts_with(hay, &self.bytes))
+            }
+            // Near the end of the line.
+            None => starts_with(hay, &self.bytes),
+        }
+    }
+}
+
+/// `a == b` for short byte strings (enum values, names), without a `memcmp` call.
+#[inline]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && starts_with(a, b)
 }
 
 /// `hay.starts_with(needle)` for the short needles of property names, compared a word at a
@@ -392,7 +589,16 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
         return false;
     }
     if n < 8 {
-        return hay[..n] == *needle;
+        if n >= 4 {
+            // Two overlapping four-byte words cover four to seven bytes.
+            let word = |b: &[u8], at: usize| {
+                u32::from_le_bytes(b[at..at + 4].try_into().expect("four bytes"))
+            };
+            return word(hay, 0) == word(needle, 0) && word(hay, n - 4) == word(needle, n - 4);
+        }
+        // First, middle and last byte cover up to three bytes.
+        return n == 0
+            || (hay[0] == needle[0] && hay[n / 2] == needle[n / 2] && hay[n - 1] == needle[n - 1]);
     }
     let word =
         |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
@@ -407,23 +613,27 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
     i == n || word(hay, n - 8) == word(needle, n - 8)
 }
 
-/// Index of the first `"`, `\\` or control character at or after `i`, or `b.len()`.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Index of the first byte at or after `i` that a string scan must look at (`"`, `\\`, a
+/// control character, or a byte above ASCII), or `b.len()`.
 ///
-/// Scans eight bytes at a time with the classic "has byte less than n" and "has zero byte"
-/// word tricks: strings are short (ids, codes, names), where one word loop beats setting up
-/// a vectorised search per string. A flagged byte is only ever spurious above a true match,
-/// so the lowest flag is exact.
-#[inline]
+/// Scans eight bytes at a time with the classic "has zero byte" word trick for the quote
+/// and the backslash, and a plain subtraction for bytes below 0x20: a borrow only carries
+/// upwards from a byte below 0x20, and a byte that sets the high bit of `w - 0x20…` without
+/// one is itself above ASCII, so the lowest flag is always exact. Strings are short (ids,
+/// codes, names), where one word loop beats setting up a vectorised search per string.
+#[inline(always)]
 fn find_string_special(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let quote = w ^ (ONES * u64::from(b'"'));
         let backslash = w ^ (ONES * u64::from(b'\\'));
         let flags = (quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
+            | w.wrapping_sub(ONES * 0x20)
+            | w;
         let flags = flags & HIGHS;
         if flags != 0 {
             return i + (flags.trailing_zeros() / 8) as usize;
@@ -431,7 +641,7 @@ fn find_string_special(b: &[u8], mut i: usize) -> usize {
         i += 8;
     }
     while let Some(&c) = b.get(i) {
-        if c == b'"' || c == b'\\' || c < 0x20 {
+        if c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c) {
             return i;
         }
         i += 1;
@@ -439,11 +649,23 @@ fn find_string_special(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// A plain JSON number read by [`Cursor::simple_number`]: its value is
+/// `±digits × 10^-frac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimpleNumber {
+    /// Whether it had a minus sign (`-0` included).
+    pub negative: bool,
+    /// All its digits as one integer, the fractional ones included (at most 18 digits).
+    pub digits: u64,
+    /// How many of the digits were after the decimal point.
+    pub frac: u32,
+}
+
 /// The raw content of a JSON string, between its quotes.
 #[derive(Debug, Clone, Copy)]
 pub struct RawStr<'a> {
-    /// The content with escapes intact.
-    pub text: &'a str,
+    /// The content with escapes intact, valid UTF-8.
+    pub bytes: &'a [u8],
     /// Whether it contains a backslash (so must be unescaped before use).
     pub has_escapes: bool,
     /// Byte offset of the content in the line, for error messages.
@@ -452,22 +674,25 @@ pub struct RawStr<'a> {
 
 impl<'a> RawStr<'a> {
     /// Appends the unescaped string to `out`.
-    #[inline]
+    #[inline(always)]
     pub fn unescape_into(&self, out: &mut Vec<u8>) -> Result<(), Fault> {
         if !self.has_escapes {
-            out.extend_from_slice(self.text.as_bytes());
+            out.extend_from_slice(self.bytes);
             return Ok(());
         }
-        unescape_slow(self.text, self.offset, out)
+        unescape_slow(self.bytes, self.offset, out)
     }
 
     /// The unescaped string, borrowed when it has no escapes.
     pub fn to_cow(&self) -> Result<std::borrow::Cow<'a, str>, Fault> {
+        let invalid = |_| Fault::syntax(self.offset, "invalid UTF-8");
         if !self.has_escapes {
-            return Ok(std::borrow::Cow::Borrowed(self.text));
+            return std::str::from_utf8(self.bytes)
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(invalid);
         }
-        let mut out = Vec::with_capacity(self.text.len());
-        unescape_slow(self.text, self.offset, &mut out)?;
+        let mut out = Vec::with_capacity(self.bytes.len());
+        unescape_slow(self.bytes, self.offset, &mut out)?;
         // Unescaping valid UTF-8 with valid escapes yields valid UTF-8.
         String::from_utf8(out)
             .map(std::borrow::Cow::Owned)
@@ -478,7 +703,7 @@ impl<'a> RawStr<'a> {
     pub fn check_escapes(&self) -> Result<(), Fault> {
         if self.has_escapes {
             let mut sink = Vec::new();
-            unescape_slow(self.text, self.offset, &mut sink)?;
+            unescape_slow(self.bytes, self.offset, &mut sink)?;
         }
         Ok(())
     }
@@ -499,8 +724,7 @@ fn hex4(b: &[u8], at: usize, offset: usize) -> Result<u32, Fault> {
 }
 
 #[cold]
-fn unescape_slow(text: &str, offset: usize, out: &mut Vec<u8>) -> Result<(), Fault> {
-    let b = text.as_bytes();
+fn unescape_slow(b: &[u8], offset: usize, out: &mut Vec<u8>) -> Result<(), Fault> {
     let mut i = 0;
     while i < b.len() {
         let Some(found) = memchr::memchr(b'\\', &b[i..]) else {
@@ -632,12 +856,13 @@ mod tests {
     #[test]
     fn string_scan_finds_the_first_special_byte_at_every_position() {
         for len in 0..40 {
-            for special in [b'"', b'\\', 0x01, 0x1f] {
+            for special in [b'"', b'\\', 0x01, 0x1f, 0x80, 0xc3, 0xff] {
                 for at in 0..=len {
                     let mut v = vec![b'a'; len];
-                    // Bytes that trip naive word tricks: high bytes and 0x20 itself.
+                    // Bytes that trip naive word tricks: 0x20 itself, 0x7f, and bytes just
+                    // above the quote and the backslash.
                     for (i, x) in v.iter_mut().enumerate() {
-                        *x = [b'a', 0xc3, 0x20, 0x7f, b'!'][i % 5];
+                        *x = [b'a', 0x23, 0x20, 0x7f, b'!', 0x5d, b'~'][i % 7];
                     }
                     if at < len {
                         v[at] = special;
@@ -647,6 +872,57 @@ mod tests {
                         at,
                         "len {len} at {at} byte {special}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn key_patterns_match_exactly_their_key() {
+        for name in [
+            "A",
+            "Id",
+            "Code",
+            "Value",
+            "Currency",
+            "EnterpriseId",
+            "AccountingCategoryId",
+        ] {
+            let key = format!("\"{name}\":");
+            let pattern = KeyPattern::new(name);
+            for tail in ["", "1", "\"abcdefghijklmnopqrstuvwxyz\""] {
+                let line = format!("{key}{tail}");
+                let b = line.as_bytes();
+                assert!(pattern.matches(b), "{line}");
+                // Any single changed byte within the key, and any truncation, is a mismatch.
+                for at in 0..key.len() {
+                    let mut changed = b.to_vec();
+                    changed[at] ^= 0x01;
+                    assert!(!pattern.matches(&changed), "{line} at {at}");
+                    assert!(!pattern.matches(&b[..at]), "{line} cut at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn word_comparisons_agree_with_slice_comparisons() {
+        let base: Vec<u8> = (0..24u8).map(|i| b'a' + i).collect();
+        for n in 0..base.len() {
+            let needle = &base[..n];
+            for hay_len in 0..base.len() {
+                let mut hay = base[..hay_len].to_vec();
+                assert_eq!(starts_with(&hay, needle), hay.starts_with(needle));
+                assert_eq!(short_eq(&hay, needle), hay == needle);
+                for at in 0..hay_len {
+                    hay[at] ^= 0x20;
+                    assert_eq!(
+                        starts_with(&hay, needle),
+                        hay.starts_with(needle),
+                        "{n} {at}"
+                    );
+                    assert_eq!(short_eq(&hay, needle), hay == needle, "{n} {at}");
+                    hay[at] ^= 0x20;
                 }
             }
         }

@@ -3,6 +3,7 @@
 use super::column::{make_decoder, ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
+use super::values::next_capacity;
 use crate::schema::DataType;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, ListArray};
@@ -43,7 +44,7 @@ impl ColumnDecoder for ListDecoder {
             if let Some(last) = ctx.list_indices.last_mut() {
                 *last = index;
             }
-            if cur.peek()? == Token::Null {
+            if cur.at_null() {
                 cur.parse_null()?;
                 self.item.append_null();
             } else {
@@ -77,7 +78,9 @@ impl ColumnDecoder for ListDecoder {
     }
 
     fn finish(&mut self) -> ArrayRef {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let mut next = Vec::with_capacity(next_capacity(self.offsets.len()));
+        next.push(0);
+        let offsets = std::mem::replace(&mut self.offsets, next);
         let values = self.item.finish();
         Arc::new(ListArray::new(
             self.item_field.clone(),

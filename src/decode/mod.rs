@@ -30,7 +30,7 @@ pub use timestamp::{parse_date_days, parse_timestamp_micros};
 use crate::framing::LineBatch;
 use crate::manifest::LoadCounts;
 use crate::schema::EntitySchema;
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::SchemaRef;
 use column::{ColumnDecoder, DriftKind, RowContext};
 use json::Cursor;
@@ -92,8 +92,33 @@ pub struct RecordDecoder {
     rejects: Vec<Rejection>,
     counts: LoadCounts,
     drift: HashMap<(DriftKind, Arc<str>), u64>,
-    export_id: Arc<str>,
-    file: Arc<str>,
+    export_id: ConstantColumn,
+    file: ConstantColumn,
+}
+
+/// A lineage column holding one value in every row, built once for the largest batch seen
+/// and handed out as zero-copy slices, rather than copying the value into every batch.
+struct ConstantColumn {
+    value: Arc<str>,
+    array: StringArray,
+}
+
+impl ConstantColumn {
+    fn new(value: &str) -> Self {
+        ConstantColumn {
+            value: value.into(),
+            array: StringArray::from(Vec::<&str>::new()),
+        }
+    }
+
+    /// The column for a batch of `rows` rows.
+    fn column(&mut self, rows: usize) -> ArrayRef {
+        if self.array.len() < rows {
+            let n = values::next_capacity(rows);
+            self.array = StringArray::from_iter_values(std::iter::repeat_n(&*self.value, n));
+        }
+        Arc::new(self.array.slice(0, rows))
+    }
 }
 
 impl RecordDecoder {
@@ -108,8 +133,8 @@ impl RecordDecoder {
             rejects: Vec::new(),
             counts: LoadCounts::default(),
             drift: HashMap::new(),
-            export_id: export_id.into(),
-            file: file.into(),
+            export_id: ConstantColumn::new(export_id),
+            file: ConstantColumn::new(file),
         }
     }
 
@@ -168,9 +193,7 @@ impl RecordDecoder {
 
     fn try_decode(&mut self, line: &[u8]) -> Result<(), Fault> {
         self.ctx.clear();
-        let text = std::str::from_utf8(line)
-            .map_err(|e| Fault::syntax(e.valid_up_to(), "invalid UTF-8"))?;
-        let mut cur = Cursor::new(text);
+        let mut cur = Cursor::from_bytes(line);
         let rows = self.root.len();
         let result = self.root.decode(&mut cur, &mut self.ctx).and_then(|()| {
             if cur.is_at_end() {
@@ -186,7 +209,11 @@ impl RecordDecoder {
             self.root.truncate(rows);
         }
         result.map_err(|f| {
-            if f.property().is_none()
+            // The cursor checks UTF-8 only where it reads text, so a line that is not UTF-8
+            // may fail for another reason first; it is reported as not UTF-8, as a whole.
+            if let Err(e) = std::str::from_utf8(line) {
+                Fault::syntax(e.valid_up_to(), "invalid UTF-8")
+            } else if f.property().is_none()
                 && f.offset() == 0
                 && f.message().starts_with("expected an object")
             {
@@ -226,13 +253,13 @@ impl RecordDecoder {
         let rows = self.lines.len();
         let mut columns = self.root.finish_columns();
         columns.push(Arc::new(self.extra.finish()) as ArrayRef);
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(&*self.export_id, rows),
-        )));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(&*self.file, rows),
-        )));
-        columns.push(Arc::new(Int64Array::from(std::mem::take(&mut self.lines))));
+        let lines = std::mem::replace(
+            &mut self.lines,
+            Vec::with_capacity(values::next_capacity(rows)),
+        );
+        columns.push(self.export_id.column(rows));
+        columns.push(self.file.column(rows));
+        columns.push(Arc::new(Int64Array::from(lines)));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .expect("decoders build columns of the schema's types and equal length");
         let mut counts = std::mem::take(&mut self.counts);

@@ -2,7 +2,7 @@
 
 use super::column::{join_path, make_decoder, ColumnDecoder, Drift, DriftKind, RowContext};
 use super::fault::Fault;
-use super::json::{Cursor, Token};
+use super::json::{Cursor, KeyPattern, Token};
 use crate::schema::Property;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, StructArray};
@@ -12,9 +12,12 @@ use std::sync::Arc;
 /// One known property of an object.
 struct Member {
     name: Box<str>,
-    /// The name with its quotes, for the byte-exact fast path of key matching.
-    quoted: Box<[u8]>,
+    /// The name with its quotes and a colon, for the byte-exact fast path of key matching.
+    quoted: KeyPattern,
     required: bool,
+    /// Equal to the decoder's stamp when the member was present in the object being
+    /// decoded; the stamp changes per object so that nothing needs clearing between rows.
+    seen: u32,
     /// Path used to name drift on this property, computed once.
     path: Arc<str>,
     decoder: Box<dyn ColumnDecoder>,
@@ -27,9 +30,7 @@ pub struct ObjectDecoder {
     members: Vec<Member>,
     /// This object's path template (empty at the top level).
     path: Arc<str>,
-    /// `seen[i] == stamp` when member `i` was present in the object being decoded; the
-    /// stamp changes per object so that nothing needs clearing between rows.
-    seen: Vec<u32>,
+    /// Stamp of the object being decoded (see [`Member::seen`]).
     stamp: u32,
     /// A member whose absence makes the value unrepresentable (the row's `Id`).
     key_member: Option<usize>,
@@ -46,8 +47,9 @@ impl ObjectDecoder {
                 let member_path = join_path(path, &p.name);
                 Member {
                     name: p.name.as_str().into(),
-                    quoted: format!("\"{}\"", p.name).into_bytes().into(),
+                    quoted: KeyPattern::new(&p.name),
                     required: p.required,
+                    seen: 0,
                     decoder: make_decoder(&p.data_type, &member_path),
                     path: member_path.into(),
                 }
@@ -55,7 +57,6 @@ impl ObjectDecoder {
             .collect();
         ObjectDecoder {
             fields: crate::schema::fields_of(props).into(),
-            seen: vec![0; members.len()],
             members,
             path: path.into(),
             stamp: 0,
@@ -78,7 +79,9 @@ impl ObjectDecoder {
     fn next_stamp(&mut self) -> u32 {
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
-            self.seen.fill(0);
+            for m in &mut self.members {
+                m.seen = 0;
+            }
             self.stamp = 1;
         }
         self.stamp
@@ -108,6 +111,8 @@ impl ColumnDecoder for ObjectDecoder {
         let mut guess = 0;
         let mut first = true;
         let mut key_is_null = false;
+        // Distinct members present; when all are, no member needs a null appended.
+        let mut present = 0;
         while cur.next_member(first)? {
             first = false;
             let key_offset = cur.offset();
@@ -115,7 +120,7 @@ impl ColumnDecoder for ObjectDecoder {
             // one is almost always next: compare its quoted name in place, and only read and
             // unescape the key when that fails.
             let i = match self.members.get(guess) {
-                Some(m) if cur.eat_key(&m.quoted)? => guess,
+                Some(m) if cur.eat_key(&m.quoted) => guess,
                 _ => {
                     let raw_key = cur.member_key()?;
                     let key = raw_key.to_cow()?;
@@ -130,13 +135,16 @@ impl ColumnDecoder for ObjectDecoder {
                 }
             };
             guess = i + 1;
-            if self.seen[i] == stamp {
-                let name = &self.members[i].name;
+            let Some(member) = self.members.get_mut(i) else {
+                continue;
+            };
+            if member.seen == stamp {
+                let name = &member.name;
                 return Err(Fault::syntax(key_offset, "property appears twice").within(name));
             }
-            self.seen[i] = stamp;
-            let member = &mut self.members[i];
-            if cur.peek()? == Token::Null {
+            member.seen = stamp;
+            present += 1;
+            if cur.at_null() {
                 cur.parse_null()?;
                 member.decoder.append_null();
                 key_is_null |= self.key_member == Some(i);
@@ -153,20 +161,20 @@ impl ColumnDecoder for ObjectDecoder {
                     .map_err(|f| f.within(&member.name))?;
             }
         }
-        for (i, member) in self.members.iter_mut().enumerate() {
-            if self.seen[i] != stamp {
-                member.decoder.append_null();
-                if member.required {
-                    ctx.drift.push(Drift {
-                        kind: DriftKind::MissingRequired,
-                        key: member.path.clone(),
-                    });
-                }
+        let absent = self.members.len() - present;
+        let missing = self.members.iter_mut().filter(|m| m.seen != stamp);
+        for member in missing.take(absent) {
+            member.decoder.append_null();
+            if member.required {
+                ctx.drift.push(Drift {
+                    kind: DriftKind::MissingRequired,
+                    key: member.path.clone(),
+                });
             }
         }
         if let Some(k) = self.key_member {
             let m = &self.members[k];
-            if self.seen[k] != stamp || key_is_null {
+            if m.seen != stamp || key_is_null {
                 return Err(Fault::syntax(
                     start,
                     format!("no {} (required to identify the row)", m.name),

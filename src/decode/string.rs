@@ -2,7 +2,8 @@
 
 use super::column::{ColumnDecoder, Drift, DriftKind, RowContext};
 use super::fault::Fault;
-use super::json::{Cursor, Token};
+use super::json::{short_eq, Cursor, Token};
+use super::values::next_capacity;
 use crate::schema::Enum;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, StringArray};
@@ -60,10 +61,10 @@ impl ColumnDecoder for StringDecoder {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
         let at = cur.offset();
-        match (&mut self.kind, cur.peek()?) {
+        match (&mut self.kind, cur.token()?) {
             (StringKind::Json, _) => {
-                let raw = cur.raw_value()?;
-                self.bytes.extend_from_slice(raw.as_bytes());
+                let raw = cur.raw_value_bytes()?;
+                self.bytes.extend_from_slice(raw);
             }
             (StringKind::Plain, Token::String) => {
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;
@@ -73,8 +74,10 @@ impl ColumnDecoder for StringDecoder {
                 cur.raw_string()?.unescape_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
                 let known = &values.values;
-                let hit = known.get(*last).is_some_and(|v| v.as_bytes() == value)
-                    || match known.iter().position(|v| v.as_bytes() == value) {
+                let hit = known
+                    .get(*last)
+                    .is_some_and(|v| short_eq(v.as_bytes(), value))
+                    || match known.iter().position(|v| short_eq(v.as_bytes(), value)) {
                         Some(i) => {
                             *last = i;
                             true
@@ -110,8 +113,11 @@ impl ColumnDecoder for StringDecoder {
     }
 
     fn finish(&mut self) -> ArrayRef {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
-        let bytes = std::mem::take(&mut self.bytes);
+        let mut next_offsets = Vec::with_capacity(next_capacity(self.offsets.len()));
+        next_offsets.push(0);
+        let offsets = std::mem::replace(&mut self.offsets, next_offsets);
+        let next_bytes = Vec::with_capacity(next_capacity(self.bytes.len()));
+        let bytes = std::mem::replace(&mut self.bytes, next_bytes);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         // Every value was copied from validated UTF-8 text or unescaped into UTF-8, so this
         // check cannot fail; it is kept (rather than skipped with `unsafe`) as a guard.

@@ -199,3 +199,125 @@ fn every_entity_decodes_a_minimal_row() {
             .for_each(|c| c.to_data().validate_full().unwrap());
     }
 }
+
+#[test]
+fn lineage_columns_fit_every_batch_size() {
+    let mut d = decoder();
+    let mut line = 0;
+    for rows in [3usize, 1, 7, 0, 2, 9] {
+        for _ in 0..rows {
+            line += 1;
+            d.decode_line(line, ORDER_ITEM.as_bytes());
+        }
+        let out = d.flush();
+        let b = &out.batch;
+        assert_eq!(b.num_rows(), rows);
+        for (name, value) in [("_export_id", "exp-1"), ("_file", "file.jsonl")] {
+            let c = col(b, name).as_string::<i32>();
+            assert_eq!(c.len(), rows, "{name}");
+            assert_eq!(c.null_count(), 0, "{name}");
+            assert!(c.iter().all(|v| v == Some(value)), "{name}");
+        }
+        let lines = col(b, "_line").as_primitive::<Int64Type>();
+        let want: Vec<i64> = (line + 1 - rows as u64..=line).map(|l| l as i64).collect();
+        assert_eq!(lines.values().to_vec(), want);
+    }
+}
+
+#[test]
+fn utf8_is_checked_wherever_it_occurs_in_the_line() {
+    // Valid non-ASCII text at every alignment within the string scan's words is kept exactly.
+    for pad in 0..9 {
+        let notes = format!("{}Žluťoučký kůň 😀 ú", "x".repeat(pad));
+        let line = ORDER_ITEM.replace("Additional note", &notes);
+        let mut d = decoder();
+        d.decode_line(1, line.as_bytes());
+        let out = d.flush();
+        assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+        assert_eq!(col(&out.batch, "Notes").as_string::<i32>().value(0), notes);
+    }
+    // Invalid UTF-8 anywhere is rejected with the same reason and the line's bytes, whether
+    // in a known string, an unknown property's value or key, or between tokens.
+    // `from` in the example replaced by the bytes `to`, once.
+    let with = |from: &str, to: &[u8]| -> Vec<u8> {
+        let at = ORDER_ITEM.find(from).unwrap();
+        let b = ORDER_ITEM.as_bytes();
+        [&b[..at], to, &b[at + from.len()..]].concat()
+    };
+    let cases: Vec<Vec<u8>> = vec![
+        with("Additional note", b"Additional \x01"),
+        with("bd11dc4a", b"bd11\xc3dc4a"),
+        with("{", b"{\"Unknown\":[\"a\xff\"],"),
+        with("{", b"{\"Unkn\xff\":1,"),
+        with("{", b"{\xff"),
+        with("Additional note", b"Additional note \xed\xa0\x80"),
+        with("Additional note", b"Additional note \xc3"),
+        with("Additional note", b"\\\xc3\xa9"),
+        [ORDER_ITEM.as_bytes(), b" \xff"].concat(),
+    ];
+    for (i, line) in cases.into_iter().enumerate() {
+        let mut d = decoder();
+        d.decode_line(1, &line);
+        let out = d.flush();
+        assert_eq!(out.batch.num_rows(), 0, "case {i}");
+        if std::str::from_utf8(&line).is_ok() {
+            // A control character, or a non-ASCII character escaped: not a UTF-8 problem,
+            // but rejected all the same.
+            let reason = &out.rejects[0].reason;
+            assert!(
+                reason.contains("control") || reason.contains("escape"),
+                "{reason}"
+            );
+            continue;
+        }
+        assert_eq!(out.rejects[0].content, RejectedContent::Bytes(line.clone()));
+        let valid = std::str::from_utf8(&line).unwrap_err().valid_up_to();
+        assert_eq!(
+            out.rejects[0].reason,
+            format!("invalid UTF-8 (byte {})", valid + 1),
+            "case {i}"
+        );
+        assert_eq!(out.rejects[0].property, None, "case {i}");
+    }
+}
+
+#[test]
+fn whitespace_between_tokens_changes_nothing() {
+    // Whitespace before and after every structural character outside strings.
+    let mut spaced = String::from(" \t");
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in ORDER_ITEM.chars() {
+        if in_string {
+            spaced.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '{' | '}' | '[' | ']' | ':' | ',' => {
+                spaced.push_str(" \r");
+                spaced.push(c);
+                spaced.push_str("\n\t ");
+            }
+            '"' => {
+                in_string = true;
+                spaced.push(c);
+            }
+            _ => spaced.push(c),
+        }
+    }
+    spaced.push_str("  ");
+    let mut d = decoder();
+    d.decode_line(1, ORDER_ITEM.as_bytes());
+    let compact = d.flush();
+    d.decode_line(1, spaced.as_bytes());
+    let out = d.flush();
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    assert_eq!(out.batch, compact.batch);
+    assert_eq!(out.counts, compact.counts);
+}

@@ -5,7 +5,6 @@
 use super::fault::Fault;
 use super::json::{Cursor, Token};
 use super::values::{PrimitiveDecoder, PrimitiveKind};
-use crate::calendar::days_from_civil;
 use arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use std::sync::Arc;
@@ -23,76 +22,95 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-#[inline]
-fn digits(b: &[u8], range: std::ops::Range<usize>) -> Option<u32> {
-    let mut v = 0u32;
-    for &c in b.get(range)? {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + u32::from(c - b'0');
-    }
-    Some(v)
+/// The value of the two ASCII digits at `b[at..at + 2]`, if both are digits.
+#[inline(always)]
+fn two_digits(b: &[u8; 19], at: usize) -> Option<u32> {
+    let hi = u32::from(b[at].wrapping_sub(b'0'));
+    let lo = u32::from(b[at + 1].wrapping_sub(b'0'));
+    (hi < 10 && lo < 10).then_some(hi * 10 + lo)
 }
 
-/// Parses `YYYY-MM-DD` at the start of `b` into days since the epoch.
-fn parse_ymd(b: &[u8]) -> Option<i64> {
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y = i64::from(digits(b, 0..4)?);
-    let m = digits(b, 5..7)?;
-    let d = digits(b, 8..10)?;
-    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
+/// Days since the epoch of a valid date in the years 1 to 9999, in unsigned arithmetic (the
+/// general [`crate::calendar::days_from_civil`] handles any year; this range needs no floor
+/// division).
+#[inline(always)]
+fn days_from_civil_ad(year: u32, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    i64::from(era * 146_097 + doe) - 719_468
 }
 
-/// Parses an ISO-8601 date-time into microseconds since the epoch, UTC.
-///
-/// Accepts `YYYY-MM-DDThh:mm:ss`, an optional fraction of up to 9 digits, and `Z` or a
-/// `±hh:mm` offset (converted to UTC, so the instant is exact). Digits finer than a
-/// microsecond must be zero: storing them would need rounding, which would change the value.
-pub fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
-    let b = s.as_bytes();
-    let bad = || format!("{s:?} is not an ISO-8601 date-time");
-    let days = parse_ymd(b).ok_or_else(bad)?;
-    if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-        return Err(bad());
+/// Parses `YYYY-MM-DD` at the start of `b` (padded to a date-time's length by the caller
+/// when shorter) into days since the epoch.
+#[inline(always)]
+fn parse_ymd(b: &[u8; 19]) -> Option<i64> {
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
     }
-    let h = digits(b, 11..13).ok_or_else(bad)?;
-    let mi = digits(b, 14..16).ok_or_else(bad)?;
-    let sec = digits(b, 17..19).ok_or_else(bad)?;
+    let y = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
+    let m = two_digits(b, 5)?;
+    let d = two_digits(b, 8)?;
+    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(i64::from(y), m) {
+        return None;
+    }
+    Some(days_from_civil_ad(y, m, d))
+}
+
+/// Why a date or date-time was refused.
+enum BadTime {
+    /// Not the ISO-8601 form.
+    Form,
+    /// Non-zero digits finer than a microsecond.
+    TooPrecise,
+}
+
+/// [`parse_timestamp_micros`] on bytes, with the reason of a refusal left to the caller to
+/// word (the decoder only formats a message for rejected values).
+fn timestamp_micros(b: &[u8]) -> Result<i64, BadTime> {
+    let head: &[u8; 19] = b
+        .get(..19)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(BadTime::Form)?;
+    let days = parse_ymd(head).ok_or(BadTime::Form)?;
+    if !matches!(head[10], b'T' | b't' | b' ') || head[13] != b':' || head[16] != b':' {
+        return Err(BadTime::Form);
+    }
+    let h = two_digits(head, 11).ok_or(BadTime::Form)?;
+    let mi = two_digits(head, 14).ok_or(BadTime::Form)?;
+    let sec = two_digits(head, 17).ok_or(BadTime::Form)?;
     if h > 23 || mi > 59 || sec > 59 {
-        return Err(bad());
+        return Err(BadTime::Form);
     }
     let mut i = 19;
     let mut micros: i64 = 0;
     if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            let d = i64::from(b[i] - b'0');
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            let d = i64::from(c - b'0');
             let n = i - start;
             if n < 6 {
                 micros += d * 10i64.pow(5 - n as u32);
             } else if d != 0 {
-                return Err(format!("{s:?} is more precise than a microsecond"));
+                return Err(BadTime::TooPrecise);
             }
             i += 1;
         }
         if i == start || i - start > 9 {
-            return Err(bad());
+            return Err(BadTime::Form);
         }
     }
-    let offset_secs: i64 = match &b[i..] {
+    let offset_secs: i64 = match b.get(i..).unwrap_or_default() {
         b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
-            let oh = i64::from(digits(rest, 0..2).ok_or_else(bad)?);
-            let om = i64::from(digits(rest, 3..5).ok_or_else(bad)?);
+        [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
+            let oh = i64::from(two_digits_of(*oh1, *oh2).ok_or(BadTime::Form)?);
+            let om = i64::from(two_digits_of(*om1, *om2).ok_or(BadTime::Form)?);
             if oh > 23 || om > 59 {
-                return Err(bad());
+                return Err(BadTime::Form);
             }
             let o = oh * 3600 + om * 60;
             if *sign == b'+' {
@@ -103,28 +121,69 @@ pub fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
         }
         // No offset at all: the API documents UTC everywhere, but an instant without a zone
         // is ambiguous, so it is rejected rather than guessed.
-        _ => return Err(bad()),
+        _ => return Err(BadTime::Form),
     };
     let secs =
         days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec) - offset_secs;
     Ok(secs * 1_000_000 + micros)
 }
 
+fn two_digits_of(hi: u8, lo: u8) -> Option<u32> {
+    let (hi, lo) = (hi.wrapping_sub(b'0'), lo.wrapping_sub(b'0'));
+    (hi < 10 && lo < 10).then_some(u32::from(hi) * 10 + u32::from(lo))
+}
+
+fn timestamp_error(s: &str, bad: BadTime) -> String {
+    match bad {
+        BadTime::Form => format!("{s:?} is not an ISO-8601 date-time"),
+        BadTime::TooPrecise => format!("{s:?} is more precise than a microsecond"),
+    }
+}
+
+/// Parses an ISO-8601 date-time into microseconds since the epoch, UTC.
+///
+/// Accepts `YYYY-MM-DDThh:mm:ss`, an optional fraction of up to 9 digits, and `Z` or a
+/// `±hh:mm` offset (converted to UTC, so the instant is exact). Digits finer than a
+/// microsecond must be zero: storing them would need rounding, which would change the value.
+pub fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
+    timestamp_micros(s.as_bytes()).map_err(|bad| timestamp_error(s, bad))
+}
+
+/// [`parse_date_days`] on bytes; the error is `true` for a date-time other than midnight UTC
+/// and `false` for anything else that is not a date.
+fn date_days(b: &[u8]) -> Result<i32, bool> {
+    // A date alone is padded to a date-time's length so that one fixed-size reader serves
+    // both; the padding is never looked at for a date.
+    let mut head = [b'0'; 19];
+    let n = b.len().min(19);
+    head[..n].copy_from_slice(&b[..n]);
+    if b.len() < 10 {
+        return Err(false);
+    }
+    let days = parse_ymd(&head).ok_or(false)?;
+    if b.len() > 10 {
+        let micros = timestamp_micros(b).map_err(|_| false)?;
+        if micros.rem_euclid(86_400_000_000) != 0 {
+            return Err(true);
+        }
+        return i32::try_from(micros.div_euclid(86_400_000_000)).map_err(|_| false);
+    }
+    i32::try_from(days).map_err(|_| false)
+}
+
+fn date_error(s: &str, is_date_time: bool) -> String {
+    if is_date_time {
+        format!("{s:?} is a date-time, not a date")
+    } else {
+        format!("{s:?} is not an ISO-8601 date")
+    }
+}
+
 /// Parses an ISO-8601 date (`YYYY-MM-DD`) into days since the epoch. A date-time at
 /// midnight UTC (`2023-03-31T00:00:00Z`) is accepted as its date; any other time is an
 /// error, since dropping it would change the value.
 pub fn parse_date_days(s: &str) -> Result<i32, String> {
-    let b = s.as_bytes();
-    let bad = || format!("{s:?} is not an ISO-8601 date");
-    let days = parse_ymd(b).ok_or_else(bad)?;
-    if b.len() > 10 {
-        let micros = parse_timestamp_micros(s).map_err(|_| bad())?;
-        if micros.rem_euclid(86_400_000_000) != 0 {
-            return Err(format!("{s:?} is a date-time, not a date"));
-        }
-        return i32::try_from(micros.div_euclid(86_400_000_000)).map_err(|_| bad());
-    }
-    i32::try_from(days).map_err(|_| bad())
+    date_days(s.as_bytes()).map_err(|dt| date_error(s, dt))
 }
 
 /// ISO-8601 date-time strings, as microseconds since the epoch in UTC.
@@ -138,8 +197,14 @@ impl PrimitiveKind for Timestamp {
     const TOKEN: Token = Token::String;
     const EXPECTED: &'static str = "a date-time";
 
+    #[inline]
     fn parse(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
         let raw = cur.raw_string()?;
+        if !raw.has_escapes {
+            if let Ok(v) = timestamp_micros(raw.bytes) {
+                return Ok(v);
+            }
+        }
         parse_timestamp_micros(&raw.to_cow()?)
             .map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
     }
@@ -160,8 +225,14 @@ impl PrimitiveKind for Date {
     const TOKEN: Token = Token::String;
     const EXPECTED: &'static str = "a date";
 
+    #[inline]
     fn parse(cur: &mut Cursor<'_>) -> Result<i32, Fault> {
         let raw = cur.raw_string()?;
+        if !raw.has_escapes {
+            if let Ok(v) = date_days(raw.bytes) {
+                return Ok(v);
+            }
+        }
         parse_date_days(&raw.to_cow()?).map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
     }
 
@@ -227,6 +298,68 @@ mod tests {
         ] {
             assert!(parse_timestamp_micros(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn unsigned_day_count_agrees_with_the_calendar() {
+        for y in (1..=9999)
+            .step_by(7)
+            .chain([1, 4, 100, 400, 1600, 1970, 2000, 9999])
+        {
+            for m in 1..=12 {
+                for d in [1, 15, 28, days_in_month(i64::from(y), m)] {
+                    assert_eq!(
+                        days_from_civil_ad(y, m, d),
+                        crate::calendar::days_from_civil(i64::from(y), m, d),
+                        "{y}-{m}-{d}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn error_messages_name_the_reason() {
+        assert!(parse_timestamp_micros("2023-03-28T07:28:04.1234567Z")
+            .unwrap_err()
+            .contains("more precise than a microsecond"));
+        assert!(parse_timestamp_micros("2023-03-28T07:28")
+            .unwrap_err()
+            .contains("is not an ISO-8601 date-time"));
+        assert!(parse_date_days("2023-03-31T10:00:00Z")
+            .unwrap_err()
+            .contains("is a date-time, not a date"));
+        assert!(parse_date_days("2023-03")
+            .unwrap_err()
+            .contains("is not an ISO-8601 date"));
+    }
+
+    #[test]
+    fn timestamps_with_odd_tails() {
+        for s in [
+            "2023-03-28T07:28:04+0200",
+            "2023-03-28T07:28:04+02:0",
+            "2023-03-28T07:28:04+02:00:00",
+            "2023-03-28T07:28:04+24:00",
+            "2023-03-28T07:28:04+02:60",
+            "2023-03-28T07:28:04.Z",
+            "2023-03-28T07:28:04.0000000000Z",
+            "2023-03-28X07:28:04Z",
+            "0000-01-01T00:00:00Z",
+            "2023-03-28T07:28:4Z",
+            "2023-03-28T07:28:04ZZ",
+        ] {
+            assert!(parse_timestamp_micros(s).is_err(), "{s}");
+        }
+        assert_eq!(
+            parse_timestamp_micros("2023-03-28T07:28:04.123456000-01:30"),
+            Ok(1_679_988_484_123_456 + 5_400_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("0001-01-01T00:00:00z"),
+            Ok(-62_135_596_800_000_000)
+        );
+        assert_eq!(parse_date_days("2023-03-31 00:00:00+00:00"), Ok(19447));
     }
 
     #[test]
