@@ -121,7 +121,9 @@ pub struct RunArgs {
     /// Print the exports and tables the run would produce, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Rows per export served by --demo.
+    /// Rows per export served by --demo. The embedded mock keeps the export files it serves
+    /// in the temporary directory ($TMPDIR), so large values need as much free space there
+    /// as the exports take.
     #[arg(long, default_value_t = 5000)]
     pub demo_rows: u64,
     /// Load settings shared with convert.

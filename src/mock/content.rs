@@ -1,18 +1,25 @@
-//! The bytes of an export's files, regenerated on demand and never stored.
+//! The bytes of an export's files: generated once into a spool file, or regenerated on
+//! demand.
 //!
 //! A file is a contiguous slice of the export's rows written by [`Generator`], optionally
-//! through a gzip encoder. Writing is deterministic (same generator calls, same encoder, same
-//! settings), so every pass over a file yields the same bytes: one pass measures
-//! `SizeInBytes`, later passes serve downloads and ranges (by skipping a prefix).
+//! through a gzip encoder. One pass measures `SizeInBytes` and, when the server has a spool
+//! directory, keeps the bytes in an anonymous temporary file there; downloads and ranges are
+//! then read from that file in [`CHUNK_BYTES`] chunks ([`serve_spooled`]). Without a spool
+//! file the bytes are generated again for every download ([`produce`], which skips the
+//! prefix before the range). Writing is deterministic (same generator calls, same encoder,
+//! same settings), so both ways give the same bytes.
 
 use crate::generate::{Generator, Variety};
 use crate::schema::EntitySchema;
 use axum::body::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::ops::Range;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Bytes gathered before a chunk is handed to the HTTP body: large enough that per-chunk
@@ -87,11 +94,35 @@ impl ExportContent {
         Ok(())
     }
 
-    /// The exact size of file `file` as served, by writing it to a counter.
-    pub(super) fn measure(&self, file: usize, stopping: &AtomicBool) -> io::Result<u64> {
-        let mut counter = ByteCounter { bytes: 0, stopping };
-        self.write_file(file, &mut counter)?;
-        Ok(counter.bytes)
+    /// The exact size of file `file` as served, by writing it to a counter and, if
+    /// `spool_dir` is given, to a new anonymous temporary file in that directory too.
+    ///
+    /// The spool file is unlinked from the start (it has no name in `spool_dir`), so its disk
+    /// space comes back when the last handle to it closes, even if the process is killed. If
+    /// the file cannot be created or written (a full disk), the pass goes on counting and
+    /// the file is served by regeneration instead.
+    pub(super) fn measure(
+        &self,
+        file: usize,
+        spool_dir: Option<&Path>,
+        stopping: &AtomicBool,
+    ) -> io::Result<MeasuredFile> {
+        let spool = spool_dir.and_then(|dir| match tempfile::tempfile_in(dir) {
+            Ok(f) => Some(BufWriter::with_capacity(CHUNK_BYTES, f)),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "mock: cannot create a spool file; the file will be regenerated for each download");
+                None
+            }
+        });
+        let mut writer = SpoolWriter {
+            bytes: 0,
+            spool,
+            stopping,
+        };
+        self.write_file(file, &mut writer)?;
+        let size = writer.bytes;
+        let spool = writer.finish().map(Arc::new);
+        Ok(MeasuredFile { size, spool })
     }
 
     /// The `Id` of every row, in file order.
@@ -115,22 +146,83 @@ impl ExportContent {
     }
 }
 
-/// Counts bytes written, and stops when the server stops.
-struct ByteCounter<'a> {
+/// One file of an export after its measuring pass.
+#[derive(Debug, Clone)]
+pub(super) struct MeasuredFile {
+    /// Its exact size as served.
+    pub(super) size: u64,
+    /// Its bytes, kept by the measuring pass; `None` when the server has no spool directory,
+    /// when spooling failed, or once the export's spool has been released
+    /// ([`MeasuredFile::without_spool`]): the file is then regenerated for each download.
+    pub(super) spool: Option<Arc<File>>,
+}
+
+impl MeasuredFile {
+    /// The same file, to be served by regeneration; the spool file is closed (and its disk
+    /// space freed) when downloads still reading it end.
+    pub(super) fn without_spool(&self) -> MeasuredFile {
+        MeasuredFile {
+            size: self.size,
+            spool: None,
+        }
+    }
+}
+
+/// Counts bytes written and copies them to a spool file; stops when the server stops.
+struct SpoolWriter<'a> {
     bytes: u64,
+    /// Dropped (closing and freeing the file) at the first write error.
+    spool: Option<BufWriter<File>>,
     stopping: &'a AtomicBool,
 }
 
-impl Write for ByteCounter<'_> {
+impl SpoolWriter<'_> {
+    /// The spool file, flushed, if every byte counted reached it.
+    fn finish(self) -> Option<File> {
+        let file = self
+            .spool?
+            .into_inner()
+            .map_err(|e| spool_failed(e.error()))
+            .ok()?;
+        match file.metadata() {
+            Ok(meta) if meta.len() == self.bytes => Some(file),
+            Ok(meta) => {
+                spool_failed(&io::Error::other(format!(
+                    "spool file holds {} bytes, not {}",
+                    meta.len(),
+                    self.bytes
+                )));
+                None
+            }
+            Err(e) => {
+                spool_failed(&e);
+                None
+            }
+        }
+    }
+}
+
+fn spool_failed(e: &io::Error) {
+    tracing::warn!(error = %e, "mock: writing a spool file failed; the file will be regenerated for each download");
+}
+
+impl Write for SpoolWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(io::Error::other("mock server is stopping"));
+        }
+        if let Some(spool) = &mut self.spool {
+            if let Err(e) = spool.write_all(buf) {
+                spool_failed(&e);
+                self.spool = None;
+            }
         }
         self.bytes += buf.len() as u64;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // The spool is flushed once, by `finish`; the encoder's flushes change nothing.
         Ok(())
     }
 }
@@ -185,6 +277,57 @@ pub(super) fn produce(
     if sink.send_buffered().is_err() {
         return;
     }
+    end_body(ending, tx);
+}
+
+/// Sends `slice` of a spooled file to `tx` in [`CHUNK_BYTES`] chunks read from `spool`, then
+/// ends as `ending` says; like [`produce`], but reading instead of generating. Runs on a
+/// blocking thread; returns when done, when the receiver is gone or when the server stops.
+/// Reads at explicit offsets, so concurrent downloads of one file share the handle.
+pub(super) fn serve_spooled(
+    spool: &File,
+    slice: Slice,
+    ending: Ending,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    stopping: &AtomicBool,
+) {
+    let mut offset = slice.skip;
+    let end = slice.skip.saturating_add(slice.len);
+    while offset < end {
+        if stopping.load(Ordering::Relaxed) {
+            let _ = tx.blocking_send(Err(io::Error::other("mock server is stopping")));
+            return;
+        }
+        let want = usize::try_from(end - offset).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
+        let mut chunk = vec![0; want];
+        if let Err(e) = read_exact_at(spool, &mut chunk, offset) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        offset += want as u64;
+        if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            return;
+        }
+    }
+    end_body(ending, tx);
+}
+
+/// Fills `buf` from `file` at `offset`, without moving a shared file position.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        // The server spools on Unix only (see `MockServer::start`), so this is not reached.
+        let _ = (file, buf, offset);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Ends a body whose bytes have all been sent: with an injected error for [`Ending::Reset`].
+fn end_body(ending: Ending, tx: &mpsc::Sender<io::Result<Bytes>>) {
     if ending == Ending::Reset {
         let _ = tx.blocking_send(Err(io::Error::new(
             io::ErrorKind::ConnectionReset,
@@ -300,7 +443,10 @@ mod tests {
             for file in 0..3 {
                 let a = whole(&c, file);
                 assert_eq!(a, whole(&c, file));
-                assert_eq!(c.measure(file, &stopping).unwrap(), a.len() as u64);
+                assert_eq!(
+                    c.measure(file, None, &stopping).unwrap().size,
+                    a.len() as u64
+                );
             }
         }
     }

@@ -2,7 +2,7 @@
 //! states it, the one-running-export-per-entity rule, and the status each `getAll` call
 //! reports.
 
-use super::content::ExportContent;
+use super::content::{ExportContent, MeasuredFile};
 use crate::api::{
     AddExportRequest, Export, ExportFilters, ExportScope, ExportStatus, GetAllExportsRequest,
     MAX_IDS_PER_REQUEST,
@@ -23,9 +23,9 @@ const MIN_END_AGE_MICROS: i64 = 5 * 60 * 1_000_000;
 /// The longest `UpdatedUtc` interval.
 const MAX_INTERVAL_MICROS: i64 = 180 * 24 * 3600 * 1_000_000;
 
-/// Exact sizes of an export's files, once the measuring pass is done; an error text if it
-/// failed (only when the server is stopping).
-pub(super) type Sizes = Option<Result<Arc<[u64]>, String>>;
+/// Exact sizes (and spool files) of an export's files, once the measuring pass is done; an
+/// error text if it failed (only when the server is stopping).
+pub(super) type Sizes = Option<Result<Arc<[MeasuredFile]>, String>>;
 
 /// All exports of one server.
 #[derive(Default)]
@@ -45,7 +45,8 @@ pub(super) struct ExportRecord {
     filters: Option<ExportFilters>,
     /// What its files hold.
     pub(super) content: Arc<ExportContent>,
-    /// Exact file sizes, filled in by a background pass started when the export is added.
+    /// Exact file sizes and spool files, filled in by a background pass started when the
+    /// export is added.
     pub(super) sizes: watch::Receiver<Sizes>,
     /// `getAll` calls that have included this export.
     polls: u32,
@@ -155,9 +156,36 @@ impl Registry {
         };
         self.exports.entry(id).or_insert(record)
     }
+
+    /// Closes the spool files of every export of `entity` but `keep`, whose files are then
+    /// regenerated if they are downloaded again. Called when a newer export of the entity is
+    /// added (a client has moved on), so a long-running server keeps at most about one
+    /// export per entity type on disk, not every export it ever made.
+    pub(super) fn release_spools(&mut self, entity: &str, keep: &str) {
+        for record in self
+            .exports
+            .values_mut()
+            .filter(|r| r.entity.entity == entity && r.id != keep)
+        {
+            record.release_spool();
+        }
+    }
 }
 
 impl ExportRecord {
+    /// Drops this export's hold on its spool files, if it has measured them. A pass still
+    /// running keeps its files (released by the next call), which only costs disk.
+    fn release_spool(&mut self) {
+        let released: Arc<[MeasuredFile]> = match &*self.sizes.borrow() {
+            Some(Ok(files)) if files.iter().any(|f| f.spool.is_some()) => {
+                files.iter().map(MeasuredFile::without_spool).collect()
+            }
+            _ => return,
+        };
+        // A receiver whose sender is gone still reads the value it was created with.
+        self.sizes = watch::channel(Some(Ok(released))).1;
+    }
+
     /// Whether this export ends `Failed`.
     pub(super) fn will_fail(&self) -> bool {
         self.will_fail

@@ -8,12 +8,23 @@
 //!  GET  /files/{export_id}/{n}?exp&sig    file n (1-based) of a Success export, Range-capable
 //! ```
 //!
-//! Export files are never stored. Their rows come from [`Generator`](crate::generate) and
-//! depend only on the server seed and the export id, so a file is regenerated while it is
-//! streamed, in chunks, by a blocking thread feeding a bounded queue: a multi-gigabyte export
-//! costs a few chunks of memory per download. `SizeInBytes` must be exact, so each file is
-//! generated once more, without being kept, while the export is being "processed"; the
-//! `getAll` call that first reports `Success` waits for that pass.
+//! Export rows come from [`Generator`](crate::generate) and depend only on the server seed
+//! and the export id. `SizeInBytes` must be exact, so each file is generated once while the
+//! export is being "processed" (the `getAll` call that first reports `Success` waits for that
+//! pass), and that pass also writes the bytes to a spool file: an anonymous temporary file in
+//! a directory the server creates ([`MockConfig::spool`], [`MockConfig::spool_dir`]) and
+//! removes when it stops. Downloads read the spool in chunks, so the generating work is not
+//! done twice and does not compete with the client for CPU while it downloads. Without a
+//! spool file (spooling off, the directory or a file could not be made, the disk filled up)
+//! a file is regenerated while it is streamed instead, with the same bytes. Either way a
+//! blocking thread feeds a bounded queue of chunks: a multi-gigabyte export costs a few
+//! chunks of memory per download.
+//!
+//! Spooling costs temporary disk equal to the size of the exports' files (compressed size
+//! with [`MockConfig::gzip`]): `run --demo --demo-rows N` needs as much free space in the
+//! temporary directory as the ten exports of N rows take. Adding an export releases the
+//! spool of the entity type's earlier exports (regenerated if fetched again), so a
+//! long-running server keeps about one export per entity type on disk.
 //!
 //! Faults ([`Faults`]) are counted requests or fixed download numbers, never random, so a
 //! test knows which request fails. Time comes from a clock the tests can move
@@ -36,6 +47,7 @@ use lifecycle::Registry;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -69,6 +81,14 @@ pub struct MockConfig {
     /// How long a signed file URL works after the `getAll` that returned it;
     /// `Duration::ZERO` gives URLs that are already expired.
     pub url_validity: Duration,
+    /// Keep each file's bytes, written once while the export is measured, in a spool file
+    /// and serve downloads from it, instead of generating the file again for every
+    /// download. Needs temporary disk as large as the exports' files; if the spool cannot be
+    /// created the server regenerates instead. Spooling is done on Unix only.
+    pub spool: bool,
+    /// Where the server creates its spool directory (removed when it stops); `None` is the
+    /// system's temporary directory.
+    pub spool_dir: Option<PathBuf>,
     /// Faults to inject.
     pub faults: Faults,
 }
@@ -129,6 +149,8 @@ impl MockConfig {
             pending_polls: 1,
             processing_polls: 1,
             url_validity: DEFAULT_URL_VALIDITY,
+            spool: true,
+            spool_dir: None,
             faults: Faults::default(),
         }
     }
@@ -160,6 +182,8 @@ impl fmt::Debug for MockConfig {
             .field("pending_polls", &self.pending_polls)
             .field("processing_polls", &self.processing_polls)
             .field("url_validity", &self.url_validity)
+            .field("spool", &self.spool)
+            .field("spool_dir", &self.spool_dir)
             .field("faults", &self.faults)
             .finish_non_exhaustive()
     }
@@ -285,6 +309,9 @@ struct Shared {
     config: MockConfig,
     /// `http://127.0.0.1:PORT`, the prefix of signed file URLs.
     base_url: String,
+    /// The spool directory measuring passes create their files in; `None` when the server
+    /// regenerates files for every download.
+    spool_dir: Option<PathBuf>,
     /// Key of the URL signatures; random per server, so a URL from one run (or one test)
     /// never works on another.
     url_key: [u8; 32],
@@ -345,6 +372,10 @@ impl Shared {
 pub struct MockServer {
     shared: Arc<Shared>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Owns the spool directory: removed when the server is dropped (after `shutdown`, or
+    /// in place of it). Its files have no names, so a killed process leaves at most the
+    /// empty directory.
+    spool: Option<tempfile::TempDir>,
 }
 
 impl MockServer {
@@ -365,9 +396,15 @@ impl MockServer {
         }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        let spool = if config.spool && cfg!(unix) {
+            create_spool_dir(config.spool_dir.as_deref())
+        } else {
+            None
+        };
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             base_url: format!("http://{local}"),
+            spool_dir: spool.as_ref().map(|d| d.path().to_owned()),
             url_key: signing::random_key(),
             clock: Clock::default(),
             counters: Counters::default(),
@@ -388,7 +425,17 @@ impl MockServer {
                 .await
         });
         tracing::info!(base_url = %shared.base_url, "mock connector api listening");
-        Ok(MockServer { shared, task })
+        Ok(MockServer {
+            shared,
+            task,
+            spool,
+        })
+    }
+
+    /// The directory holding this server's spool files, if it spools; it is removed when
+    /// the server is shut down or dropped.
+    pub fn spool_dir(&self) -> Option<&Path> {
+        self.spool.as_ref().map(tempfile::TempDir::path)
     }
 
     /// The platform address, `http://127.0.0.1:PORT`; the API is at
@@ -485,6 +532,22 @@ pub async fn serve_forever(config: MockConfig, addr: SocketAddr) -> std::io::Res
     let waited = tokio::signal::ctrl_c().await;
     server.shutdown().await;
     waited
+}
+
+/// A new spool directory in `parent` (the system temporary directory if `None`), or `None`
+/// with a warning if it cannot be created: the server then regenerates files instead.
+fn create_spool_dir(parent: Option<&Path>) -> Option<tempfile::TempDir> {
+    let parent = parent.map_or_else(std::env::temp_dir, Path::to_owned);
+    match tempfile::Builder::new()
+        .prefix("mews-etl-mock-spool-")
+        .tempdir_in(&parent)
+    {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %parent.display(), "mock: cannot create a spool directory; files will be regenerated for each download");
+            None
+        }
+    }
 }
 
 fn invalid_input(message: String) -> std::io::Error {

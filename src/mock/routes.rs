@@ -1,6 +1,6 @@
 //! HTTP handlers: the two export operations and signed, range-capable file downloads.
 
-use super::content::{self, Ending, ExportContent, Slice, CHUNK_QUEUE};
+use super::content::{self, Ending, ExportContent, MeasuredFile, Slice, CHUNK_QUEUE};
 use super::lifecycle::{self, NewExport, Registry, Sizes, Transition};
 use super::{bump, signing, Shared};
 use crate::api::{
@@ -88,24 +88,30 @@ fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
         } else {
             start_measuring(&shared, &content)
         };
-        registry
+        let export = registry
             .insert(id, &request, entity, content, sizes, &new)
-            .view()
+            .view();
+        registry.release_spools(&export.entity_type, &export.id);
+        export
     };
     bump(&shared.counters.exports_added);
     tracing::debug!(export_id = %export.id, entity = %export.entity_type, "mock export added");
     json_response(StatusCode::OK, &AddExportResponse { export }, &request_id)
 }
 
-/// Measures every file of an export on blocking threads (one per file, so large exports
-/// measure in parallel) and publishes the sizes when all are known.
+/// Measures (and spools, if the server has a spool directory) every file of an export on
+/// blocking threads (one per file, so large exports measure in parallel) and publishes the
+/// sizes when all are known.
 fn start_measuring(shared: &Shared, content: &Arc<ExportContent>) -> watch::Receiver<Sizes> {
     let (tx, rx) = watch::channel(None);
     let passes: Vec<_> = (0..content.file_count())
         .map(|file| {
             let content = Arc::clone(content);
             let stopping = Arc::clone(&shared.stopping);
-            tokio::task::spawn_blocking(move || content.measure(file, &stopping))
+            let spool_dir = shared.spool_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                content.measure(file, spool_dir.as_deref(), &stopping)
+            })
         })
         .collect();
     tokio::spawn(async move {
@@ -217,7 +223,12 @@ async fn get_all_exports(shared: Arc<Shared>, body: Bytes) -> Response {
 /// File entries with URLs signed until now + `url_validity` (rounded up to a whole second;
 /// zero gives URLs that are already expired). With the `wrong_size_entity` fault, the first
 /// file of an export of that entity is announced one byte larger than it is.
-fn signed_files(shared: &Shared, export_id: &str, entity: &str, sizes: &[u64]) -> Vec<ExportFile> {
+fn signed_files(
+    shared: &Shared,
+    export_id: &str,
+    entity: &str,
+    files: &[MeasuredFile],
+) -> Vec<ExportFile> {
     let wrong_size = shared.config.faults.wrong_size_entity.as_deref() == Some(entity);
     let validity = shared.config.url_validity;
     let validity_secs = validity.as_secs() + u64::from(validity.subsec_nanos() > 0);
@@ -225,10 +236,11 @@ fn signed_files(shared: &Shared, export_id: &str, entity: &str, sizes: &[u64]) -
         .clock
         .now_secs()
         .saturating_add(i64::try_from(validity_secs).unwrap_or(i64::MAX));
-    sizes
+    files
         .iter()
         .enumerate()
-        .map(|(i, &size)| {
+        .map(|(i, file)| {
+            let size = file.size;
             let path = format!("/files/{export_id}/{}", i + 1);
             let sig = signing::sign(&shared.url_key, &path, exp);
             shared.record_signature(&sig);
@@ -377,8 +389,8 @@ async fn download_logged(
     response
 }
 
-/// `GET /files/{export_id}/{n}?exp=…&sig=…`: file `n` (from 1) of a `Success` export,
-/// regenerated while it streams; honours `Range: bytes=…` with 206.
+/// `GET /files/{export_id}/{n}?exp=…&sig=…`: file `n` (from 1) of a `Success` export, read
+/// from its spool file or regenerated while it streams; honours `Range: bytes=…` with 206.
 async fn download(
     State(shared): State<Arc<Shared>>,
     Path((export_id, file)): Path<(String, String)>,
@@ -386,10 +398,11 @@ async fn download(
     headers: HeaderMap,
 ) -> Response {
     bump(&shared.counters.file_requests);
-    let (content, index, size) = match locate(&shared, &export_id, &file, query.as_deref()) {
+    let (content, index, measured) = match locate(&shared, &export_id, &file, query.as_deref()) {
         Ok(found) => found,
         Err((status, message)) => return plain(&shared, status, message),
     };
+    let size = measured.size;
 
     let range = headers
         .get(header::RANGE)
@@ -441,8 +454,9 @@ async fn download(
     };
     let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
     let stopping = Arc::clone(&shared.stopping);
-    tokio::task::spawn_blocking(move || {
-        content::produce(&content, index, sent, ending, &tx, &stopping);
+    tokio::task::spawn_blocking(move || match &measured.spool {
+        Some(spool) => content::serve_spooled(spool, sent, ending, &tx, &stopping),
+        None => content::produce(&content, index, sent, ending, &tx, &stopping),
     });
     let body = Body::from_stream(body_stream(BodyState {
         rx,
@@ -471,13 +485,14 @@ async fn download(
 }
 
 /// Finds file `file` (from 1) of an export and checks the URL's signature and expiry;
-/// returns the export's content, the file's index (from 0) and size, or the refusal.
+/// returns the export's content, the file's index (from 0) and its size and spool file, or
+/// the refusal.
 fn locate(
     shared: &Shared,
     export_id: &str,
     file: &str,
     query: Option<&str>,
-) -> Result<(Arc<ExportContent>, usize, u64), (StatusCode, &'static str)> {
+) -> Result<(Arc<ExportContent>, usize, MeasuredFile), (StatusCode, &'static str)> {
     let registry = shared.registry();
     let record = registry
         .get(export_id)
@@ -497,11 +512,14 @@ fn locate(
     if !record.is_downloadable() {
         return Err((StatusCode::NOT_FOUND, "export files are not available"));
     }
-    let size = match &*record.sizes.borrow() {
-        Some(Ok(sizes)) => sizes[index],
+    let measured = match &*record.sizes.borrow() {
+        Some(Ok(files)) => files
+            .get(index)
+            .cloned()
+            .ok_or((StatusCode::NOT_FOUND, "no such file"))?,
         _ => return Err((StatusCode::NOT_FOUND, "file not measured yet")),
     };
-    Ok((Arc::clone(&record.content), index, size))
+    Ok((Arc::clone(&record.content), index, measured))
 }
 
 /// `exp` and `sig` from a query string.
@@ -602,6 +620,14 @@ fn body_stream(state: BodyState) -> impl futures::Stream<Item = io::Result<Bytes
                     Some(Err(io::Error::other("mock server is stopping")))
                 }
             };
+            if st.started && !matches!(next, Some(Ok(_))) {
+                // Hyper flushes what it has buffered only while the body is pending. An
+                // error, or an end short of `Content-Length`, straight after the last chunk
+                // would make it drop that chunk unsent, and an injected reset or short body
+                // would reach the client with no bytes at all whenever they are ready at
+                // once (spooled files), so it could not be resumed with a range.
+                tokio::task::yield_now().await;
+            }
             match next? {
                 Ok(chunk) => st.pending = chunk,
                 Err(e) => {
