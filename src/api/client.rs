@@ -1090,7 +1090,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn success_body_over_the_cap_is_refused_without_reading_it_whole() {
+    async fn success_body_over_the_cap_is_a_decode_error_naming_the_operation() {
         // Valid JSON if read whole, so only the cap can refuse it.
         let mut body = br#"{"Exports":[]}"#.to_vec();
         body.resize(MAX_RESPONSE_BYTES + 1, b' ');
