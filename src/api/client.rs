@@ -391,23 +391,37 @@ impl ApiClient {
         Err((error, retry_after))
     }
 
-    /// Decodes a success body; serde's message may quote the body, so it is scrubbed too.
+    /// Decodes a success body with the client's tokens as the secrets to scrub.
     fn decode<R: DeserializeOwned>(
         &self,
         operation: &'static str,
         bytes: &[u8],
     ) -> Result<R, ApiError> {
-        serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
+        decode_response(
             operation,
-            message: scrub(
-                &e.to_string(),
-                &[
-                    self.inner.client_token.expose(),
-                    self.inner.access_token.expose(),
-                ],
-            ),
-        })
+            bytes,
+            &[
+                self.inner.client_token.expose(),
+                self.inner.access_token.expose(),
+            ],
+        )
     }
+}
+
+/// Decodes the success body of `operation` (an `exports/add` or `exports/getAll` answer).
+///
+/// serde's message may quote the body, so `secrets` are masked in it. Public only so the
+/// fuzz targets parse bodies exactly as the client does; not part of the API.
+#[doc(hidden)]
+pub fn decode_response<R: DeserializeOwned>(
+    operation: &'static str,
+    bytes: &[u8],
+    secrets: &[&str],
+) -> Result<R, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
+        operation,
+        message: scrub(&e.to_string(), secrets),
+    })
 }
 
 /// Parses and checks a platform address: https, or http to a loopback host; no user info,
@@ -514,30 +528,59 @@ async fn http_error(
         .await
         .map(|(bytes, _complete)| bytes)
         .unwrap_or_default();
-    let parsed = serde_json::from_slice::<ErrorBody>(&body)
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    error_from_body(
+        operation,
+        status.as_u16(),
+        &body,
+        header_id,
+        shown_url,
+        &secrets,
+    )
+}
+
+/// Builds [`ApiError::Http`] from an error body already read (at most
+/// [`MAX_ERROR_BODY_BYTES`] of it): the Mews body's `Message` and `RequestId` when it is
+/// one, else a short prefix of the text; `header_id` when the body has no id.
+///
+/// Public only so the fuzz targets parse error bodies exactly as the client does; not part
+/// of the API.
+#[doc(hidden)]
+pub fn error_from_body(
+    operation: &'static str,
+    status: u16,
+    body: &[u8],
+    header_id: Option<String>,
+    shown_url: &str,
+    secrets: &[&str],
+) -> ApiError {
+    let parsed = serde_json::from_slice::<ErrorBody>(body)
         .ok()
         .filter(|b| !b.message.is_empty());
     let (message, body_id) = match parsed {
         Some(b) => (b.message, b.request_id),
-        None => (text_prefix(&body, status), None),
+        None => (text_prefix(body, status), None),
     };
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     ApiError::Http {
         operation,
-        status: status.as_u16(),
-        message: scrub(&message, &secrets),
+        status,
+        message: scrub(&message, secrets),
         request_id: body_id.or(header_id),
         url: shown_url.to_owned(),
     }
 }
 
 /// The first characters of a non-JSON body on one line, or the status's reason if empty.
-fn text_prefix(body: &[u8], status: StatusCode) -> String {
+fn text_prefix(body: &[u8], status: u16) -> String {
     let text = String::from_utf8_lossy(body);
     let words: Vec<&str> = text.split_whitespace().collect();
     let line = words.join(" ");
     if line.is_empty() {
-        return status.canonical_reason().unwrap_or("no body").to_owned();
+        return StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("no body")
+            .to_owned();
     }
     match line.char_indices().nth(ERROR_TEXT_PREFIX_CHARS) {
         Some((cut, _)) => format!("{}…", &line[..cut]),
@@ -1046,15 +1089,110 @@ mod tests {
         assert!(requests[1].body.is_empty());
     }
 
+    #[tokio::test]
+    async fn success_body_over_the_cap_is_a_decode_error_naming_the_operation() {
+        // Valid JSON if read whole, so only the cap can refuse it.
+        let mut body = br#"{"Exports":[]}"#.to_vec();
+        body.resize(MAX_RESPONSE_BYTES + 1, b' ');
+        let server = TestServer::start([Canned::bytes(200, body)]).await;
+        let error = client(&server)
+            .get_exports(&["a".into()])
+            .await
+            .unwrap_err();
+        let ApiError::Decode { operation, message } = &error else {
+            panic!("expected Decode, got {error:?}");
+        };
+        assert_eq!(*operation, "exports/getAll");
+        assert_eq!(
+            message,
+            &format!("response larger than {MAX_RESPONSE_BYTES} bytes")
+        );
+        assert!(!error.is_retryable());
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn success_body_at_the_cap_is_read() {
+        let mut body = br#"{"Exports":[]}"#.to_vec();
+        body.resize(MAX_RESPONSE_BYTES, b' ');
+        let server = TestServer::start([Canned::bytes(200, body)]).await;
+        let exports = client(&server).get_exports(&["a".into()]).await.unwrap();
+        assert!(exports.is_empty());
+    }
+
+    #[tokio::test]
+    async fn huge_error_body_is_read_only_up_to_its_cap() {
+        // A JSON error whose closing brace lies past the cap: cut there, it is no longer
+        // JSON, so the message is the short text prefix rather than the whole body.
+        let mut body = br#"{"Message":"too big","RequestId":"r-1","Pad":""#.to_vec();
+        body.resize(8 << 20, b'x');
+        body.extend_from_slice(b"\"}");
+        let server = TestServer::start([Canned::bytes(400, body)]).await;
+        let error = client(&server)
+            .add_export("OrderItem", None, None)
+            .await
+            .unwrap_err();
+        let ApiError::Http {
+            operation,
+            status,
+            message,
+            ..
+        } = &error
+        else {
+            panic!("expected Http, got {error:?}");
+        };
+        assert_eq!((*operation, *status), ("exports/add", 400));
+        assert!(message.starts_with(r#"{"Message":"too big""#), "{message}");
+        assert!(
+            message.chars().count() <= ERROR_TEXT_PREFIX_CHARS + 1,
+            "{message}"
+        );
+    }
+
+    /// `depth` brackets of `open`, for nesting attacks on the body parsers.
+    fn nested(prefix: &str, open: &str, depth: usize) -> Vec<u8> {
+        let mut body = prefix.as_bytes().to_vec();
+        for _ in 0..depth {
+            body.extend_from_slice(open.as_bytes());
+        }
+        body
+    }
+
+    #[test]
+    fn deeply_nested_bodies_are_clean_errors() {
+        for body in [
+            nested("", "[", 10_000),
+            nested("", r#"{"a":"#, 10_000),
+            nested(r#"{"Exports":"#, "[", 10_000),
+            nested(r#"{"Exports":[{"Id":"x","Scope":"#, r#"{"X":"#, 10_000),
+        ] {
+            let error = decode_response::<GetAllExportsResponse>(OP_GET_ALL, &body, &[])
+                .expect_err("nested body decoded");
+            assert!(matches!(error, ApiError::Decode { .. }), "{error:?}");
+            let error = decode_response::<AddExportResponse>(OP_ADD, &body, &[])
+                .expect_err("nested body decoded");
+            assert!(matches!(error, ApiError::Decode { .. }), "{error:?}");
+            let error = error_from_body(OP_ADD, 400, &body, None, "u", &[]);
+            let ApiError::Http { message, .. } = &error else {
+                panic!("expected Http, got {error:?}");
+            };
+            assert!(message.chars().count() <= ERROR_TEXT_PREFIX_CHARS + 1);
+        }
+        // Nesting in a member the error body does not describe is skipped, within limits.
+        let mut body = nested(r#"{"Message":"m","Details":"#, "[", 100);
+        body.extend(std::iter::repeat_n(b']', 100));
+        body.push(b'}');
+        let error = error_from_body(OP_ADD, 400, &body, None, "u", &[]);
+        assert_eq!(error.to_string(), "exports/add: HTTP 400: m");
+    }
+
     #[test]
     fn text_prefix_is_one_short_line() {
-        assert_eq!(text_prefix(b"", StatusCode::BAD_GATEWAY), "Bad Gateway");
-        assert_eq!(text_prefix(b" a\n\tb ", StatusCode::BAD_GATEWAY), "a b");
+        assert_eq!(text_prefix(b"", 502), "Bad Gateway");
+        assert_eq!(text_prefix(b" a\n\tb ", 502), "a b");
         let long = "é".repeat(500);
         assert_eq!(
-            text_prefix(long.as_bytes(), StatusCode::BAD_GATEWAY)
-                .chars()
-                .count(),
+            text_prefix(long.as_bytes(), 502).chars().count(),
             ERROR_TEXT_PREFIX_CHARS + 1
         );
     }

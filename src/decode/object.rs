@@ -127,7 +127,9 @@ impl ColumnDecoder for ObjectDecoder {
                     match self.find(&key) {
                         Some(i) => i,
                         None => {
-                            let raw = cur.raw_value()?;
+                            // Named in the error, so a rejection (say, nesting too deep)
+                            // says where, as it does for known properties.
+                            let raw = cur.raw_value().map_err(|f| f.within(&key))?;
                             ctx.unknown_property(&self.path, &key, raw);
                             continue;
                         }

@@ -321,3 +321,107 @@ fn whitespace_between_tokens_changes_nothing() {
     assert_eq!(out.batch, compact.batch);
     assert_eq!(out.counts, compact.counts);
 }
+
+/// `depth` containers opened with `open` (`[` or `{"k":`), a `1` inside, all closed again.
+fn nest(open: &str, depth: usize) -> String {
+    let close = if open == "[" { "]" } else { "}" };
+    format!("{}1{}", open.repeat(depth), close.repeat(depth))
+}
+
+/// Decodes `line` on a thread with a small stack, so that any recursion in proportion to
+/// the nesting would overflow it (and abort the test run) instead of passing.
+fn decode_on_small_stack(entity: &'static str, line: String) -> DecodedBatch {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut d = RecordDecoder::new(crate::schema::find(entity).unwrap(), "e", "f");
+            d.decode_line(1, line.as_bytes());
+            d.flush()
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn lines_nested_ten_thousand_deep_are_rejected_with_a_reason() {
+    let too_deep = format!("nested deeper than {} levels", json::MAX_DEPTH);
+    for open in ["[", "{\"k\":"] {
+        let deep = nest(open, 10_000);
+        let cases = [
+            // Unknown property, headed for _extra.
+            (
+                "OrderItem",
+                format!(r#"{{"Id":"x","Unknown":{deep}}}"#),
+                "Unknown",
+                &*too_deep,
+            ),
+            // Unknown property inside a known object.
+            (
+                "OrderItem",
+                format!(r#"{{"Id":"x","UnitAmount":{{"Currency":"EUR","New":{deep}}}}}"#),
+                "UnitAmount.New",
+                &too_deep,
+            ),
+            // Known property of a type that keeps any JSON.
+            (
+                "Bill",
+                format!(r#"{{"Id":"x","Revenue":[{deep}]}}"#),
+                "Revenue[0]",
+                &too_deep,
+            ),
+            // Known property of another type: refused at the first bracket.
+            (
+                "OrderItem",
+                format!(r#"{{"Id":"x","Notes":{deep}}}"#),
+                "Notes",
+                "expected a string",
+            ),
+        ];
+        for (entity, line, property, reason) in cases {
+            let out = decode_on_small_stack(entity, line);
+            assert_eq!(out.batch.num_rows(), 0);
+            assert_eq!(out.rejects.len(), 1);
+            let r = &out.rejects[0];
+            assert!(r.reason.contains(reason), "{property}: {}", r.reason);
+            assert_eq!(r.property.as_deref(), Some(property), "{}", r.reason);
+        }
+        // The whole line one deep value: an array is not an object whatever is inside; an
+        // object's unknown member is too deep.
+        let out = decode_on_small_stack("OrderItem", deep);
+        assert_eq!(out.rejects.len(), 1);
+        let expected = if open == "[" {
+            "not a JSON object"
+        } else {
+            &*too_deep
+        };
+        assert!(
+            out.rejects[0].reason.contains(expected),
+            "{}",
+            out.rejects[0].reason
+        );
+    }
+}
+
+#[test]
+fn nesting_up_to_the_limit_is_kept_in_extra() {
+    for open in ["[", "{\"k\":"] {
+        let ok = decode_on_small_stack(
+            "OrderItem",
+            format!(r#"{{"Id":"x","Unknown":{}}}"#, nest(open, json::MAX_DEPTH)),
+        );
+        assert_eq!(ok.batch.num_rows(), 1, "{:?}", ok.rejects);
+        let extra = col(&ok.batch, "_extra").as_string::<i32>().value(0);
+        // One level deeper than the value: serde_json's own limit (128) would refuse it.
+        let expected = format!(r#"{{"Unknown":{}}}"#, nest(open, json::MAX_DEPTH));
+        assert_eq!(extra, expected);
+        let over = decode_on_small_stack(
+            "OrderItem",
+            format!(
+                r#"{{"Id":"x","Unknown":{}}}"#,
+                nest(open, json::MAX_DEPTH + 1)
+            ),
+        );
+        assert_eq!(over.rejects.len(), 1, "{open}");
+    }
+}
