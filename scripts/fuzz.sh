@@ -13,6 +13,8 @@
 #   FUZZ_SANITIZER  address (default) or none
 #   FUZZ_TARGETS    space-separated subset of targets (default: all)
 #   FUZZ_CODEGEN_UNITS  codegen units of the fuzz build (default 16)
+#   FUZZ_DEV        1: build without optimisation (`cargo fuzz --dev`), several times faster
+#                   to build and slower to run — the right trade for CI's short runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +52,9 @@ done
 # 16 codegen units (cargo-fuzz's default is 1): a much faster build of the whole crate
 # graph for a slightly slower fuzzer, the right trade for short runs.
 build_flags=(--sanitizer "$SANITIZER" --codegen-units "$CODEGEN_UNITS")
+if [ "${FUZZ_DEV:-0}" = 1 ]; then
+  build_flags+=(--dev)
+fi
 
 echo "building fuzz targets (sanitizer: $SANITIZER)"
 start=$SECONDS
