@@ -203,10 +203,10 @@ measure() {
     # mews-etl's summary row: the seconds column (just before the status) is the load alone
     # (download or read, decode, write, commit), without waiting for the export.
     # For `run`, whose summary counts the wait for the export too, the log's `load_seconds`.
-    load=$(grep -o '"load_seconds":[0-9.]*' "$WORK/logs/$tag.log" | tail -n 1 | cut -d: -f2)
+    load=$(grep -o '"load_seconds":[0-9.]*' "$WORK/logs/$tag.log" | tail -n 1 | cut -d: -f2 || true)
     if [[ -z $load ]]; then
         load=$(awk -v e="$entity" '$1 == e { for (i = 2; i <= NF; i++) if ($i == "committed") print $(i - 1) }' \
-            "$WORK/logs/$tag.log" | tail -n 1)
+            "$WORK/logs/$tag.log" | tail -n 1 || true)
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$section" "$entity" "$contender" "$run" "$wall" "$user" "$sys" "$rss" "$bytes" "$load" >>"$RESULTS"
