@@ -350,11 +350,13 @@ async fn run_pipeline(
     }
     drop(decoded_tx);
 
+    let mut options = plan.writer.clone();
+    options.plain_columns = plan.schema.unique_columns();
     let parquet = PartitionedWriter::new(
         staging,
         plan.schema.arrow_schema(),
         plan.partition.clone(),
-        plan.writer.clone(),
+        options,
         plan.load_id.clone(),
     )?;
     let source_count = sources.len();

@@ -126,7 +126,7 @@ impl RecordDecoder {
     pub fn new(schema: &EntitySchema, export_id: &str, file: &str) -> Self {
         RecordDecoder {
             schema: schema.arrow_schema(),
-            root: ObjectDecoder::new(&schema.properties, "").with_key("Id"),
+            root: ObjectDecoder::new(&schema.properties, "").with_key(crate::schema::ROW_KEY),
             ctx: RowContext::default(),
             extra: StringBuilder::new(),
             lines: Vec::new(),

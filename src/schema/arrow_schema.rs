@@ -19,6 +19,8 @@ pub const LINEAGE_EXPORT_ID: &str = "_export_id";
 pub const LINEAGE_FILE: &str = "_file";
 /// Lineage column: the row's 1-based line number in its (decompressed) source file.
 pub const LINEAGE_LINE: &str = "_line";
+/// The property that identifies a row of every entity type.
+pub const ROW_KEY: &str = "Id";
 
 impl DataType {
     /// The Arrow type that holds values of this property type.
@@ -50,6 +52,17 @@ pub(crate) fn fields_of(props: &[Property]) -> Vec<Field> {
 }
 
 impl EntitySchema {
+    /// Top-level columns whose values are distinct row by row by their nature: the row key
+    /// and the line number. A Parquet dictionary on them only costs time before the writer
+    /// gives up on it.
+    pub fn unique_columns(&self) -> Vec<String> {
+        [ROW_KEY, LINEAGE_LINE]
+            .into_iter()
+            .filter(|c| *c == LINEAGE_LINE || self.properties.iter().any(|p| p.name == *c))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The Arrow schema of the entity's table: its properties in file order, then the lineage
     /// columns `_extra`, `_export_id`, `_file` and `_line`.
     pub fn arrow_schema(&self) -> SchemaRef {

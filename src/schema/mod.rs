@@ -13,6 +13,7 @@ mod render;
 pub(crate) use arrow_schema::fields_of;
 pub use arrow_schema::{
     DECIMAL_PRECISION, DECIMAL_SCALE, LINEAGE_EXPORT_ID, LINEAGE_EXTRA, LINEAGE_FILE, LINEAGE_LINE,
+    ROW_KEY,
 };
 pub use model::{DataType, EntitySchema, Enum, Property, Reference, SchemaError};
 pub use partition::{Granularity, PartitionField, PartitionSpec};

@@ -156,6 +156,9 @@ pub struct WriterOptions {
     pub max_open_files: usize,
     /// Threads that encode the columns of a row group at once (see [`super::encode`]).
     pub encode_threads: usize,
+    /// Top-level columns written without a dictionary, because their values are all
+    /// distinct (see [`crate::schema::EntitySchema::unique_columns`]).
+    pub plain_columns: Vec<String>,
 }
 
 impl Default for WriterOptions {
@@ -166,6 +169,7 @@ impl Default for WriterOptions {
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             encode_threads: default_encode_threads(),
+            plain_columns: Vec::new(),
         }
     }
 }
@@ -280,10 +284,16 @@ impl PartitionedWriter {
                 "file prefix {file_prefix:?} must be [A-Za-z0-9._-] and not start with '.'"
             )));
         }
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(options.compression.to_parquet()?)
-            .set_max_row_group_row_count(Some(options.row_group_rows))
-            .build();
+            .set_max_row_group_row_count(Some(options.row_group_rows));
+        for column in &options.plain_columns {
+            properties = properties.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(column.as_str()),
+                false,
+            );
+        }
+        let properties = properties.build();
         std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
             action: "creating staging directory",
             path: dir.clone(),
@@ -939,6 +949,42 @@ mod tests {
             let kind = &f.partition[0].1;
             assert!(f.path.starts_with(&format!("Kind_value={kind}/")), "{f:?}");
         }
+    }
+
+    #[test]
+    fn plain_columns_are_written_without_a_dictionary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = WriterOptions {
+            plain_columns: vec!["_line".into()],
+            ..WriterOptions::default()
+        };
+        let mut w = PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            PartitionSpec::default(),
+            options,
+            "l".into(),
+        )
+        .unwrap();
+        w.write(&batch(&[Some("a"); 50], 1)).unwrap();
+        let files = w.finish().unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(tmp.path().join(&files[0].path)).unwrap(),
+        )
+        .unwrap()
+        .metadata()
+        .clone();
+        let group = meta.row_group(0);
+        let dictionary = |name: &str| {
+            let column = group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            column.dictionary_page_offset().is_some()
+        };
+        assert!(dictionary("Kind"), "other columns keep their dictionary");
+        assert!(!dictionary("_line"));
     }
 
     #[test]
