@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench parse` (add `-- --quick` for a fast look).
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use mews_etl::decode::RecordDecoder;
 use mews_etl::framing::{LineBatch, LineFramer, DEFAULT_MAX_LINE_BYTES};
@@ -12,7 +12,10 @@ use mews_etl::generate::{Generator, Variety};
 use mews_etl::input::DEFAULT_BATCH_BYTES;
 use mews_etl::schema::{self, EntitySchema};
 use std::hint::black_box;
-use std::sync::Arc;
+
+#[path = "shared/arrow_json_schema.rs"]
+mod arrow_json_schema;
+use arrow_json_schema::arrow_json_schema;
 
 /// Input size per entity: large enough to dwarf per-batch overheads and to exceed the CPU
 /// caches, small enough to generate in a second or two.
@@ -29,35 +32,7 @@ fn input(schema: &EntitySchema) -> Vec<u8> {
     out
 }
 
-/// The same schema for arrow_json, whose timestamp parser (without the optional chrono-tz
-/// feature) takes a fixed offset rather than the zone name "UTC"; the values are identical.
-fn arrow_json_schema(schema: &EntitySchema) -> SchemaRef {
-    fn fix(dt: &DataType) -> DataType {
-        match dt {
-            DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("+00:00".into())),
-            DataType::Struct(fields) => DataType::Struct(
-                fields
-                    .iter()
-                    .map(|f| Field::new(f.name(), fix(f.data_type()), true))
-                    .collect(),
-            ),
-            DataType::List(f) => {
-                DataType::List(Arc::new(Field::new(f.name(), fix(f.data_type()), true)))
-            }
-            other => other.clone(),
-        }
-    }
-    let _ = TimeUnit::Microsecond;
-    let fields: Vec<Field> = schema
-        .property_arrow_schema()
-        .fields()
-        .iter()
-        .map(|f| Field::new(f.name(), fix(f.data_type()), true))
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
-/// mews-etl: frame into 1 MiB batches, decode each, flush a record batch per line batch
+/// mews-etl: frame into batches of `DEFAULT_BATCH_BYTES`, decode each, flush a record batch per line batch
 /// (as the pipeline does).
 fn mews_etl_decode(schema: &EntitySchema, bytes: &[u8]) -> usize {
     let mut framer = LineFramer::new(DEFAULT_MAX_LINE_BYTES);

@@ -7,13 +7,16 @@
 //! With `arrow_json` last, the same input is decoded by `arrow_json` with the same schema
 //! instead (in `arrow_json_round`), to compare instruction counts under callgrind.
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use mews_etl::decode::RecordDecoder;
 use mews_etl::framing::{LineBatch, LineFramer, DEFAULT_MAX_LINE_BYTES};
 use mews_etl::generate::{Generator, Variety};
 use mews_etl::input::DEFAULT_BATCH_BYTES;
 use mews_etl::schema::EntitySchema;
-use std::sync::Arc;
+
+#[path = "../benches/shared/arrow_json_schema.rs"]
+mod arrow_json_schema;
+use arrow_json_schema::arrow_json_schema;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -63,33 +66,6 @@ fn round(schema: &EntitySchema, bytes: &[u8]) -> usize {
         rows += decoder.flush().batch.num_rows();
     }
     rows
-}
-
-/// The entity's property columns for `arrow_json`, as in `benches/parse.rs`: timestamps with
-/// the fixed offset `+00:00`, which its parser takes without the chrono-tz feature.
-fn arrow_json_schema(schema: &EntitySchema) -> SchemaRef {
-    fn fix(dt: &DataType) -> DataType {
-        match dt {
-            DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("+00:00".into())),
-            DataType::Struct(fields) => DataType::Struct(
-                fields
-                    .iter()
-                    .map(|f| Field::new(f.name(), fix(f.data_type()), true))
-                    .collect(),
-            ),
-            DataType::List(f) => {
-                DataType::List(Arc::new(Field::new(f.name(), fix(f.data_type()), true)))
-            }
-            other => other.clone(),
-        }
-    }
-    let fields: Vec<Field> = schema
-        .property_arrow_schema()
-        .fields()
-        .iter()
-        .map(|f| Field::new(f.name(), fix(f.data_type()), true))
-        .collect();
-    Arc::new(Schema::new(fields))
 }
 
 /// One pass with `arrow_json`, batches of 1024 rows as in the criterion bench.

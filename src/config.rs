@@ -84,6 +84,12 @@ mod tests {
     }
 }
 
+/// Threads per pool (line decoding, Parquet encoding) by default: one per core the process
+/// may use, cgroup CPU limits included.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Parses a duration: plain seconds (`30`, `1.5`) or a number with a unit (`500ms`, `30s`,
 /// `5m`, `6h`).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -53,11 +53,6 @@ pub const JOB_QUEUE_PER_DECODER: usize = 2;
 /// batches that arrive ahead of their turn, at most the number in flight.
 pub const BATCH_QUEUE_PER_DECODER: usize = 2;
 
-/// Decoder threads by default: one per core the process may use.
-pub fn default_decode_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 /// Sources of one load read and decoded at the same time: one per core of the machines
 /// this runs on (two), so that a multi-file export keeps both busy.
 pub const DEFAULT_PARALLEL_SOURCES: usize = 2;

@@ -237,7 +237,7 @@ fn load_settings(args: &LoadArgs) -> Result<Load, Failure> {
     let threads = match args.threads {
         Some(0) => return Err(usage("--threads must be at least 1".into())),
         Some(n) => n,
-        None => mews_etl::convert::default_decode_threads(),
+        None => mews_etl::config::default_threads(),
     };
     Ok(Load {
         budget,

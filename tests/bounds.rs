@@ -5,14 +5,14 @@
 
 mod common;
 
-use arrow::array::{AsArray, RecordBatch};
+use common::{assert_ok, read_table};
+
+use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use mews_etl::framing::{DEFAULT_MAX_LINE_BYTES, OVERSIZED_PREFIX_BYTES};
-use mews_etl::schema;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 const GOOD_A: &str =
     r#"{"Id":"a","PostingDate":"2024-01-31","Value":1.5,"CreatedUtc":"2024-01-31T10:00:00Z"}"#;
@@ -33,38 +33,6 @@ fn spawn_convert(dir: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// The table's rows, in line order.
-fn read_table(out: &Path, table: &str) -> RecordBatch {
-    let schema = schema::find(table).unwrap().arrow_schema();
-    let mut batches = Vec::new();
-    for f in common::parquet_files(&out.join(table)) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        batches.extend(reader.map(Result::unwrap));
-    }
-    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
-    let lines = all
-        .column_by_name("_line")
-        .unwrap()
-        .as_primitive::<Int64Type>();
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_by_key(|&i| lines.value(i as usize));
-    let idx = arrow::array::UInt32Array::from(order);
-    arrow::compute::take_record_batch(&all, &idx).unwrap()
 }
 
 /// `(_line, Id)` of every row, in line order.

@@ -3,15 +3,14 @@
 
 mod common;
 
-use common::parquet_files;
+use common::{assert_ok, parquet_files, read_table};
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use mews_etl::generate::{Generator, Variety};
 use mews_etl::schema::{self, DataType, EntitySchema, Property};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 /// A temporary working directory with an output directory inside.
@@ -66,41 +65,6 @@ impl Env {
 
 fn lineage(line: i64) -> common::ExpectedLineage<'static> {
     common::ExpectedLineage { line, extra: None }
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// All rows of a table as one batch, ordered by source file and line.
-fn read_table(out: &Path, table: &str) -> RecordBatch {
-    let schema = schema::find(table).unwrap().arrow_schema();
-    let mut batches = Vec::new();
-    for f in parquet_files(&out.join(table)) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            batches.push(b.unwrap());
-        }
-    }
-    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
-    let files = all.column_by_name("_file").unwrap().as_string::<i32>();
-    let lines = all
-        .column_by_name("_line")
-        .unwrap()
-        .as_primitive::<Int64Type>();
-    let mut order: Vec<usize> = (0..all.num_rows()).collect();
-    order.sort_by_key(|&i| (files.value(i).to_owned(), lines.value(i)));
-    let idx = arrow::array::UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
-    arrow::compute::take_record_batch(&all, &idx).unwrap()
 }
 
 /// The example rows the API reference shows for an entity: the objects of the first

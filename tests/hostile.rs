@@ -5,7 +5,7 @@
 mod common;
 
 use arrow::array::{Array, AsArray};
-use common::parquet_files;
+use common::{assert_ok, parquet_files};
 use mews_etl::manifest::LoadManifest;
 use mews_etl::schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -62,15 +62,6 @@ impl Env {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
     }
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// Every path under `dir`, links not followed.

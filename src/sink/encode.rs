@@ -130,18 +130,19 @@ impl<W: Write + Send> ParquetFile<W> {
     /// its row limit.
     pub fn write(&mut self, batches: &[RecordBatch]) -> Result<()> {
         let mut pending: Vec<RecordBatch> = Vec::new();
+        // Rows of the row group in progress, those still pending included.
+        let mut in_group = self.group.as_ref().map_or(0, |g| g.rows);
         for batch in batches {
             let mut rest = batch.clone();
             while rest.num_rows() > 0 {
-                let in_group = self.group.as_ref().map_or(0, |g| g.rows)
-                    + pending.iter().map(RecordBatch::num_rows).sum::<usize>();
-                let room = self.row_group_rows - in_group;
-                let n = room.min(rest.num_rows());
+                let n = (self.row_group_rows - in_group).min(rest.num_rows());
                 pending.push(rest.slice(0, n));
                 rest = rest.slice(n, rest.num_rows() - n);
-                if in_group + n >= self.row_group_rows {
+                in_group += n;
+                if in_group >= self.row_group_rows {
                     self.encode(&std::mem::take(&mut pending))?;
                     self.end_row_group()?;
+                    in_group = 0;
                 }
             }
         }

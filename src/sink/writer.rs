@@ -168,15 +168,10 @@ impl Default for WriterOptions {
             max_rows_per_file: DEFAULT_MAX_ROWS_PER_FILE,
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
-            encode_threads: default_encode_threads(),
+            encode_threads: crate::config::default_threads(),
             plain_columns: Vec::new(),
         }
     }
-}
-
-/// Encoding threads by default: one per core the process may use.
-pub fn default_encode_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// One complete Parquet file written by a load, as the manifest records it.

@@ -707,3 +707,38 @@ pub fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// Fails with the exit status, stdout and stderr unless the command succeeded.
+pub fn assert_ok(o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// All rows of the table `<out>/<table>` as one batch, ordered by source file and line.
+pub fn read_table(out: &std::path::Path, table: &str) -> RecordBatch {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let schema = mews_etl::schema::find(table).unwrap().arrow_schema();
+    let mut batches = Vec::new();
+    for f in parquet_files(&out.join(table)) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        batches.extend(reader.map(Result::unwrap));
+    }
+    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    let files = all.column_by_name("_file").unwrap().as_string::<i32>();
+    let lines = all
+        .column_by_name(LINEAGE_LINE)
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let mut order: Vec<usize> = (0..all.num_rows()).collect();
+    order.sort_by_key(|&i| (files.value(i).to_owned(), lines.value(i)));
+    let idx = arrow::array::UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
+    arrow::compute::take_record_batch(&all, &idx).unwrap()
+}
