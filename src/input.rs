@@ -29,9 +29,11 @@ use tokio::sync::mpsc;
 /// starts long before the file is read.
 pub const DEFAULT_BATCH_BYTES: usize = 2 << 20;
 
-/// Read buffer for files and stdin: big enough for few system calls per MiB, and the
-/// unit in which the framer is fed (so a batch overshoots its size by at most this much).
+/// Read buffer for files and stdin: big enough for few system calls per MiB.
 const READ_BUFFER_BYTES: usize = 256 << 10;
+/// Room a batch's buffer has beyond `batch_bytes`, for the line that crosses the mark:
+/// more than any Mews record's line, so the buffer is never reallocated in practice.
+const BATCH_SLACK_BYTES: usize = 64 << 10;
 
 /// Longest magic number looked for (zstd's).
 const MAGIC_BYTES: usize = 4;
@@ -405,7 +407,7 @@ fn classify_read_error(error: io::Error, name: &str, after_bytes: u64) -> InputE
 /// is dropped.
 ///
 /// A batch is sent once its [`LineBatch::len_bytes`] reaches `batch_bytes`, so it may
-/// exceed that by up to one read buffer. Framing runs on the async task: it is a
+/// exceed that by the rest of the line that crosses the mark. Framing runs on the async task: it is a
 /// `memchr` scan and a copy, far cheaper than the read that precedes it. When the receiver
 /// is gone the totals count only the batches it was given.
 pub async fn frame_into(
@@ -416,7 +418,10 @@ pub async fn frame_into(
     tx: mpsc::Sender<LineBatch>,
 ) -> Result<FrameTotals, InputError> {
     let mut framer = LineFramer::new(max_line_bytes);
-    let mut batch = LineBatch::with_capacity(batch_bytes);
+    // Room for a batch and the line that completes it, so that a batch's buffer is
+    // allocated once instead of doubling (and holding twice its bytes) past `batch_bytes`.
+    let capacity = batch_bytes.saturating_add(BATCH_SLACK_BYTES);
+    let mut batch = LineBatch::with_capacity(capacity);
     let mut totals = FrameTotals::default();
     loop {
         let chunk = match reader.fill_buf().await {
@@ -426,12 +431,15 @@ pub async fn frame_into(
         if chunk.is_empty() {
             break;
         }
-        framer.push(chunk, &mut batch);
-        let read = chunk.len();
+        // Only as many bytes as the batch has room for: the rest of the chunk stays in the
+        // reader for the next batch.
+        let room = batch_bytes.saturating_sub(batch.len_bytes()).max(1);
+        let read = chunk.len().min(room);
+        framer.push(&chunk[..read], &mut batch);
         reader.consume(read);
         totals.bytes += read as u64;
         if batch.len_bytes() >= batch_bytes {
-            let full = std::mem::replace(&mut batch, LineBatch::with_capacity(batch_bytes));
+            let full = std::mem::replace(&mut batch, LineBatch::with_capacity(capacity));
             if !send(&tx, full, &mut totals).await {
                 return Ok(totals);
             }
@@ -690,6 +698,34 @@ mod tests {
                 (expected.1, expected.2)
             );
             assert!(batches > 1, "batches were cut");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_size_even_when_reads_are_larger() {
+        let data = sample(5000);
+        let longest = data.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap();
+        let reader = BufReader::with_capacity(64 << 10, io::Cursor::new(data.clone()));
+        let (tx, mut rx) = mpsc::channel::<LineBatch>(1);
+        let consumer = tokio::spawn(async move {
+            let mut sizes = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                sizes.push((batch.len_bytes(), batch.data.capacity()));
+            }
+            sizes
+        });
+        frame_into(reader, "mem", DEFAULT_MAX_LINE_BYTES, 1000, tx)
+            .await
+            .unwrap();
+        let sizes = consumer.await.unwrap();
+        assert!(sizes.len() > 10, "{sizes:?}");
+        for (bytes, capacity) in sizes {
+            assert!(bytes < 1000 + longest, "{bytes} bytes in a batch of 1000");
+            assert_eq!(
+                capacity,
+                1000 + BATCH_SLACK_BYTES,
+                "the buffer was never regrown"
+            );
         }
     }
 

@@ -60,6 +60,9 @@ impl EncodePool {
 /// that many row groups in progress at once stay within the writer's memory budget.
 pub const COLUMN_WRITER_OVERHEAD: usize = 512 * 1024;
 
+/// Rows handed to a column writer per call (see [`ParquetFile::write`]).
+pub const ENCODE_SLICE_ROWS: usize = 1024;
+
 /// A Parquet file being written, one row group at a time, its columns encoded in parallel.
 pub struct ParquetFile<W: Write + Send> {
     writer: SerializedFileWriter<W>,
@@ -181,8 +184,19 @@ impl<W: Write + Send> ParquetFile<W> {
         }
         self.pool
             .map(tasks, |(field, i, writers)| {
-                for batch in batches {
-                    let leaves = compute_leaves(&field, batch.column(i))?;
+                // In slices: the parquet crate converts a whole call's decimals into
+                // one heap allocation per value before encoding them, so the call size
+                // bounds that transient memory.
+                let slices = batches.iter().flat_map(|batch| {
+                    let column = batch.column(i);
+                    (0..column.len())
+                        .step_by(ENCODE_SLICE_ROWS)
+                        .map(move |start| {
+                            column.slice(start, ENCODE_SLICE_ROWS.min(column.len() - start))
+                        })
+                });
+                for column in slices {
+                    let leaves = compute_leaves(&field, &column)?;
                     if leaves.len() != writers.len() {
                         return Err(ParquetError::General(format!(
                             "column {} has {} leaves, expected {}",
