@@ -11,6 +11,7 @@
 //! time, so an expensive column (a long string) does not hold back the others. With one
 //! thread the work stays on the caller's thread.
 
+use super::spill::SpillPages;
 use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_writer::{
@@ -22,6 +23,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Threads that encode the columns of row groups, shared by all the files of a load.
@@ -74,6 +76,8 @@ pub struct ParquetFile<W: Write + Send> {
     pool: Arc<EncodePool>,
     group: Option<RowGroup>,
     rows: u64,
+    /// Where completed pages wait for the end of their row group; `None`: on the heap.
+    spill: Option<Arc<SpillPages>>,
 }
 
 /// The row group in progress: one column writer per leaf column.
@@ -114,7 +118,17 @@ impl<W: Write + Send> ParquetFile<W> {
             pool,
             group: None,
             rows: 0,
+            spill: None,
         })
+    }
+
+    /// Keeps the completed pages of each row group in an unnamed temporary file in `dir`
+    /// until the group ends (see [`super::spill`]), instead of on the heap.
+    pub fn spill_pages_to(mut self, dir: PathBuf) -> Self {
+        let spill = Arc::new(SpillPages::new(dir));
+        self.factory = self.factory.with_page_store_factory(spill.clone());
+        self.spill = Some(spill);
+        self
     }
 
     /// Rows written to the file so far, the row group in progress included.
@@ -235,6 +249,9 @@ impl<W: Write + Send> ParquetFile<W> {
             chunk.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
+        if let Some(spill) = &self.spill {
+            spill.end_row_group();
+        }
         Ok(())
     }
 
@@ -321,11 +338,24 @@ mod tests {
     }
 
     fn write(threads: usize, group_rows: usize, batches: &[Vec<RecordBatch>]) -> Vec<u8> {
+        write_to(threads, group_rows, batches, None)
+    }
+
+    fn write_to(
+        threads: usize,
+        group_rows: usize,
+        batches: &[Vec<RecordBatch>],
+        spill: Option<&std::path::Path>,
+    ) -> Vec<u8> {
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(group_rows))
+            .set_data_page_row_count_limit(64)
             .build();
         let pool = Arc::new(EncodePool::new(threads).unwrap());
         let mut file = ParquetFile::try_new(Vec::new(), schema(), props, pool).unwrap();
+        if let Some(dir) = spill {
+            file = file.spill_pages_to(dir.into());
+        }
         for call in batches {
             file.write(call).unwrap();
         }
@@ -363,6 +393,16 @@ mod tests {
         let all = arrow::compute::concat_batches(&schema(), &batches).unwrap();
         let expected = arrow::compute::concat_batches(&schema(), &[batch(0, 1016)]).unwrap();
         assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn spilled_pages_make_the_same_file() {
+        let calls = vec![vec![batch(0, 300)], vec![batch(300, 700)]];
+        let dir = tempfile::tempdir().unwrap();
+        let in_memory = write(2, 256, &calls);
+        let spilled = write_to(2, 256, &calls, Some(dir.path()));
+        assert_eq!(in_memory, spilled, "byte-identical output");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! - [`partition`] — partition values of each row and their escaping into directory names.
 //! - [`encode`] — [`encode::ParquetFile`]: one Parquet file, its columns encoded on several
 //!   threads.
+//! - [`spill`] — [`spill::SpillPages`]: a row group's encoded pages in a temporary file
+//!   until the group ends, so that its memory does not grow with its rows.
 //! - [`writer`] — [`PartitionedWriter`]: one rolling Parquet file per partition, with a
 //!   cap on open files and on buffered bytes.
 
 pub mod encode;
 pub mod partition;
+pub mod spill;
 pub mod writer;
 
 pub use partition::{

@@ -674,6 +674,7 @@ impl PartitionedWriter {
             (*self.properties).clone(),
             self.pool.clone(),
         )
+        .map(|writer| writer.spill_pages_to(dir.clone()))
         .map_err(|source| SinkError::Parquet {
             path: path.clone(),
             partition: state.rel_dir.clone(),
