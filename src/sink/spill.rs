@@ -1,5 +1,13 @@
-//! [`SpillPages`]: the encoded pages of a row group in progress, kept in an unnamed
-//! temporary file instead of memory.
+//! Temporary files that keep memory flat while Parquet files are written:
+//! - [`SpillPages`]: the encoded pages of a row group in progress;
+//! - [`SpilledRows`]: rows of a partition waiting for enough company to make a whole row
+//!   group.
+//!
+//! Both are unnamed files in the directory of the Parquet files being written, so they
+//! cost space where the output goes anyway and nothing is left behind even by a crash
+//! (`O_TMPFILE`, or removed right after creation).
+//!
+//! ## Pages
 //!
 //! Parquet stores each column chunk contiguously, while rows arrive with all columns
 //! interleaved, so a writer holds every completed page of the row group in progress until
@@ -8,17 +16,29 @@
 //! size, for the price of writing the compressed pages once more and reading them back
 //! (they are still in the page cache by then).
 //!
-//! The file is created in the directory of the Parquet file being written, so it costs
-//! space where the output goes anyway, and unnamed (`O_TMPFILE`, or removed right after
-//! creation), so nothing is left behind even by a crash. One file serves all the columns
-//! of one row group; it is dropped when the group ends.
+//! One file serves all the columns of one row group; it is dropped when the group ends.
+//!
+//! ## Rows
+//!
+//! Rows of a partitioned export arrive in no order of partition. Written as they come, a
+//! partition's row groups would be as small as the memory budget divided by the number of
+//! partitions (a few thousand rows over three years of months), slow to write and to read.
+//! Instead, a partition's gathered rows are set aside in its own file, as Arrow IPC
+//! streams (a copy of the buffers, no encoding), until they make a whole row group, and
+//! read back one batch at a time as that row group is written.
 
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{PageKey, PageStore, PageStoreArgs, PageStoreFactory};
 use parquet::errors::{ParquetError, Result};
 use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -137,6 +157,94 @@ fn io_error(action: String, error: std::io::Error) -> ParquetError {
     ParquetError::External(format!("{action}: {error}").into())
 }
 
+/// Rows of one partition set aside in an unnamed temporary file, oldest first.
+pub struct SpilledRows {
+    file: Arc<File>,
+    schema: SchemaRef,
+    /// Byte range of each IPC stream written, oldest first.
+    segments: Vec<(u64, u64)>,
+    end: u64,
+    rows: usize,
+}
+
+impl SpilledRows {
+    /// An empty set of rows of `schema`, in a new unnamed file in `dir`.
+    pub fn create(dir: &Path, schema: SchemaRef) -> std::io::Result<Self> {
+        Ok(SpilledRows {
+            file: Arc::new(tempfile::tempfile_in(dir)?),
+            schema,
+            segments: Vec::new(),
+            end: 0,
+            rows: 0,
+        })
+    }
+
+    /// Rows set aside so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends `batch` (of the schema given at creation) after the rows already set aside.
+    pub fn append(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let mut file: &File = &self.file;
+        // Writes go to the file's own position, always its end: reads use positioned reads
+        // and never move it.
+        let mut writer =
+            StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)?;
+        writer.write(batch)?;
+        writer.finish()?;
+        writer.into_inner()?.flush()?;
+        let end = file.stream_position()?;
+        self.segments.push((self.end, end - self.end));
+        self.end = end;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// The rows set aside, in the order they were appended, read back one batch at a time;
+    /// the file is closed (and its space freed) when the iterator is dropped.
+    pub fn into_batches(self) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> {
+        let file = self.file;
+        self.segments.into_iter().flat_map(move |(start, len)| {
+            let segment = BufReader::with_capacity(
+                1 << 20,
+                Segment {
+                    file: file.clone(),
+                    at: start,
+                    end: start + len,
+                },
+            );
+            match StreamReader::try_new(segment, None) {
+                Ok(reader) => Box::new(reader) as Box<dyn Iterator<Item = _>>,
+                Err(error) => Box::new(std::iter::once(Err(error))),
+            }
+        })
+    }
+}
+
+/// One IPC stream inside a [`SpilledRows`] file, read with positioned reads.
+struct Segment {
+    file: Arc<File>,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Segment {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let len = buf.len().min(room);
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..len], self.at)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +287,51 @@ mod tests {
         let pages = SpillPages::new("/nonexistent/spill".into());
         let error = pages.store().err().unwrap().to_string();
         assert!(error.contains("/nonexistent/spill"), "{error}");
+    }
+
+    #[test]
+    fn spilled_rows_come_back_in_order() {
+        use arrow::array::{Int64Array, ListArray, StringArray};
+        use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new(
+                "l",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+                true,
+            ),
+        ]));
+        let batch = |first: i64, rows: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter(
+                        (first..first + rows).map(|i| (i % 3 != 0).then(|| format!("row {i}"))),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(first..first + rows)),
+                    Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
+                        (first..first + rows).map(|i| (i % 2 == 0).then(|| vec![Some(i), None])),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut spilled = SpilledRows::create(dir.path(), schema.clone()).unwrap();
+        let written = [batch(0, 10), batch(10, 1), batch(11, 5000).slice(100, 300)];
+        for b in &written {
+            spilled.append(b).unwrap();
+        }
+        assert_eq!(spilled.rows(), 311);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "unnamed");
+        let back: Vec<RecordBatch> = spilled.into_batches().map(Result::unwrap).collect();
+        assert_eq!(back, written);
+    }
+
+    #[test]
+    fn a_spill_file_in_a_missing_directory_is_an_error() {
+        let schema = Arc::new(arrow::datatypes::Schema::empty());
+        assert!(SpilledRows::create(Path::new("/nonexistent/spill"), schema).is_err());
     }
 }

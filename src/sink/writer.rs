@@ -8,11 +8,15 @@
 //!   every [`WRITE_THROUGH_ROWS`] rows, so little is held in Arrow form; the row group ends
 //!   at [`WriterOptions::row_group_rows`], or early when its memory passes
 //!   [`ENCODED_BYTES_BUDGET`];
-//! - a partitioned table gathers each partition's rows in Arrow form and writes them as one
-//!   whole row group (at most one in progress at a time) when they reach
-//!   [`WriterOptions::row_group_rows`], or, for the largest partition, when the rows
-//!   gathered in all partitions pass [`BUFFERED_BYTES_BUDGET`]; a file between row groups
-//!   holds no per-column buffers;
+//! - a partitioned table gathers each partition's rows in Arrow form; when the rows
+//!   gathered in all partitions pass [`WriterOptions::buffered_bytes_budget`], the largest partition's
+//!   rows are set aside on disk ([`super::spill::SpilledRows`]). A partition is written as
+//!   whole row groups (one in progress at a time, its rows set aside read back a batch at a
+//!   time) once it has [`WriterOptions::row_group_rows`] rows, and its last rows at the
+//!   end, so row groups are full whatever the number of partitions; a file between row
+//!   groups holds no per-column buffers. At most [`WriterOptions::max_open_files`]
+//!   partitions have rows set aside (one file each); past that bound, the largest
+//!   partition's rows are written as a smaller row group instead;
 //! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
 //!   opening one more closes the least recently used, whose partition continues in a new
 //!   file. Files roll over at [`WriterOptions::max_rows_per_file`].
@@ -20,8 +24,9 @@
 //! Every file keeps all columns, partition columns included: directory names serve pruning
 //! (and may be escaped or truncated), while the exact values stay in the data.
 
-use super::encode::{EncodePool, ParquetFile};
+use super::encode::{EncodePool, ParquetFile, ENCODE_SLICE_ROWS};
 use super::partition::{partition_rows, PartitionKey};
+use super::spill::SpilledRows;
 use super::SinkError;
 use crate::schema::PartitionSpec;
 use arrow::array::UInt32Array;
@@ -52,9 +57,8 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 /// of the CPU, and every reader decodes it.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-/// Arrow bytes of rows gathered in all partitions and not yet encoded; past it, the largest
-/// partition's rows are written early, as a smaller row group. Enough for a few thousand
-/// rows of each of a few dozen partitions of a wide entity.
+/// Arrow bytes of rows gathered in memory in all partitions; past it, the largest
+/// partition's rows are set aside on disk until the partition has a whole row group.
 pub const BUFFERED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Rows of an unpartitioned table gathered before they are encoded into the row group in
@@ -159,6 +163,9 @@ pub struct WriterOptions {
     /// Top-level columns written without a dictionary, because their values are all
     /// distinct (see [`crate::schema::EntitySchema::unique_columns`]).
     pub plain_columns: Vec<String>,
+    /// Arrow bytes of rows gathered in memory in all partitions before the largest
+    /// partition's are set aside on disk (default [`BUFFERED_BYTES_BUDGET`]).
+    pub buffered_bytes_budget: usize,
 }
 
 impl Default for WriterOptions {
@@ -170,6 +177,7 @@ impl Default for WriterOptions {
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             encode_threads: crate::config::default_threads(),
             plain_columns: Vec::new(),
+            buffered_bytes_budget: BUFFERED_BYTES_BUDGET,
         }
     }
 }
@@ -207,6 +215,10 @@ pub struct PartitionedWriter {
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Number of partitions with an open file (≤ `max_open_files`).
     open_files: usize,
+    /// Number of partitions with rows set aside on disk (≤ `max_open_files`).
+    spill_files: usize,
+    /// Rows set aside on disk over the load, for the log.
+    spilled_rows: u64,
     /// Encoded bytes of the row groups in progress in all open files.
     encoded_bytes: usize,
     /// Highest `buffered_bytes` and `encoded_bytes` seen, for the log.
@@ -237,6 +249,8 @@ struct PartitionState {
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     pending_bytes: usize,
+    /// Older rows of the partition set aside on disk (partitioned tables only).
+    spilled: Option<SpilledRows>,
 }
 
 struct OpenFile {
@@ -327,6 +341,8 @@ impl PartitionedWriter {
             partitions: HashMap::new(),
             open_files: 0,
             encoded_bytes: 0,
+            spill_files: 0,
+            spilled_rows: 0,
             peak_buffered_bytes: 0,
             peak_encoded_bytes: 0,
             incoming: Vec::new(),
@@ -399,11 +415,11 @@ impl PartitionedWriter {
         let pending: Vec<PartitionKey> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.pending_rows > 0)
+            .filter(|(_, s)| s.pending_rows > 0 || s.spilled.is_some())
             .map(|(k, _)| k.clone())
             .collect();
         for key in pending {
-            self.write_pending(&key)?;
+            self.write_pending(&key, false)?;
         }
         let keys: Vec<PartitionKey> = self
             .partitions
@@ -429,6 +445,7 @@ impl PartitionedWriter {
             partitions = self.partitions.len(),
             peak_gathered_mib = self.peak_buffered_bytes >> 20,
             peak_row_groups_mib = self.peak_encoded_bytes >> 20,
+            rows_set_aside = self.spilled_rows,
             "Parquet files written"
         );
         Ok(self.written)
@@ -477,6 +494,7 @@ impl PartitionedWriter {
                 pending: Vec::new(),
                 pending_rows: 0,
                 pending_bytes: 0,
+                spilled: None,
             };
             self.partitions.insert(key.clone(), state);
         }
@@ -496,10 +514,10 @@ impl PartitionedWriter {
         } else {
             self.options.row_group_rows
         };
-        if state.pending_rows >= threshold {
-            self.write_pending(&key)?;
+        if state.pending_rows + state.spilled.as_ref().map_or(0, SpilledRows::rows) >= threshold {
+            self.write_pending(&key, true)?;
         }
-        while self.buffered_bytes > BUFFERED_BYTES_BUDGET {
+        while self.buffered_bytes > self.options.buffered_bytes_budget {
             let largest = self
                 .partitions
                 .iter()
@@ -507,7 +525,17 @@ impl PartitionedWriter {
                 .max_by_key(|(_, s)| s.pending_bytes)
                 .map(|(k, _)| k.clone());
             match largest {
-                Some(k) => self.write_pending(&k)?,
+                // Set aside until the partition has a whole row group, while the number of
+                // spill files stays within the file-handle bound; past it, a smaller row
+                // group is written instead.
+                Some(k)
+                    if !self.spec.fields.is_empty()
+                        && (self.partitions[&k].spilled.is_some()
+                            || self.spill_files < self.options.max_open_files) =>
+                {
+                    self.spill_pending(&k)?
+                }
+                Some(k) => self.write_pending(&k, false)?,
                 None => break,
             }
         }
@@ -527,18 +555,69 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Encodes a partition's gathered rows into its file's row group in progress, rolling
-    /// files over at `max_rows_per_file`.
-    fn write_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+    /// Sets a partition's gathered rows aside on disk, as one batch.
+    fn spill_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+        let batches = self.take_pending(key);
+        let rows = self.combine(key, batches)?;
         let state = self.partitions.get_mut(key).expect("known partition");
-        let batches = std::mem::take(&mut state.pending);
+        if state.spilled.is_none() {
+            let dir = self.dir.join(&state.rel_dir);
+            if !dir.is_dir() {
+                std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+                    action: "creating partition directory",
+                    path: dir.clone(),
+                    source,
+                })?;
+                let mut d = dir.as_path();
+                while d != self.dir {
+                    self.created_dirs.insert(d.to_path_buf());
+                    d = d.parent().expect("inside the staging directory");
+                }
+            }
+            let spilled =
+                SpilledRows::create(&dir, self.schema.clone()).map_err(|source| SinkError::Io {
+                    action: "creating a temporary file for gathered rows in",
+                    path: dir,
+                    source,
+                })?;
+            state.spilled = Some(spilled);
+            self.spill_files += 1;
+        }
+        for batch in rows {
+            self.spilled_rows += batch.num_rows() as u64;
+            state
+                .spilled
+                .as_mut()
+                .expect("created above")
+                .append(&batch)
+                .map_err(|source| SinkError::Arrow {
+                    partition: state.rel_dir.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Takes a partition's gathered rows out of the budget.
+    fn take_pending(&mut self, key: &PartitionKey) -> Vec<RecordBatch> {
+        let state = self.partitions.get_mut(key).expect("known partition");
         self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
         state.pending_rows = 0;
         state.pending_bytes = 0;
-        // Pieces of many decoded batches (a few rows each when rows spread over many
-        // partitions) become one batch: the encoder's per-call and per-array costs are then
-        // paid once per column instead of once per piece.
-        let batches = if batches.len() > 1 {
+        std::mem::take(&mut state.pending)
+    }
+
+    /// Pieces of many decoded batches (a few rows each when rows spread over many
+    /// partitions) become one batch: the encoder's per-call and per-array costs are then
+    /// paid once per column instead of once per piece. Pieces as large as the encoder's
+    /// calls anyway (whole decoded batches, unpartitioned) are not worth the copy.
+    fn combine(
+        &self,
+        key: &PartitionKey,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>, SinkError> {
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if batches.len() > 1 && total / batches.len() < ENCODE_SLICE_ROWS {
             let rows =
                 arrow::compute::concat_batches(&self.schema, &batches).map_err(|source| {
                     SinkError::Arrow {
@@ -546,10 +625,89 @@ impl PartitionedWriter {
                         source,
                     }
                 })?;
-            vec![rows]
+            Ok(vec![rows])
         } else {
-            batches
-        };
+            Ok(batches)
+        }
+    }
+
+    /// Writes a partition's rows set aside and gathered, oldest first, into its file's
+    /// row group in progress, rolling files over at `max_rows_per_file`. With
+    /// `whole_groups`, only whole row groups are written and the rest stays gathered.
+    fn write_pending(&mut self, key: &PartitionKey, whole_groups: bool) -> Result<(), SinkError> {
+        let batches = self.take_pending(key);
+        let batches = self.combine(key, batches)?;
+        let state = self.partitions.get_mut(key).expect("known partition");
+        let spilled = state.spilled.take();
+        if spilled.is_some() {
+            self.spill_files -= 1;
+        }
+        let spilled_rows = spilled.as_ref().map_or(0, SpilledRows::rows);
+        let total = spilled_rows + batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        let group = self.options.row_group_rows;
+        let mut limit = total;
+        if whole_groups && !self.spec.fields.is_empty() {
+            limit = total / group * group;
+        }
+        let rel_dir = state.rel_dir.clone();
+        let older = spilled.into_iter().flat_map(SpilledRows::into_batches);
+        let mut written = 0;
+        let mut rest = Vec::new();
+        // Rows go to the encoder a few thousand at a time: few calls, little held at once.
+        let mut chunk = Vec::new();
+        let mut chunk_rows = 0;
+        for rows in older.chain(batches.into_iter().map(Ok)) {
+            let rows = rows.map_err(|source| SinkError::Arrow {
+                partition: rel_dir.clone(),
+                source,
+            })?;
+            let take = rows.num_rows().min(limit - written);
+            if take < rows.num_rows() {
+                rest.push(rows.slice(take, rows.num_rows() - take));
+            }
+            if take > 0 {
+                chunk.push(rows.slice(0, take));
+                chunk_rows += take;
+                written += take;
+            }
+            if chunk_rows >= WRITE_THROUGH_ROWS {
+                self.write_rows(key, std::mem::take(&mut chunk))?;
+                chunk_rows = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            self.write_rows(key, chunk)?;
+        }
+        if !rest.is_empty() {
+            // A copy of the rows kept, so that they do not hold a whole batch's buffers.
+            let kept = arrow::compute::concat_batches(&self.schema, &rest).map_err(|source| {
+                SinkError::Arrow {
+                    partition: rel_dir.clone(),
+                    source,
+                }
+            })?;
+            let bytes = kept.get_array_memory_size();
+            let state = self.partitions.get_mut(key).expect("known partition");
+            state.pending_rows = kept.num_rows();
+            state.pending_bytes = bytes;
+            state.pending = vec![kept];
+            self.buffered_bytes += bytes;
+        }
+        self.measure_group(key);
+        if self.spec.fields.is_empty() {
+            Ok(())
+        } else {
+            self.end_row_group(key)
+        }
+    }
+
+    /// Encodes rows into a partition's file, opening files as needed and rolling them over
+    /// at `max_rows_per_file`.
+    fn write_rows(
+        &mut self,
+        key: &PartitionKey,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), SinkError> {
         let mut queue: std::collections::VecDeque<RecordBatch> = batches.into();
         while !queue.is_empty() {
             if self.partitions[key].open.is_none() {
@@ -586,12 +744,7 @@ impl PartitionedWriter {
                 self.close_file(key)?;
             }
         }
-        self.measure_group(key);
-        if self.spec.fields.is_empty() {
-            Ok(())
-        } else {
-            self.end_row_group(key)
-        }
+        Ok(())
     }
 
     /// Ends the row group in progress in a partition's file.
@@ -917,6 +1070,116 @@ mod tests {
             meta.num_row_groups(),
             2,
             "row groups of row_group_rows rows"
+        );
+    }
+
+    /// Files written, the lines of each, and the row-group sizes of each.
+    type Spread = (
+        Vec<WrittenFile>,
+        BTreeMap<String, Vec<i64>>,
+        BTreeMap<String, Vec<i64>>,
+    );
+
+    /// Writes `rounds` batches of SPLIT_ROWS rows spread over `kinds` partitions with a
+    /// tiny memory budget; returns the files, the lines of each, and the row-group sizes.
+    fn write_spread(kinds: &[&str], rounds: usize, options: WriterOptions) -> Spread {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = PartitionedWriter::new(
+            tmp.path().into(),
+            schema(),
+            kind_spec(),
+            options,
+            "s".into(),
+        )
+        .unwrap();
+        let mut line = 1;
+        for round in 0..rounds {
+            let rows: Vec<Option<&str>> = (0..SPLIT_ROWS)
+                .map(|i| Some(kinds[(i * 7 + round) % kinds.len()]))
+                .collect();
+            w.write(&batch(&rows, line)).unwrap();
+            line += SPLIT_ROWS as i64;
+        }
+        let files = w.finish().unwrap();
+        let lines = read_lines(tmp.path(), &files);
+        let mut groups = BTreeMap::new();
+        for f in &files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(
+                File::open(tmp.path().join(&f.path)).unwrap(),
+            )
+            .unwrap();
+            let sizes = reader
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows())
+                .collect();
+            groups.insert(f.path.clone(), sizes);
+        }
+        let mut left: Vec<PathBuf> = walk(tmp.path());
+        left.retain(|p| p.extension().is_none_or(|e| e != "parquet"));
+        assert!(
+            left.is_empty(),
+            "nothing but Parquet files is left: {left:?}"
+        );
+        (files, lines, groups)
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn partitions_over_the_budget_are_set_aside_and_written_as_whole_row_groups() {
+        let kinds = ["a", "b", "c", "d", "e", "f"];
+        let options = WriterOptions {
+            row_group_rows: 1000,
+            buffered_bytes_budget: 16 * 1024,
+            ..WriterOptions::default()
+        };
+        let (files, lines, groups) = write_spread(&kinds, 5, options);
+        assert_eq!(files.len(), kinds.len(), "one file per partition");
+        let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+        for partition in lines.values() {
+            assert!(
+                partition.is_sorted(),
+                "rows keep their order in a partition"
+            );
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=5 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+        for (path, sizes) in &groups {
+            let (last, whole) = sizes.split_last().unwrap();
+            assert!(whole.iter().all(|&n| n == 1000), "{path}: {sizes:?}");
+            assert!(*last <= 1000 && *last > 0, "{path}: {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn rows_set_aside_in_more_partitions_than_files_allowed_are_still_written_once() {
+        let kinds = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let options = WriterOptions {
+            row_group_rows: 1000,
+            max_open_files: 2,
+            buffered_bytes_budget: 16 * 1024,
+            ..WriterOptions::default()
+        };
+        let (_, lines, groups) = write_spread(&kinds, 4, options);
+        let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=4 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+        assert!(
+            groups.values().flatten().any(|&n| n < 1000),
+            "past the bound on spill files, smaller row groups are written: {groups:?}"
         );
     }
 
