@@ -29,8 +29,6 @@ use super::partition::{partition_rows, PartitionKey};
 use super::spill::SpilledRows;
 use super::SinkError;
 use crate::schema::PartitionSpec;
-use arrow::array::UInt32Array;
-use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
@@ -65,7 +63,7 @@ pub const BUFFERED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 /// progress: enough that per-call encoding overheads vanish, few enough to stay a few MiB.
 pub const WRITE_THROUGH_ROWS: usize = 8 * 1024;
 
-/// Rows combined before a batch is split by partition: a few thousand, so that even rows
+/// Rows of incoming batches split by partition at once: a few thousand, so that even rows
 /// spread over dozens of partitions make parts of a hundred rows or more.
 pub const SPLIT_ROWS: usize = 4096;
 
@@ -355,8 +353,8 @@ impl PartitionedWriter {
 
     /// Splits `batch` by partition and gathers each part for its partition's file.
     ///
-    /// When the table is partitioned, batches are first combined into [`SPLIT_ROWS`] rows,
-    /// so that splitting copies a few large parts rather than many tiny ones.
+    /// When the table is partitioned, batches wait until they hold [`SPLIT_ROWS`] rows, so
+    /// that splitting copies a few large parts rather than many tiny ones.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -373,37 +371,49 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Splits the combined incoming batches by partition.
+    /// Splits the incoming batches by partition: each partition's rows are gathered from
+    /// all of them in one copy.
     fn split_incoming(&mut self) -> Result<(), SinkError> {
         let batches = std::mem::take(&mut self.incoming);
         self.incoming_rows = 0;
-        let batch = match batches.len() {
-            0 => return Ok(()),
-            1 => batches.into_iter().next().expect("one batch"),
-            _ => arrow::compute::concat_batches(&self.schema, &batches).map_err(|source| {
-                SinkError::Arrow {
-                    partition: String::new(),
-                    source,
-                }
-            })?,
-        };
-        let parts = partition_rows(&batch, &self.spec)?;
-        if parts.keys.len() == 1 {
-            // A batch within one partition (one month, say): no copy.
-            let key = parts.keys.into_iter().next().expect("one key");
-            return self.append(key, batch);
+        if batches.len() == 1 {
+            let parts = partition_rows(&batches[0], &self.spec)?;
+            if parts.keys.len() == 1 {
+                // A batch within one partition (one month, say): no copy.
+                let key = parts.keys.into_iter().next().expect("one key");
+                let batch = batches.into_iter().next().expect("one batch");
+                return self.append(key, batch);
+            }
         }
-        let mut indices: Vec<Vec<u32>> = vec![Vec::new(); parts.keys.len()];
-        for (row, &k) in parts.rows.iter().enumerate() {
-            indices[k as usize].push(row as u32);
-        }
-        for (key, rows) in parts.keys.into_iter().zip(indices) {
-            let part = take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|source| {
-                SinkError::Arrow {
-                    partition: key.relative_dir(),
-                    source,
+        // Partitions in order of first appearance, each with its rows' (batch, row).
+        let mut order: Vec<PartitionKey> = Vec::new();
+        let mut rows_of: HashMap<PartitionKey, Vec<(usize, usize)>> = HashMap::new();
+        for (b, batch) in batches.iter().enumerate() {
+            let parts = partition_rows(batch, &self.spec)?;
+            let mut slots: Vec<Vec<(usize, usize)>> = vec![Vec::new(); parts.keys.len()];
+            for (row, &k) in parts.rows.iter().enumerate() {
+                slots[k as usize].push((b, row));
+            }
+            for (key, rows) in parts.keys.into_iter().zip(slots) {
+                match rows_of.get_mut(&key) {
+                    Some(all) => all.extend(rows),
+                    None => {
+                        order.push(key.clone());
+                        rows_of.insert(key, rows);
+                    }
                 }
-            })?;
+            }
+        }
+        let sources: Vec<&RecordBatch> = batches.iter().collect();
+        for key in order {
+            let rows = rows_of.remove(&key).expect("listed above");
+            let part =
+                arrow::compute::interleave_record_batch(&sources, &rows).map_err(|source| {
+                    SinkError::Arrow {
+                        partition: key.relative_dir(),
+                        source,
+                    }
+                })?;
             self.append(key, part)?;
         }
         Ok(())
