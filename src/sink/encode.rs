@@ -57,11 +57,6 @@ impl EncodePool {
     }
 }
 
-/// Memory of a column writer that its own count leaves out, mostly the compression
-/// codec's context (a zstd context for 1 MiB pages holds several hundred KiB); counted so
-/// that many row groups in progress at once stay within the writer's memory budget.
-pub const COLUMN_WRITER_OVERHEAD: usize = 512 * 1024;
-
 /// Rows handed to a column writer per call (see [`ParquetFile::write`]).
 pub const ENCODE_SLICE_ROWS: usize = 1024;
 
@@ -239,6 +234,16 @@ impl<W: Write + Send> ParquetFile<W> {
         let Some(group) = self.group.take() else {
             return Ok(());
         };
+        tracing::trace!(
+            rows = group.rows,
+            memory_kib = group
+                .writers
+                .iter()
+                .map(ArrowColumnWriter::memory_size)
+                .sum::<usize>()
+                >> 10,
+            "row group complete"
+        );
         let chunks: Vec<ArrowColumnChunk> = self
             .pool
             .map(group.writers, ArrowColumnWriter::close)

@@ -67,10 +67,10 @@ pub const WRITE_THROUGH_ROWS: usize = 8 * 1024;
 /// spread over dozens of partitions make parts of a hundred rows or more.
 pub const SPLIT_ROWS: usize = 4096;
 
-/// Memory of the row group in progress (encoded pages, dictionaries, codec contexts: see
-/// [`super::encode::ParquetFile::memory_size`]); past it, the row group ends early. Most of
-/// a full row group of a wide entity fits (128 Ki order items hold ≈ 30 MiB of pages and
-/// ≈ 40 MiB of per-column state).
+/// Memory of the row group in progress as the parquet crate counts it (dictionaries, page
+/// buffers; completed pages wait on disk, see [`super::spill`]); past it, the row group
+/// ends early. A full row group of a wide entity stays well inside it (128 Ki order items:
+/// ≈ 32 MiB).
 pub const ENCODED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Parquet compression codec of the written files.
