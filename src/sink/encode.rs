@@ -47,7 +47,11 @@ impl EncodePool {
     }
 
     /// Applies `f` to every item, one item per task; results come back in item order.
-    fn map<T: Send, R: Send>(&self, items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    pub(crate) fn map<T: Send, R: Send>(
+        &self,
+        items: Vec<T>,
+        f: impl Fn(T) -> R + Sync + Send,
+    ) -> Vec<R> {
         match &self.pool {
             Some(pool) if items.len() > 1 => {
                 pool.install(|| items.into_par_iter().with_max_len(1).map(f).collect())

@@ -404,16 +404,25 @@ impl PartitionedWriter {
                 }
             }
         }
+        // The copies are independent, and the encoding threads idle while rows are only
+        // being gathered: they make the parts.
         let sources: Vec<&RecordBatch> = batches.iter().collect();
-        for key in order {
-            let rows = rows_of.remove(&key).expect("listed above");
-            let part =
-                arrow::compute::interleave_record_batch(&sources, &rows).map_err(|source| {
-                    SinkError::Arrow {
-                        partition: key.relative_dir(),
-                        source,
-                    }
-                })?;
+        let work: Vec<(PartitionKey, Vec<(usize, usize)>)> = order
+            .into_iter()
+            .map(|key| {
+                let rows = rows_of.remove(&key).expect("listed above");
+                (key, rows)
+            })
+            .collect();
+        let parts = self.pool.map(work, |(key, rows)| {
+            let part = arrow::compute::interleave_record_batch(&sources, &rows);
+            (key, part)
+        });
+        for (key, part) in parts {
+            let part = part.map_err(|source| SinkError::Arrow {
+                partition: key.relative_dir(),
+                source,
+            })?;
             self.append(key, part)?;
         }
         Ok(())
