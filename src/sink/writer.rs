@@ -57,7 +57,7 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 /// Arrow bytes of rows gathered in memory in all partitions; past it, the largest
 /// partition's rows are set aside on disk until the partition has a whole row group.
-pub const BUFFERED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
+pub const BUFFERED_BYTES_BUDGET: usize = 32 * 1024 * 1024;
 
 /// Rows of an unpartitioned table gathered before they are encoded into the row group in
 /// progress: enough that per-call encoding overheads vanish, few enough to stay a few MiB.
