@@ -524,15 +524,7 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
 fn an_independent_reader_loads_the_output() {
     // DuckDB reads the table as a data engineer would. CI installs it (.ci/run); elsewhere
     // the test says why it did nothing, unless MEWS_ETL_REQUIRE_DUCKDB demands it.
-    let probe = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("MEWS_ETL_REQUIRE_DUCKDB").is_none(),
-            "MEWS_ETL_REQUIRE_DUCKDB is set but python3 cannot import duckdb"
-        );
-        eprintln!("skipped: python3 cannot import duckdb (pip install duckdb)");
+    if !common::duckdb_available() {
         return;
     }
     let env = Env::new();

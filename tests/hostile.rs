@@ -456,15 +456,7 @@ fn hostile_export_ids_stay_inside_and_stay_distinct() {
 fn identity_partitioned_values_read_back_exactly_with_hive_partitioning() {
     // DuckDB, as the README reads tables; CI installs it (.ci/run), elsewhere the test says
     // why it did nothing unless MEWS_ETL_REQUIRE_DUCKDB demands it.
-    let probe = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("MEWS_ETL_REQUIRE_DUCKDB").is_none(),
-            "MEWS_ETL_REQUIRE_DUCKDB is set but python3 cannot import duckdb"
-        );
-        eprintln!("skipped: python3 cannot import duckdb (pip install duckdb)");
+    if !common::duckdb_available() {
         return;
     }
     let env = Env::new();

@@ -742,3 +742,21 @@ pub fn read_table(out: &std::path::Path, table: &str) -> RecordBatch {
     let idx = arrow::array::UInt32Array::from_iter_values(order.iter().map(|&i| i as u32));
     arrow::compute::take_record_batch(&all, &idx).unwrap()
 }
+
+/// Whether `python3` can import DuckDB, the independent reader of the output. CI installs
+/// it (`.ci/run` sets `MEWS_ETL_REQUIRE_DUCKDB`, and then its absence fails the test);
+/// elsewhere the caller skips its check and this says why.
+pub fn duckdb_available() -> bool {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output();
+    if probe.is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("MEWS_ETL_REQUIRE_DUCKDB").is_none(),
+        "MEWS_ETL_REQUIRE_DUCKDB is set but python3 cannot import duckdb"
+    );
+    eprintln!("skipped a DuckDB check: python3 cannot import duckdb (pip install duckdb)");
+    false
+}
