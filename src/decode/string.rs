@@ -23,9 +23,84 @@ pub enum StringKind {
         /// Index of the value matched last: exports repeat a few values, so checking it
         /// first usually settles membership with one comparison.
         last: usize,
+        /// Finds the only candidate among the values otherwise.
+        index: EnumIndex,
     },
     /// Any JSON value, kept as its exact JSON text.
     Json,
+}
+
+/// Bits of the [`EnumIndex`] slot number: 256 slots, sparse enough for a perfect hash of
+/// the largest documented enums (a few dozen values) to be found within a few tries.
+const INDEX_BITS: u32 = 8;
+
+/// Finds an enum value's position with one hash and one comparison rather than comparing
+/// it with every documented value: the hash of a value's length and three of its bytes,
+/// with a multiplier chosen when the decoder is built so that no two documented values
+/// share a slot. When no multiplier separates them all (never for the documented enums),
+/// it falls back to comparing with each value.
+#[derive(Debug, Clone)]
+pub struct EnumIndex {
+    multiplier: u32,
+    /// Value position + 1 per slot, 0 for an empty slot; empty when there is no perfect hash.
+    slots: Box<[u8]>,
+}
+
+impl EnumIndex {
+    /// The index of `values`.
+    pub fn new(values: &[String]) -> Self {
+        let size = 1usize << INDEX_BITS;
+        if values.len() < size && values.len() < usize::from(u8::MAX) {
+            let mut slots = vec![0u8; size];
+            for multiplier in (1..4_000u32).map(|k| k.wrapping_mul(0x9E37_79B9) | 1) {
+                slots.fill(0);
+                let placed = values.iter().enumerate().all(|(i, v)| {
+                    let slot = &mut slots[Self::slot(multiplier, v.as_bytes())];
+                    let free = *slot == 0;
+                    *slot = i as u8 + 1;
+                    free
+                });
+                if placed {
+                    return EnumIndex {
+                        multiplier,
+                        slots: slots.into(),
+                    };
+                }
+            }
+        }
+        EnumIndex {
+            multiplier: 0,
+            slots: Box::default(),
+        }
+    }
+
+    #[inline(always)]
+    fn slot(multiplier: u32, v: &[u8]) -> usize {
+        let n = v.len();
+        let key = match v {
+            [] => 0,
+            [first, ..] => {
+                u32::from(*first)
+                    | u32::from(v[n / 2]) << 8
+                    | u32::from(v[n - 1]) << 16
+                    | (n as u32) << 24
+            }
+        };
+        (key.wrapping_mul(multiplier) >> (32 - INDEX_BITS)) as usize
+    }
+
+    /// Position of `value` in `values` (the values the index was built from), if any.
+    #[inline]
+    pub fn find(&self, values: &[String], value: &[u8]) -> Option<usize> {
+        if self.slots.is_empty() {
+            return values.iter().position(|v| short_eq(v.as_bytes(), value));
+        }
+        let i = usize::from(self.slots[Self::slot(self.multiplier, value)]).checked_sub(1)?;
+        values
+            .get(i)
+            .filter(|v| short_eq(v.as_bytes(), value))
+            .map(|_| i)
+    }
 }
 
 /// Decodes strings (or raw JSON) into one contiguous value buffer plus offsets.
@@ -67,17 +142,25 @@ impl ColumnDecoder for StringDecoder {
                 self.bytes.extend_from_slice(raw);
             }
             (StringKind::Plain, Token::String) => {
-                cur.raw_string()?.unescape_into(&mut self.bytes)?;
+                cur.string_into(&mut self.bytes)?;
             }
-            (StringKind::Enum { values, path, last }, Token::String) => {
+            (
+                StringKind::Enum {
+                    values,
+                    path,
+                    last,
+                    index,
+                },
+                Token::String,
+            ) => {
                 let start = self.bytes.len();
-                cur.raw_string()?.unescape_into(&mut self.bytes)?;
+                cur.string_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
                 let known = &values.values;
                 let hit = known
                     .get(*last)
                     .is_some_and(|v| short_eq(v.as_bytes(), value))
-                    || match known.iter().position(|v| short_eq(v.as_bytes(), value)) {
+                    || match index.find(known, value) {
                         Some(i) => {
                             *last = i;
                             true
