@@ -35,13 +35,13 @@ pub enum StringKind {
 const INDEX_BITS: u32 = 8;
 
 /// Finds an enum value's position with one hash and one comparison rather than comparing
-/// it with every documented value: the hash of a value's length and three of its bytes,
+/// it with every documented value: the hash of a value's length and first and last bytes,
 /// with a multiplier chosen when the decoder is built so that no two documented values
 /// share a slot. When no multiplier separates them all (never for the documented enums),
 /// it falls back to comparing with each value.
 #[derive(Debug, Clone)]
 pub struct EnumIndex {
-    multiplier: u32,
+    multiplier: u64,
     /// Value position + 1 per slot, 0 for an empty slot; empty when there is no perfect hash.
     slots: Box<[u8]>,
 }
@@ -52,7 +52,7 @@ impl EnumIndex {
         let size = 1usize << INDEX_BITS;
         if values.len() < size && values.len() < usize::from(u8::MAX) {
             let mut slots = vec![0u8; size];
-            for multiplier in (1..4_000u32).map(|k| k.wrapping_mul(0x9E37_79B9) | 1) {
+            for multiplier in (1..4_000u64).map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1) {
                 slots.fill(0);
                 let placed = values.iter().enumerate().all(|(i, v)| {
                     let slot = &mut slots[Self::slot(multiplier, v.as_bytes())];
@@ -75,18 +75,24 @@ impl EnumIndex {
     }
 
     #[inline(always)]
-    fn slot(multiplier: u32, v: &[u8]) -> usize {
+    fn slot(multiplier: u64, v: &[u8]) -> usize {
         let n = v.len();
-        let key = match v {
-            [] => 0,
-            [first, ..] => {
-                u32::from(*first)
-                    | u32::from(v[n / 2]) << 8
-                    | u32::from(v[n - 1]) << 16
-                    | (n as u32) << 24
-            }
+        let word = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().expect("eight bytes"));
+        let half = |at: usize| {
+            u64::from(u32::from_le_bytes(
+                v[at..at + 4].try_into().expect("four bytes"),
+            ))
         };
-        (key.wrapping_mul(multiplier) >> (32 - INDEX_BITS)) as usize
+        // The first and last eight bytes (or four, or each byte of a short value), so
+        // values differing only in the middle of a long name are the only ones left to
+        // the fallback.
+        let (head, tail) = match n {
+            8.. => (word(0), word(n - 8)),
+            4..8 => (half(0), half(n - 4)),
+            _ => (v.iter().fold(0, |k, &b| k << 8 | u64::from(b)), 0),
+        };
+        let key = head ^ tail.rotate_left(23) ^ (n as u64) << 58;
+        (key.wrapping_mul(multiplier) >> (64 - INDEX_BITS)) as usize
     }
 
     /// Position of `value` in `values` (the values the index was built from), if any.
@@ -207,5 +213,45 @@ impl ColumnDecoder for StringDecoder {
         let array = StringArray::try_new(offsets, Buffer::from_vec(bytes), self.nulls.finish())
             .expect("decoded strings are valid UTF-8");
         Arc::new(array)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every documented enum gets a perfect hash (so no decoder falls back to comparing
+    /// with each value), and the index finds exactly the documented values.
+    #[test]
+    fn enum_indexes_find_exactly_the_documented_values() {
+        for schema in crate::schema::all() {
+            for (e, _) in &schema.enums {
+                let index = EnumIndex::new(&e.values);
+                assert!(!index.slots.is_empty(), "no perfect hash for {}", e.name);
+                for (i, v) in e.values.iter().enumerate() {
+                    assert_eq!(index.find(&e.values, v.as_bytes()), Some(i), "{v}");
+                    for other in [format!("{v}x"), v.to_lowercase(), v[1..].to_owned()] {
+                        if !e.values.contains(&other) {
+                            assert_eq!(index.find(&e.values, other.as_bytes()), None);
+                        }
+                    }
+                }
+                assert_eq!(index.find(&e.values, b""), None);
+            }
+        }
+    }
+
+    #[test]
+    fn an_enum_without_a_perfect_hash_falls_back_to_comparing() {
+        // Values the hash cannot tell apart: same length, first and last eight bytes.
+        let values: Vec<String> = ["FirstEig1LastEight", "FirstEig2LastEight"]
+            .map(String::from)
+            .into();
+        let index = EnumIndex::new(&values);
+        assert!(index.slots.is_empty());
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(index.find(&values, v.as_bytes()), Some(i));
+        }
+        assert_eq!(index.find(&values, b"FirstEig3LastEight"), None);
     }
 }

@@ -186,11 +186,21 @@ fn quoted_utc_micros(b: &[u8]) -> Option<(i64, usize)> {
     if !fits(time, TIME_SHAPE) {
         return None;
     }
-    let d = |at: usize| u32::from(b[at] - b'0');
-    let two = |at: usize| d(at) * 10 + d(at + 1);
-    let year = two(1) * 100 + two(3);
-    let (month, day) = (two(6), two(9));
-    let (hour, minute, second) = (two(12), two(15), two(18));
+    // Two-digit values, all pairs of a word at once: each byte plus ten times the one
+    // before it lands in the pair's first byte (digits only where the shape has them).
+    let pairs = |w: u64, (_, _, digits): (u64, u64, u64)| {
+        let x = w & digits;
+        x.wrapping_mul(10).wrapping_add(x >> 8)
+    };
+    let byte = |w: u64, at: u32| ((w >> (8 * at)) & 0xff) as u32;
+    let (date, middle, time) = (
+        pairs(date, DATE_SHAPE),
+        pairs(middle, MIDDLE_SHAPE),
+        pairs(time, TIME_SHAPE),
+    );
+    let year = byte(date, 0) * 100 + byte(date, 2);
+    let (month, day) = (byte(date, 5), byte(middle, 0));
+    let (hour, minute, second) = (byte(middle, 3), byte(middle, 6), byte(time, 6));
     let month_days = match MONTH_DAYS.get(month as usize) {
         Some(28) if is_leap(i64::from(year)) => 29,
         Some(&n) => u32::from(n),
@@ -218,7 +228,7 @@ fn quoted_utc_micros(b: &[u8]) -> Option<(i64, usize)> {
             return None;
         }
     }
-    if b.get(i..i + 2) != Some(b"Z\"") {
+    if b.get(i) != Some(&b'Z') || b.get(i + 1) != Some(&b'"') {
         return None;
     }
     let secs = days_from_civil_ad(year, month, day) * 86_400
