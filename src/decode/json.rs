@@ -166,26 +166,37 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static str) -> Result<(), Fault> {
-        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+    /// Consumes `word`. Inlined so that each literal is compared as one constant word
+    /// rather than through a `memcmp` call (a null or a boolean is in most rows).
+    #[inline(always)]
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Fault> {
+        if self.rest().starts_with(word) {
             self.pos += word.len();
             Ok(())
         } else {
-            Err(self.fault("invalid literal"))
+            Err(self.literal_fault())
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn literal_fault(&self) -> Fault {
+        self.fault("invalid literal")
+    }
+
     /// Consumes `null`; the caller has peeked [`Token::Null`].
+    #[inline]
     pub fn parse_null(&mut self) -> Result<(), Fault> {
-        self.literal("null")
+        self.literal(b"null")
     }
 
     /// Consumes `true` or `false`.
+    #[inline]
     pub fn parse_bool(&mut self) -> Result<bool, Fault> {
         self.skip_ws();
         match self.bytes.get(self.pos) {
-            Some(b't') => self.literal("true").map(|_| true),
-            Some(b'f') => self.literal("false").map(|_| false),
+            Some(b't') => self.literal(b"true").map(|_| true),
+            Some(b'f') => self.literal(b"false").map(|_| false),
             _ => Err(self.fault("expected true or false")),
         }
     }
@@ -341,6 +352,14 @@ impl<'a> Cursor<'a> {
             }
             out.truncate(base);
         }
+        self.string_into_general(out)
+    }
+
+    /// [`Cursor::string_into`] for what its fast path leaves, kept out of line so that the
+    /// fast path stays small where it is inlined.
+    #[inline(never)]
+    fn string_into_general(&mut self, out: &mut Vec<u8>) -> Result<(), Fault> {
+        let base = out.len();
         let result = self.raw_string().and_then(|raw| raw.unescape_into(out));
         if result.is_err() {
             out.truncate(base);

@@ -20,10 +20,7 @@ pub enum StringKind {
         values: Arc<Enum>,
         /// The property's path, to name the drift.
         path: Arc<str>,
-        /// Index of the value matched last: exports repeat a few values, so checking it
-        /// first usually settles membership with one comparison.
-        last: usize,
-        /// Finds the only candidate among the values otherwise.
+        /// Finds the only documented value a string can be.
         index: EnumIndex,
     },
     /// Any JSON value, kept as its exact JSON text.
@@ -96,7 +93,7 @@ impl EnumIndex {
     }
 
     /// Position of `value` in `values` (the values the index was built from), if any.
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, values: &[String], value: &[u8]) -> Option<usize> {
         if self.slots.is_empty() {
             return values.iter().position(|v| short_eq(v.as_bytes(), value));
@@ -107,6 +104,17 @@ impl EnumIndex {
             .filter(|v| short_eq(v.as_bytes(), value))
             .map(|_| i)
     }
+}
+
+/// Counts a value outside the documented enum as drift; out of line, as it is rare.
+#[cold]
+#[inline(never)]
+fn unknown_enum_value(path: &str, value: &[u8], ctx: &mut RowContext) {
+    let value = String::from_utf8_lossy(value);
+    ctx.drift.push(Drift {
+        kind: DriftKind::UnknownEnumValue,
+        key: format!("{path}={value}").into(),
+    });
 }
 
 /// Decodes strings (or raw JSON) into one contiguous value buffer plus offsets.
@@ -142,11 +150,7 @@ impl ColumnDecoder for StringDecoder {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
         let at = cur.offset();
-        match (&mut self.kind, cur.token()?) {
-            (StringKind::Json, _) => {
-                let raw = cur.raw_value_bytes()?;
-                self.bytes.extend_from_slice(raw);
-            }
+        match (&self.kind, cur.token()?) {
             (StringKind::Plain, Token::String) => {
                 cur.string_into(&mut self.bytes)?;
             }
@@ -154,7 +158,6 @@ impl ColumnDecoder for StringDecoder {
                 StringKind::Enum {
                     values,
                     path,
-                    last,
                     index,
                 },
                 Token::String,
@@ -162,24 +165,13 @@ impl ColumnDecoder for StringDecoder {
                 let start = self.bytes.len();
                 cur.string_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
-                let known = &values.values;
-                let hit = known
-                    .get(*last)
-                    .is_some_and(|v| short_eq(v.as_bytes(), value))
-                    || match index.find(known, value) {
-                        Some(i) => {
-                            *last = i;
-                            true
-                        }
-                        None => false,
-                    };
-                if !hit {
-                    let value = String::from_utf8_lossy(value);
-                    ctx.drift.push(Drift {
-                        kind: DriftKind::UnknownEnumValue,
-                        key: format!("{path}={value}").into(),
-                    });
+                if index.find(&values.values, value).is_none() {
+                    unknown_enum_value(path, value, ctx);
                 }
+            }
+            (StringKind::Json, _) => {
+                let raw = cur.raw_value_bytes()?;
+                self.bytes.extend_from_slice(raw);
             }
             (_, other) => return Err(Fault::mismatch(at, "a string", other.describe())),
         }

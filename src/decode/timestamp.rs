@@ -311,6 +311,18 @@ impl PrimitiveKind for Timestamp {
             cur.advance(len);
             return Ok(v);
         }
+        Self::parse_general(cur)
+    }
+
+    fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC"))
+    }
+}
+
+impl Timestamp {
+    /// Any other spelling than the fast path's, and the errors; out of line.
+    #[inline(never)]
+    fn parse_general(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
         let raw = cur.raw_string()?;
         if !raw.has_escapes {
             if let Ok(v) = timestamp_micros(raw.bytes) {
@@ -319,10 +331,6 @@ impl PrimitiveKind for Timestamp {
         }
         parse_timestamp_micros(&raw.to_cow()?)
             .map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
-    }
-
-    fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC"))
     }
 }
 
