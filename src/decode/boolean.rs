@@ -3,8 +3,8 @@
 use super::column::{ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
-use super::values::next_capacity;
-use arrow::array::builder::{BooleanBufferBuilder, NullBufferBuilder};
+use super::values::{next_capacity, Validity};
+use arrow::array::builder::BooleanBufferBuilder;
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::buffer::BooleanBuffer;
 use std::sync::Arc;
@@ -12,14 +12,14 @@ use std::sync::Arc;
 /// Decodes `true`/`false`.
 pub struct BooleanDecoder {
     values: BooleanBufferBuilder,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
 }
 
 impl Default for BooleanDecoder {
     fn default() -> Self {
         BooleanDecoder {
             values: BooleanBufferBuilder::new(0),
-            nulls: NullBufferBuilder::new(0),
+            nulls: Validity::default(),
         }
     }
 }

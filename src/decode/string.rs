@@ -3,9 +3,8 @@
 use super::column::{ColumnDecoder, Drift, DriftKind, RowContext};
 use super::fault::Fault;
 use super::json::{short_eq, Cursor, Token};
-use super::values::next_capacity;
+use super::values::{next_capacity, Validity};
 use crate::schema::Enum;
-use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, StringArray};
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use std::sync::Arc;
@@ -122,7 +121,7 @@ pub struct StringDecoder {
     kind: StringKind,
     bytes: Vec<u8>,
     offsets: Vec<i32>,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
 }
 
 impl StringDecoder {
@@ -132,7 +131,7 @@ impl StringDecoder {
             kind,
             bytes: Vec::new(),
             offsets: vec![0],
-            nulls: NullBufferBuilder::new(0),
+            nulls: Validity::default(),
         }
     }
 
