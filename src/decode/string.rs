@@ -95,13 +95,16 @@ impl EnumIndex {
     #[inline(always)]
     pub fn find(&self, values: &[String], value: &[u8]) -> Option<usize> {
         if self.slots.is_empty() {
-            return values.iter().position(|v| short_eq(v.as_bytes(), value));
+            return Self::find_by_comparing(values, value);
         }
         let i = usize::from(self.slots[Self::slot(self.multiplier, value)]).checked_sub(1)?;
-        values
-            .get(i)
-            .filter(|v| short_eq(v.as_bytes(), value))
-            .map(|_| i)
+        let candidate = values.get(i)?;
+        short_eq(candidate.as_bytes(), value).then_some(i)
+    }
+
+    #[inline(never)]
+    fn find_by_comparing(values: &[String], value: &[u8]) -> Option<usize> {
+        values.iter().position(|v| short_eq(v.as_bytes(), value))
     }
 }
 
