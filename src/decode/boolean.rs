@@ -26,15 +26,14 @@ impl Default for BooleanDecoder {
 
 impl ColumnDecoder for BooleanDecoder {
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.token()? {
-            Token::Bool => {
-                let v = cur.parse_bool()?;
-                self.values.append(v);
-                self.nulls.append_non_null();
-                Ok(())
-            }
-            other => Err(Fault::mismatch(cur.offset(), "a boolean", other.describe())),
+        if cur.is_at(Token::Bool) {
+            let v = cur.parse_bool()?;
+            self.values.append(v);
+            self.nulls.append_non_null();
+            return Ok(());
         }
+        let found = cur.token()?;
+        Err(Fault::mismatch(cur.offset(), "a boolean", found.describe()))
     }
 
     fn append_null(&mut self) {

@@ -132,6 +132,24 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Whether the value at the cursor (positioned at its first byte) starts as `token`
+    /// does: with a constant token, one comparison instead of [`Cursor::token`]'s dispatch
+    /// on every kind of value.
+    #[inline(always)]
+    pub fn is_at(&self, token: Token) -> bool {
+        let Some(&b) = self.bytes.get(self.pos) else {
+            return false;
+        };
+        match token {
+            Token::Object => b == b'{',
+            Token::Array => b == b'[',
+            Token::String => b == b'"',
+            Token::Number => b == b'-' || b.is_ascii_digit(),
+            Token::Bool => b == b't' || b == b'f',
+            Token::Null => b == b'n',
+        }
+    }
+
     /// Skips whitespace and reports the type of the next value.
     #[inline(always)]
     pub fn peek(&mut self) -> Result<Token, Fault> {

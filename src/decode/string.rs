@@ -152,18 +152,16 @@ impl ColumnDecoder for StringDecoder {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, ctx: &mut RowContext) -> Result<(), Fault> {
         let at = cur.offset();
-        match (&self.kind, cur.token()?) {
-            (StringKind::Plain, Token::String) => {
+        let is_string = cur.is_at(Token::String);
+        match &self.kind {
+            StringKind::Plain if is_string => {
                 cur.string_into(&mut self.bytes)?;
             }
-            (
-                StringKind::Enum {
-                    values,
-                    path,
-                    index,
-                },
-                Token::String,
-            ) => {
+            StringKind::Enum {
+                values,
+                path,
+                index,
+            } if is_string => {
                 let start = self.bytes.len();
                 cur.string_into(&mut self.bytes)?;
                 let value = &self.bytes[start..];
@@ -171,11 +169,14 @@ impl ColumnDecoder for StringDecoder {
                     unknown_enum_value(path, value, ctx);
                 }
             }
-            (StringKind::Json, _) => {
+            StringKind::Json => {
                 let raw = cur.raw_value_bytes()?;
                 self.bytes.extend_from_slice(raw);
             }
-            (_, other) => return Err(Fault::mismatch(at, "a string", other.describe())),
+            _ => {
+                let found = cur.token()?;
+                return Err(Fault::mismatch(at, "a string", found.describe()));
+            }
         }
         self.close_value(at)
     }

@@ -163,14 +163,13 @@ impl<K: PrimitiveKind> Default for PrimitiveDecoder<K> {
 impl<K: PrimitiveKind> ColumnDecoder for PrimitiveDecoder<K> {
     #[inline]
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.token()? {
-            t if t == K::TOKEN => {
-                let v = K::parse(cur)?;
-                self.values.push(v);
-                Ok(())
-            }
-            other => Err(Fault::mismatch(cur.offset(), K::EXPECTED, other.describe())),
+        if cur.is_at(K::TOKEN) {
+            let v = K::parse(cur)?;
+            self.values.push(v);
+            return Ok(());
         }
+        let found = cur.token()?;
+        Err(Fault::mismatch(cur.offset(), K::EXPECTED, found.describe()))
     }
 
     fn append_null(&mut self) {
