@@ -209,7 +209,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Consumes `true` or `false`.
-    #[inline]
+    #[inline(always)]
     pub fn parse_bool(&mut self) -> Result<bool, Fault> {
         self.skip_ws();
         match self.bytes.get(self.pos) {
