@@ -3,8 +3,8 @@
 use super::column::{ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
-use super::values::next_capacity;
-use arrow::array::builder::{BooleanBufferBuilder, NullBufferBuilder};
+use super::values::{next_capacity, Validity};
+use arrow::array::builder::BooleanBufferBuilder;
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::buffer::BooleanBuffer;
 use std::sync::Arc;
@@ -12,29 +12,28 @@ use std::sync::Arc;
 /// Decodes `true`/`false`.
 pub struct BooleanDecoder {
     values: BooleanBufferBuilder,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
 }
 
 impl Default for BooleanDecoder {
     fn default() -> Self {
         BooleanDecoder {
             values: BooleanBufferBuilder::new(0),
-            nulls: NullBufferBuilder::new(0),
+            nulls: Validity::default(),
         }
     }
 }
 
 impl ColumnDecoder for BooleanDecoder {
     fn decode(&mut self, cur: &mut Cursor<'_>, _ctx: &mut RowContext) -> Result<(), Fault> {
-        match cur.token()? {
-            Token::Bool => {
-                let v = cur.parse_bool()?;
-                self.values.append(v);
-                self.nulls.append_non_null();
-                Ok(())
-            }
-            other => Err(Fault::mismatch(cur.offset(), "a boolean", other.describe())),
+        if cur.is_at(Token::Bool) {
+            let v = cur.parse_bool()?;
+            self.values.append(v);
+            self.nulls.append_non_null();
+            return Ok(());
         }
+        let found = cur.token()?;
+        Err(Fault::mismatch(cur.offset(), "a boolean", found.describe()))
     }
 
     fn append_null(&mut self) {

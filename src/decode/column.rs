@@ -120,7 +120,7 @@ pub fn make_decoder(data_type: &DataType, path: &str) -> Box<dyn ColumnDecoder> 
         DataType::Enum(e) => Box::new(string::StringDecoder::new(string::StringKind::Enum {
             values: e.clone(),
             path: path.into(),
-            last: 0,
+            index: string::EnumIndex::new(&e.values),
         })),
         DataType::Json => Box::new(string::StringDecoder::new(string::StringKind::Json)),
         DataType::Integer => Box::new(integer::IntegerDecoder::default()),

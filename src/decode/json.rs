@@ -132,6 +132,24 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Whether the value at the cursor (positioned at its first byte) starts as `token`
+    /// does: with a constant token, one comparison instead of [`Cursor::token`]'s dispatch
+    /// on every kind of value.
+    #[inline(always)]
+    pub fn is_at(&self, token: Token) -> bool {
+        let Some(&b) = self.bytes.get(self.pos) else {
+            return false;
+        };
+        match token {
+            Token::Object => b == b'{',
+            Token::Array => b == b'[',
+            Token::String => b == b'"',
+            Token::Number => b == b'-' || b.is_ascii_digit(),
+            Token::Bool => b == b't' || b == b'f',
+            Token::Null => b == b'n',
+        }
+    }
+
     /// Skips whitespace and reports the type of the next value.
     #[inline(always)]
     pub fn peek(&mut self) -> Result<Token, Fault> {
@@ -166,26 +184,37 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static str) -> Result<(), Fault> {
-        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+    /// Consumes `word`. Inlined so that each literal is compared as one constant word
+    /// rather than through a `memcmp` call (a null or a boolean is in most rows).
+    #[inline(always)]
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Fault> {
+        if self.rest().starts_with(word) {
             self.pos += word.len();
             Ok(())
         } else {
-            Err(self.fault("invalid literal"))
+            Err(self.literal_fault())
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn literal_fault(&self) -> Fault {
+        self.fault("invalid literal")
+    }
+
     /// Consumes `null`; the caller has peeked [`Token::Null`].
+    #[inline]
     pub fn parse_null(&mut self) -> Result<(), Fault> {
-        self.literal("null")
+        self.literal(b"null")
     }
 
     /// Consumes `true` or `false`.
+    #[inline(always)]
     pub fn parse_bool(&mut self) -> Result<bool, Fault> {
         self.skip_ws();
         match self.bytes.get(self.pos) {
-            Some(b't') => self.literal("true").map(|_| true),
-            Some(b'f') => self.literal("false").map(|_| false),
+            Some(b't') => self.literal(b"true").map(|_| true),
+            Some(b'f') => self.literal(b"false").map(|_| false),
             _ => Err(self.fault("expected true or false")),
         }
     }
@@ -291,11 +320,107 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// Consumes a string and appends its unescaped content to `out`: what
+    /// `raw_string()?.unescape_into(out)` does, in one pass for the common string without
+    /// escapes, copying sixteen bytes of the line at a time as they are scanned (then
+    /// cutting the copy back at the closing quote) rather than scanning first and copying
+    /// after, and checking non-ASCII characters as UTF-8 where they are met. Anything else
+    /// (an escape, a control character, invalid UTF-8, the last bytes of the line) is left
+    /// to the general path, which also words the errors. On error, `out` is left as it was.
+    #[inline(always)]
+    pub fn string_into(&mut self, out: &mut Vec<u8>) -> Result<(), Fault> {
+        let b = self.bytes;
+        let base = out.len();
+        if b.get(self.pos) == Some(&b'"') {
+            let start = self.pos + 1;
+            let mut i = start;
+            while let Some(chunk) = b.get(i..i + 16) {
+                let chunk: &[u8; 16] = chunk.try_into().expect("sixteen bytes");
+                out.extend_from_slice(chunk);
+                let word = |at: usize| {
+                    u64::from_le_bytes(chunk[at..at + 8].try_into().expect("eight bytes"))
+                };
+                let (low, high) = (special_flags(word(0)), special_flags(word(8)));
+                if low | high == 0 {
+                    i += 16;
+                    continue;
+                }
+                let at = i + if low != 0 {
+                    (low.trailing_zeros() / 8) as usize
+                } else {
+                    8 + (high.trailing_zeros() / 8) as usize
+                };
+                match b[at] {
+                    b'"' => {
+                        out.truncate(base + (at - start));
+                        self.pos = at + 1;
+                        return Ok(());
+                    }
+                    c if c >= 0x80 => match utf8_char_len(&b[at..]) {
+                        Some(n) => {
+                            // The character may reach past the bytes copied so far.
+                            out.truncate(base + (at - start));
+                            out.extend_from_slice(&b[at..at + n]);
+                            i = at + n;
+                        }
+                        None => break,
+                    },
+                    _ => break,
+                }
+            }
+            out.truncate(base);
+        }
+        self.string_into_general(out)
+    }
+
+    /// [`Cursor::string_into`] for what its fast path leaves, kept out of line so that the
+    /// fast path stays small where it is inlined.
+    #[inline(never)]
+    fn string_into_general(&mut self, out: &mut Vec<u8>) -> Result<(), Fault> {
+        let base = out.len();
+        let result = self.raw_string().and_then(|raw| raw.unescape_into(out));
+        if result.is_err() {
+            out.truncate(base);
+        }
+        result
+    }
+
+    /// The bytes from the cursor to the end of the line, for decoders that recognise a
+    /// value's common shape in place (see [`Cursor::advance`]).
+    #[inline(always)]
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Moves the cursor `n` bytes on, past a value recognised in [`Cursor::rest`]; the
+    /// caller vouches that those bytes are a complete, valid JSON value.
+    #[inline(always)]
+    pub fn advance(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.bytes.len());
+    }
+
     /// Moves to the next member of an object and stops at its key's opening quote: `true`
     /// if there is one, `false` at the closing `}`. Pair with [`Cursor::eat_key`] or
     /// [`Cursor::member_key`].
-    #[inline]
+    #[inline(always)]
     pub fn next_member(&mut self, first: bool) -> Result<bool, Fault> {
+        // Compact JSON settles it from one or two bytes; whitespace and errors take the call.
+        match self.bytes.get(self.pos) {
+            Some(b',') if !first && self.bytes.get(self.pos + 1) == Some(&b'"') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(b'"') if first => Ok(true),
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => self.next_member_general(first),
+        }
+    }
+
+    #[inline(never)]
+    fn next_member_general(&mut self, first: bool) -> Result<bool, Fault> {
         self.skip_ws();
         match self.bytes.get(self.pos) {
             Some(b'}') => {
@@ -528,31 +653,29 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// A property name as it appears in compact JSON (`"Id":`), with its first sixteen bytes
-/// held as two masked words, so that matching a key usually costs two loads from the line
-/// and no load from elsewhere in memory.
+/// A property name as it appears in compact JSON (`"Id":`), with its first 32 bytes held
+/// as four masked words, so that matching a key usually costs a few loads from the line,
+/// compared all at once, and no load from elsewhere in memory.
 #[derive(Debug, Clone)]
 pub struct KeyPattern {
     bytes: Box<[u8]>,
-    words: [u64; 2],
-    masks: [u64; 2],
+    words: [u64; 4],
+    masks: [u64; 4],
 }
 
 impl KeyPattern {
     /// The pattern for the property `name`.
     pub fn new(name: &str) -> Self {
         let bytes: Box<[u8]> = format!("\"{name}\":").into_bytes().into();
-        let mut head = [0u8; 16];
-        let n = bytes.len().min(16);
+        let mut head = [0u8; 32];
+        let n = bytes.len().min(32);
         head[..n].copy_from_slice(&bytes[..n]);
-        let mut mask = [0u8; 16];
+        let mut mask = [0u8; 32];
         mask[..n].fill(0xff);
-        let word = |b: &[u8; 16], at: usize| {
-            u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"))
-        };
+        let words = |b: &[u8; 32]| std::array::from_fn(|i| word_at(b, 8 * i));
         KeyPattern {
-            words: [word(&head, 0), word(&head, 8)],
-            masks: [word(&mask, 0), word(&mask, 8)],
+            words: words(&head),
+            masks: words(&mask),
             bytes,
         }
     }
@@ -560,18 +683,25 @@ impl KeyPattern {
     /// Whether `hay` starts with the pattern.
     #[inline(always)]
     fn matches(&self, hay: &[u8]) -> bool {
-        match hay.get(..16) {
+        match hay.get(..32) {
             Some(head) => {
-                let w0 = u64::from_le_bytes(head[..8].try_into().expect("eight bytes"));
-                let w1 = u64::from_le_bytes(head[8..].try_into().expect("eight bytes"));
-                (w0 & self.masks[0]) == self.words[0]
-                    && (w1 & self.masks[1]) == self.words[1]
-                    && (self.bytes.len() <= 16 || starts_with(hay, &self.bytes))
+                let diff = |i: usize| (word_at(head, 8 * i) ^ self.words[i]) & self.masks[i];
+                if self.bytes.len() <= 16 {
+                    return diff(0) | diff(1) == 0;
+                }
+                diff(0) | diff(1) | diff(2) | diff(3) == 0
+                    && (self.bytes.len() <= 32 || starts_with(hay, &self.bytes))
             }
             // Near the end of the line.
             None => starts_with(hay, &self.bytes),
         }
     }
+}
+
+/// The eight bytes of `b` at `at` as a little-endian word; `b` has them.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"))
 }
 
 /// `a == b` for short byte strings (enum values, names), without a `memcmp` call.
@@ -627,14 +757,7 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 #[inline(always)]
 fn find_string_special(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        let flags = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | w.wrapping_sub(ONES * 0x20)
-            | w;
-        let flags = flags & HIGHS;
+        let flags = special_flags(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
         if flags != 0 {
             return i + (flags.trailing_zeros() / 8) as usize;
         }
@@ -647,6 +770,42 @@ fn find_string_special(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The length of the UTF-8 character starting at `s[0]` (a byte above ASCII), or `None`
+/// if no valid character starts there: the well-formed sequences of the Unicode standard
+/// (table 3-7), so no overlong form, surrogate or code point above U+10FFFF passes.
+#[inline]
+fn utf8_char_len(s: &[u8]) -> Option<usize> {
+    let (len, low, high) = match *s.first()? {
+        0xC2..=0xDF => (2, 0x80, 0xBF),
+        0xE0 => (3, 0xA0, 0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80, 0xBF),
+        0xED => (3, 0x80, 0x9F),
+        0xF0 => (4, 0x90, 0xBF),
+        0xF1..=0xF3 => (4, 0x80, 0xBF),
+        0xF4 => (4, 0x80, 0x8F),
+        _ => return None,
+    };
+    let continuation = |i: usize| s.get(i).is_some_and(|&c| c & 0xC0 == 0x80);
+    let second = *s.get(1)?;
+    let ok = (low..=high).contains(&second)
+        && (len < 3 || continuation(2))
+        && (len < 4 || continuation(3));
+    ok.then_some(len)
+}
+
+/// The high bit of each byte of `w` (eight line bytes, little-endian) that a string scan
+/// must stop at, exact for the lowest one (see [`find_string_special`]).
+#[inline(always)]
+fn special_flags(w: u64) -> u64 {
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let flags = (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | w.wrapping_sub(ONES * 0x20)
+        | w;
+    flags & HIGHS
 }
 
 /// A plain JSON number read by [`Cursor::simple_number`]: its value is
@@ -886,11 +1045,15 @@ mod tests {
             "Value",
             "Currency",
             "EnterpriseId",
+            "CreatorProfileId",
             "AccountingCategoryId",
+            "RequestedResourceCategoryId",
+            "RequestedResourceCategoryIdentifier",
         ] {
             let key = format!("\"{name}\":");
             let pattern = KeyPattern::new(name);
-            for tail in ["", "1", "\"abcdefghijklmnopqrstuvwxyz\""] {
+            let long_tail = format!("\"{}\"", "x".repeat(40));
+            for tail in ["", "1", "\"abcdefghijklmnopqrstuvwxyz\"", &long_tail] {
                 let line = format!("{key}{tail}");
                 let b = line.as_bytes();
                 assert!(pattern.matches(b), "{line}");
@@ -923,6 +1086,89 @@ mod tests {
                     );
                     assert_eq!(short_eq(&hay, needle), hay == needle, "{n} {at}");
                     hay[at] ^= 0x20;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn utf8_character_lengths_agree_with_the_standard_library() {
+        let probes = [0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+        for first in 0x80..=0xffu8 {
+            for second in 0..=0xffu8 {
+                for third in probes {
+                    for fourth in probes {
+                        let s = [first, second, third, fourth];
+                        let expected = match std::str::from_utf8(&s) {
+                            Ok(text) => text.chars().next().map(char::len_utf8),
+                            Err(e) if e.valid_up_to() > 0 => {
+                                std::str::from_utf8(&s[..e.valid_up_to()])
+                                    .ok()
+                                    .and_then(|t| t.chars().next())
+                                    .map(char::len_utf8)
+                            }
+                            Err(_) => None,
+                        };
+                        assert_eq!(utf8_char_len(&s), expected, "{s:x?}");
+                        // Cut short, a character is never accepted past the end.
+                        for cut in 1..4 {
+                            let len = utf8_char_len(&s[..cut]);
+                            assert!(len.is_none_or(|n| n <= cut), "{s:x?} cut at {cut}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The one-pass string copy gives exactly what the general path gives, value, position
+    /// and error alike, on strings of every length up to past the word sizes, with the
+    /// special bytes at every position and the line ending at every distance after them.
+    #[test]
+    fn string_into_agrees_with_raw_string_and_unescape() {
+        let general = |line: &[u8]| {
+            let mut c = Cursor::from_bytes(line);
+            let mut out = b"prefix".to_vec();
+            let r = c.raw_string().and_then(|raw| raw.unescape_into(&mut out));
+            (r.map(|()| out).map_err(|f| f.to_string()), c.offset())
+        };
+        let fast = |line: &[u8]| {
+            let mut c = Cursor::from_bytes(line);
+            let mut out = b"prefix".to_vec();
+            let r = c.string_into(&mut out);
+            if r.is_err() {
+                assert_eq!(out, b"prefix", "output not rolled back for {line:x?}");
+            }
+            (r.map(|()| out).map_err(|f| f.to_string()), c.offset())
+        };
+        let inserts: [&[u8]; 12] = [
+            b"\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\\x",
+            b"\x01",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\xc3",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xff",
+        ];
+        for len in 0..40 {
+            for insert in inserts {
+                for at in 0..=len {
+                    for after in [0usize, 1, 7, 20] {
+                        let mut line = b"\"".to_vec();
+                        line.extend((0..len).map(|i| b"abcdefghij-0123456789"[i % 21]));
+                        line.splice(1 + at..1 + at, insert.iter().copied());
+                        line.push(b'"');
+                        line.extend(std::iter::repeat_n(b',', after));
+                        assert_eq!(fast(&line), general(&line), "{line:x?}");
+                        // And unterminated, cut just before the closing quote.
+                        let cut = &line[..line.len() - after - 1];
+                        assert_eq!(fast(cut), general(cut), "{cut:x?}");
+                    }
                 }
             }
         }

@@ -3,9 +3,8 @@
 use super::column::{make_decoder, ColumnDecoder, RowContext};
 use super::fault::Fault;
 use super::json::{Cursor, Token};
-use super::values::next_capacity;
+use super::values::{next_capacity, Validity};
 use crate::schema::DataType;
-use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{ArrayRef, ListArray};
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{Field, FieldRef};
@@ -16,7 +15,7 @@ pub struct ListDecoder {
     item_field: FieldRef,
     item: Box<dyn ColumnDecoder>,
     offsets: Vec<i32>,
-    nulls: NullBufferBuilder,
+    nulls: Validity,
 }
 
 impl ListDecoder {
@@ -26,7 +25,7 @@ impl ListDecoder {
             item_field: Arc::new(Field::new("item", item.arrow_type(), true)),
             item: make_decoder(item, &format!("{path}[]")),
             offsets: vec![0],
-            nulls: NullBufferBuilder::new(0),
+            nulls: Validity::default(),
         }
     }
 }

@@ -128,6 +128,114 @@ fn timestamp_micros(b: &[u8]) -> Result<i64, BadTime> {
     Ok(secs * 1_000_000 + micros)
 }
 
+/// Per byte of a word: the high nibble expected (`0x3_` for a digit) or the whole byte (a
+/// separator), under [`shape_mask`].
+const fn shape(pattern: &[u8; 8]) -> (u64, u64, u64) {
+    let mut mask = 0u64;
+    let mut want = 0u64;
+    let mut digits = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        let (m, w, d) = if pattern[i] == b'9' {
+            (0xf0, 0x30, 0x0f)
+        } else {
+            (0xff, pattern[i] as u64, 0)
+        };
+        mask |= m << (8 * i);
+        want |= w << (8 * i);
+        digits |= d << (8 * i);
+        i += 1;
+    }
+    (mask, want, digits)
+}
+
+/// Whether the eight bytes of `w` follow `shape` (`9` for a digit, any other byte for
+/// itself), checking all eight at once: a byte is a digit when its high nibble is 3 and
+/// adding 6 to its low nibble does not carry.
+#[inline(always)]
+fn fits(w: u64, (mask, want, digits): (u64, u64, u64)) -> bool {
+    let carries = ((w & digits) + (digits & 0x0606_0606_0606_0606)) & (digits << 4);
+    (w & mask) == want && carries == 0
+}
+
+const DATE_SHAPE: (u64, u64, u64) = shape(b"9999-99-");
+const MIDDLE_SHAPE: (u64, u64, u64) = shape(b"99T99:99");
+const TIME_SHAPE: (u64, u64, u64) = shape(b"99:99:99");
+
+/// Days in each month of a common year (index 0 unused).
+const MONTH_DAYS: [u8; 13] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/// The common form of an exported instant, a JSON string `"YYYY-MM-DDThh:mm:ssZ"` with an
+/// optional fraction of up to 9 digits before the `Z`, recognised in place at the start
+/// of `b` (the opening quote): its microseconds since the epoch and its length in bytes
+/// with the quotes. `None` for anything else, including invalid dates and sub-microsecond
+/// digits, which [`timestamp_micros`] then reads and words; whatever this accepts,
+/// `timestamp_micros` accepts with the same value (tested), so the fast path changes
+/// speed only. The shape has no byte that needs escaping or UTF-8 validation, so the
+/// string needs no scan of its own.
+#[inline(always)]
+fn quoted_utc_micros(b: &[u8]) -> Option<(i64, usize)> {
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    };
+    // The 19 bytes of date and time after the quote, as three (overlapping) words.
+    let (date, middle, time) = (word(1)?, word(9)?, word(12)?);
+    if b[0] != b'"' || !fits(date, DATE_SHAPE) || !fits(middle, MIDDLE_SHAPE) {
+        return None;
+    }
+    if !fits(time, TIME_SHAPE) {
+        return None;
+    }
+    // Two-digit values, all pairs of a word at once: each byte plus ten times the one
+    // before it lands in the pair's first byte (digits only where the shape has them).
+    let pairs = |w: u64, (_, _, digits): (u64, u64, u64)| {
+        let x = w & digits;
+        x.wrapping_mul(10).wrapping_add(x >> 8)
+    };
+    let byte = |w: u64, at: u32| ((w >> (8 * at)) & 0xff) as u32;
+    let (date, middle, time) = (
+        pairs(date, DATE_SHAPE),
+        pairs(middle, MIDDLE_SHAPE),
+        pairs(time, TIME_SHAPE),
+    );
+    let year = byte(date, 0) * 100 + byte(date, 2);
+    let (month, day) = (byte(date, 5), byte(middle, 0));
+    let (hour, minute, second) = (byte(middle, 3), byte(middle, 6), byte(time, 6));
+    let month_days = match MONTH_DAYS.get(month as usize) {
+        Some(28) if is_leap(i64::from(year)) => 29,
+        Some(&n) => u32::from(n),
+        None => 0,
+    };
+    if year == 0 || day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut i = 20;
+    let mut micros = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        let mut scale = 100_000i64;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            if scale > 0 {
+                micros += i64::from(c - b'0') * scale;
+                scale /= 10;
+            } else if c != b'0' {
+                return None;
+            }
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return None;
+        }
+    }
+    if b.get(i) != Some(&b'Z') || b.get(i + 1) != Some(&b'"') {
+        return None;
+    }
+    let secs = days_from_civil_ad(year, month, day) * 86_400
+        + i64::from(hour * 3600 + minute * 60 + second);
+    Some((secs * 1_000_000 + micros, i + 2))
+}
+
 fn two_digits_of(hi: u8, lo: u8) -> Option<u32> {
     let (hi, lo) = (hi.wrapping_sub(b'0'), lo.wrapping_sub(b'0'));
     (hi < 10 && lo < 10).then_some(u32::from(hi) * 10 + u32::from(lo))
@@ -199,6 +307,22 @@ impl PrimitiveKind for Timestamp {
 
     #[inline]
     fn parse(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
+        if let Some((v, len)) = quoted_utc_micros(cur.rest()) {
+            cur.advance(len);
+            return Ok(v);
+        }
+        Self::parse_general(cur)
+    }
+
+    fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC"))
+    }
+}
+
+impl Timestamp {
+    /// Any other spelling than the fast path's, and the errors; out of line.
+    #[inline(never)]
+    fn parse_general(cur: &mut Cursor<'_>) -> Result<i64, Fault> {
         let raw = cur.raw_string()?;
         if !raw.has_escapes {
             if let Ok(v) = timestamp_micros(raw.bytes) {
@@ -207,10 +331,6 @@ impl PrimitiveKind for Timestamp {
         }
         parse_timestamp_micros(&raw.to_cow()?)
             .map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
-    }
-
-    fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC"))
     }
 }
 
@@ -360,6 +480,92 @@ mod tests {
             Ok(-62_135_596_800_000_000)
         );
         assert_eq!(parse_date_days("2023-03-31 00:00:00+00:00"), Ok(19447));
+    }
+
+    /// Whatever the in-place fast path accepts, the general parser accepts with the same
+    /// value, and the fast path consumes exactly the quoted string.
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let mut cases: Vec<String> = Vec::new();
+        for date in [
+            "2023-03-28",
+            "2024-02-29",
+            "2023-02-29",
+            "2023-02-28",
+            "2000-02-29",
+            "1900-02-29",
+            "0000-01-01",
+            "0001-01-01",
+            "9999-12-31",
+            "2023-00-10",
+            "2023-13-10",
+            "2023-04-31",
+            "2023-04-30",
+            "2023-01-00",
+            "2023-01-32",
+            "2023/01/02",
+            "20a3-01-02",
+            "2023-0:-02",
+        ] {
+            for time in [
+                "T00:00:00",
+                "T23:59:59",
+                "T24:00:00",
+                "T12:60:00",
+                "T12:00:60",
+                "t12:00:00",
+                " 12:00:00",
+                "T1:00:000",
+                "T12-00-00",
+                "T0/:00:00",
+            ] {
+                for tail in [
+                    "Z",
+                    "z",
+                    ".5Z",
+                    ".123456Z",
+                    ".1234567Z",
+                    ".1234560Z",
+                    ".000000000Z",
+                    ".0000000000Z",
+                    ".Z",
+                    "+02:00",
+                    "-01:30",
+                    "",
+                    "ZZ",
+                    ".12a4Z",
+                ] {
+                    cases.push(format!("{date}{time}{tail}"));
+                }
+            }
+        }
+        // Every single-byte change of a valid instant, to reach the digit checks' edges.
+        let valid = "2023-07-18T15:25:40.1234567Z";
+        for at in 0..valid.len() {
+            for b in [b'/', b'0', b'9', b':', b'@', b'T', b'Z', b'.', b'-'] {
+                let mut v = valid.as_bytes().to_vec();
+                v[at] = b;
+                cases.extend(String::from_utf8(v).ok());
+            }
+        }
+        let mut accepted = 0;
+        for case in &cases {
+            for trailer in ["", ",\"Next\":1}", "}"] {
+                let line = format!("\"{case}\"{trailer}");
+                if let Some((v, len)) = quoted_utc_micros(line.as_bytes()) {
+                    accepted += 1;
+                    assert_eq!(parse_timestamp_micros(case), Ok(v), "{case}");
+                    assert_eq!(len, case.len() + 2, "{case}");
+                }
+            }
+            // What the general parser accepts in the fast path's shape, the fast path accepts.
+            let shape = case.len() >= 20 && case.as_bytes()[10] == b'T' && case.ends_with('Z');
+            if shape && parse_timestamp_micros(case).is_ok() {
+                let line = format!("\"{case}\",\"Next\":1}}");
+                assert!(quoted_utc_micros(line.as_bytes()).is_some(), "{case}");
+            }
+        }
+        assert!(accepted > 100, "only {accepted} cases took the fast path");
     }
 
     #[test]
