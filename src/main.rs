@@ -6,11 +6,9 @@ mod cli;
 mod signals;
 mod summary;
 
-// Decoded batches are built on decoder threads and freed on the writer thread, in sizes
-// from a few bytes to megabytes; glibc's allocator fragments under that pattern (seen as a
-// quarter of the CPU time in malloc and a third more peak memory), mimalloc does not.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator: measured against mimalloc on a 4 GiB load it costs ~5% more CPU
+// but holds a third less memory (mimalloc keeps freed pages for a second before returning
+// them), and memory is what a batch job's container limit is set by.
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
