@@ -124,9 +124,10 @@ fn draw_plan(rng: &mut fastrand::Rng) -> Plan {
         faults,
         ..MockConfig::demo()
     };
+    // Most runs end within half a second: later kills would mostly find the process gone.
     let kills = if rng.f32() < 0.4 {
         (0..rng.usize(1..=2))
-            .map(|_| Duration::from_millis(rng.u64(30..=1500)))
+            .map(|_| Duration::from_millis(rng.u64(5..=400)))
             .collect()
     } else {
         Vec::new()
