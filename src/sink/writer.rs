@@ -578,30 +578,22 @@ impl PartitionedWriter {
     fn spill_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
         let batches = self.take_pending(key);
         let rows = self.combine(key, batches)?;
-        let state = self.partitions.get_mut(key).expect("known partition");
-        if state.spilled.is_none() {
-            let dir = self.dir.join(&state.rel_dir);
-            if !dir.is_dir() {
-                std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
-                    action: "creating partition directory",
-                    path: dir.clone(),
-                    source,
-                })?;
-                let mut d = dir.as_path();
-                while d != self.dir {
-                    self.created_dirs.insert(d.to_path_buf());
-                    d = d.parent().expect("inside the staging directory");
-                }
-            }
+        if self.partitions[key].spilled.is_none() {
+            let rel_dir = self.partitions[key].rel_dir.clone();
+            let dir = self.partition_dir(&rel_dir)?;
             let spilled =
                 SpilledRows::create(&dir, self.schema.clone()).map_err(|source| SinkError::Io {
                     action: "creating a temporary file for gathered rows in",
                     path: dir,
                     source,
                 })?;
-            state.spilled = Some(spilled);
+            self.partitions
+                .get_mut(key)
+                .expect("known partition")
+                .spilled = Some(spilled);
             self.spill_files += 1;
         }
+        let state = self.partitions.get_mut(key).expect("known partition");
         for batch in rows {
             self.spilled_rows += batch.num_rows() as u64;
             state
@@ -807,20 +799,10 @@ impl PartitionedWriter {
         }
     }
 
-    fn open_file(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
-        let state = self.partitions.get_mut(key).expect("known partition");
-        let name = format!(
-            "{}-{:05}-{:05}.parquet",
-            self.file_prefix, state.seq, state.files_started
-        );
-        let (rel_path, dir) = if state.rel_dir.is_empty() {
-            (name.clone(), self.dir.clone())
-        } else {
-            (
-                format!("{}/{name}", state.rel_dir),
-                self.dir.join(&state.rel_dir),
-            )
-        };
+    /// The staging directory of a partition, created (and remembered, to be made durable at
+    /// the end) if missing.
+    fn partition_dir(&mut self, rel_dir: &str) -> Result<PathBuf, SinkError> {
+        let dir = self.dir.join(rel_dir);
         if !dir.is_dir() {
             std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
                 action: "creating partition directory",
@@ -833,6 +815,23 @@ impl PartitionedWriter {
                 d = d.parent().expect("inside the staging directory");
             }
         }
+        Ok(dir)
+    }
+
+    fn open_file(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+        let state = self.partitions.get_mut(key).expect("known partition");
+        let name = format!(
+            "{}-{:05}-{:05}.parquet",
+            self.file_prefix, state.seq, state.files_started
+        );
+        let rel_path = if state.rel_dir.is_empty() {
+            name.clone()
+        } else {
+            format!("{}/{name}", state.rel_dir)
+        };
+        let rel_dir = state.rel_dir.clone();
+        let dir = self.partition_dir(&rel_dir)?;
+        let state = self.partitions.get_mut(key).expect("known partition");
         let path = dir.join(&name);
         // `create_new`: two files of one load never share a name, so an existing file is a bug.
         let file = File::create_new(&path).map_err(|source| SinkError::Io {
