@@ -10,12 +10,10 @@ mod common;
 
 use arrow::array::{ArrayRef, AsArray};
 use arrow::datatypes::DataType;
-use common::parquet_files;
 use mews_etl::api::{ApiClient, ApiConfig, Secret};
 use mews_etl::export::state::RunState;
 use mews_etl::mock::{Faults, MockConfig, MockServer};
 use mews_etl::schema::{self, LINEAGE_EXPORT_ID};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -199,25 +197,18 @@ fn strings(array: &ArrayRef) -> Vec<Option<String>> {
 
 /// `(Id, _export_id)` of every row visible in `<out>/<table>`.
 fn table_rows(out: &Path, table: &str) -> Vec<(String, String)> {
-    let mut rows = Vec::new();
-    for f in parquet_files(&out.join(table)) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ids = strings(batch.column_by_name("Id").unwrap());
-            let exports = strings(batch.column_by_name(LINEAGE_EXPORT_ID).unwrap());
-            for (id, export) in ids.into_iter().zip(exports) {
-                rows.push((
-                    id.unwrap_or_else(|| panic!("{}: null Id", f.display())),
-                    export.unwrap_or_else(|| panic!("{}: null _export_id", f.display())),
-                ));
-            }
-        }
-    }
-    rows
+    let rows = common::read_table(out, table);
+    let ids = strings(rows.column_by_name("Id").unwrap());
+    let exports = strings(rows.column_by_name(LINEAGE_EXPORT_ID).unwrap());
+    ids.into_iter()
+        .zip(exports)
+        .map(|(id, export)| {
+            (
+                id.unwrap_or_else(|| panic!("{table}: a row has a null Id")),
+                export.unwrap_or_else(|| panic!("{table}: a row has a null _export_id")),
+            )
+        })
+        .collect()
 }
 
 /// The table of `entity` holds exactly `expected` (as a multiset, which has no duplicates),

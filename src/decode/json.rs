@@ -250,9 +250,16 @@ impl<'a> Cursor<'a> {
     /// Moves to the next element of an array: `true` if there is one, `false` at `]`.
     #[inline]
     pub fn next_element(&mut self, first: bool) -> Result<bool, Fault> {
+        self.separator(first, b']', "expected ',' or ']' after an array element")
+    }
+
+    /// Past the whitespace and the `,` between two items of an array or object: `false` (and
+    /// consumed) at the `close` byte, `true` before the next item, `missing` if neither.
+    #[inline]
+    fn separator(&mut self, first: bool, close: u8, missing: &str) -> Result<bool, Fault> {
         self.skip_ws();
         match self.bytes.get(self.pos) {
-            Some(b']') => {
+            Some(&b) if b == close => {
                 self.pos += 1;
                 return Ok(false);
             }
@@ -260,7 +267,7 @@ impl<'a> Cursor<'a> {
                 self.pos += 1;
                 self.skip_ws();
             }
-            _ if !first => return Err(self.fault("expected ',' or ']' after an array element")),
+            _ if !first => return Err(self.fault(missing)),
             _ => {}
         }
         Ok(true)
@@ -421,18 +428,8 @@ impl<'a> Cursor<'a> {
 
     #[inline(never)]
     fn next_member_general(&mut self, first: bool) -> Result<bool, Fault> {
-        self.skip_ws();
-        match self.bytes.get(self.pos) {
-            Some(b'}') => {
-                self.pos += 1;
-                return Ok(false);
-            }
-            Some(b',') if !first => {
-                self.pos += 1;
-                self.skip_ws();
-            }
-            _ if !first => return Err(self.fault("expected ',' or '}' after a property")),
-            _ => {}
+        if !self.separator(first, b'}', "expected ',' or '}' after a property")? {
+            return Ok(false);
         }
         if self.bytes.get(self.pos) != Some(&b'"') {
             return Err(self.fault("expected a property name"));

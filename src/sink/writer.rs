@@ -213,8 +213,6 @@ pub struct PartitionedWriter {
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Number of partitions with an open file (≤ `max_open_files`).
     open_files: usize,
-    /// Number of partitions with rows set aside on disk (≤ `max_open_files`).
-    spill_files: usize,
     /// Rows set aside on disk over the load, for the log.
     spilled_rows: u64,
     /// Encoded bytes of the row groups in progress in all open files.
@@ -339,7 +337,6 @@ impl PartitionedWriter {
             partitions: HashMap::new(),
             open_files: 0,
             encoded_bytes: 0,
-            spill_files: 0,
             spilled_rows: 0,
             peak_buffered_bytes: 0,
             peak_encoded_bytes: 0,
@@ -550,7 +547,7 @@ impl PartitionedWriter {
                 Some(k)
                     if !self.spec.fields.is_empty()
                         && (self.partitions[&k].spilled.is_some()
-                            || self.spill_files < self.options.max_open_files) =>
+                            || self.spill_files() < self.options.max_open_files) =>
                 {
                     self.spill_pending(&k)?
                 }
@@ -591,7 +588,6 @@ impl PartitionedWriter {
                 .get_mut(key)
                 .expect("known partition")
                 .spilled = Some(spilled);
-            self.spill_files += 1;
         }
         let state = self.partitions.get_mut(key).expect("known partition");
         for batch in rows {
@@ -607,6 +603,14 @@ impl PartitionedWriter {
                 })?;
         }
         Ok(())
+    }
+
+    /// Partitions with rows set aside on disk, one file each.
+    fn spill_files(&self) -> usize {
+        self.partitions
+            .values()
+            .filter(|s| s.spilled.is_some())
+            .count()
     }
 
     /// Takes a partition's gathered rows out of the budget.
@@ -650,9 +654,6 @@ impl PartitionedWriter {
         let batches = self.combine(key, batches)?;
         let state = self.partitions.get_mut(key).expect("known partition");
         let spilled = state.spilled.take();
-        if spilled.is_some() {
-            self.spill_files -= 1;
-        }
         let spilled_rows = spilled.as_ref().map_or(0, SpilledRows::rows);
         let total = spilled_rows + batches.iter().map(RecordBatch::num_rows).sum::<usize>();
         let group = self.options.row_group_rows;
