@@ -46,6 +46,11 @@ impl EncodePool {
         Ok(EncodePool { pool: Some(pool) })
     }
 
+    /// No threads: the caller does the work.
+    pub fn serial() -> Self {
+        EncodePool { pool: None }
+    }
+
     /// Applies `f` to every item, one item per task; results come back in item order.
     pub(crate) fn map<T: Send, R: Send>(
         &self,
@@ -128,6 +133,11 @@ impl<W: Write + Send> ParquetFile<W> {
         self.factory = self.factory.with_page_store_factory(spill.clone());
         self.spill = Some(spill);
         self
+    }
+
+    /// Encodes on the threads of `pool` from now on.
+    pub fn set_pool(&mut self, pool: Arc<EncodePool>) {
+        self.pool = pool;
     }
 
     /// Rows written to the file so far, the row group in progress included.

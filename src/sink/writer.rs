@@ -14,8 +14,9 @@
 //!   whole row groups (one in progress at a time, its rows set aside read back a batch at a
 //!   time) once it has [`WriterOptions::row_group_rows`] rows, and its last rows at the
 //!   end, so row groups are full whatever the number of partitions; a file between row
-//!   groups holds no per-column buffers. At most [`WriterOptions::max_open_files`]
-//!   partitions have rows set aside (one file each); past that bound, the largest
+//!   groups holds no per-column buffers. At the end, the encoding threads finish one
+//!   partition each at a time (one row group in progress per thread). At most
+//!   [`WriterOptions::max_open_files`] partitions have rows set aside (one file each); past that bound, the largest
 //!   partition's rows are written as a smaller row group instead;
 //! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
 //!   opening one more closes the least recently used, whose partition continues in a new
@@ -39,6 +40,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Default rows per Parquet file: large enough for efficient scans, small enough that a
@@ -200,24 +202,14 @@ pub struct WrittenFile {
 /// Files go to `<dir>/<key>=<value>/…/<prefix>-<partition seq>-<file seq>.parquet`. Nothing
 /// is visible to readers until [`crate::commit`] moves the files into a table version.
 pub struct PartitionedWriter {
-    dir: PathBuf,
-    schema: SchemaRef,
+    files: FileSettings,
     spec: PartitionSpec,
-    options: WriterOptions,
-    properties: Arc<WriterProperties>,
-    /// Encoding threads shared by every file of the load.
-    pool: Arc<EncodePool>,
-    file_prefix: String,
     /// Arrow bytes of the rows gathered in all partitions and not yet written.
     buffered_bytes: usize,
     partitions: HashMap<PartitionKey, PartitionState>,
-    /// Number of partitions with an open file (≤ `max_open_files`).
-    open_files: usize,
     /// Rows set aside on disk over the load, for the log.
     spilled_rows: u64,
-    /// Encoded bytes of the row groups in progress in all open files.
-    encoded_bytes: usize,
-    /// Highest `buffered_bytes` and `encoded_bytes` seen, for the log.
+    /// Highest `buffered_bytes` and encoded bytes of row groups in progress, for the log.
     peak_buffered_bytes: usize,
     peak_encoded_bytes: usize,
     /// Batches not yet split by partition, and their rows.
@@ -225,9 +217,41 @@ pub struct PartitionedWriter {
     incoming_rows: usize,
     /// Logical clock for least-recently-used eviction.
     clock: u64,
-    written: Vec<WrittenFile>,
     /// Directories created under `dir`, fsynced at `finish` so new entries are durable.
     created_dirs: BTreeSet<PathBuf>,
+}
+
+/// What the files of every partition share: where they go and how they are encoded.
+#[derive(Clone)]
+struct FileSettings {
+    /// The staging directory.
+    dir: PathBuf,
+    schema: SchemaRef,
+    options: WriterOptions,
+    properties: Arc<WriterProperties>,
+    /// Encoding threads shared by every file of the load.
+    pool: Arc<EncodePool>,
+    file_prefix: String,
+    /// Files open now, across the threads that write them.
+    open_files: Arc<OpenFiles>,
+}
+
+/// Files open at once, and the most seen: the bound on file handles, kept.
+#[derive(Debug, Default)]
+struct OpenFiles {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl OpenFiles {
+    fn opened(&self) {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn closed(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Per-partition bookkeeping; survives the closing of the partition's file.
@@ -236,6 +260,8 @@ struct PartitionState {
     seq: usize,
     /// Relative directory (escaped), `/`-separated; empty when unpartitioned.
     rel_dir: String,
+    /// The partition's directory in the staging directory (created when first seen).
+    dir: PathBuf,
     manifest_values: Vec<(String, String)>,
     /// Number of files started for this partition.
     files_started: usize,
@@ -247,6 +273,8 @@ struct PartitionState {
     pending_bytes: usize,
     /// Older rows of the partition set aside on disk (partitioned tables only).
     spilled: Option<SpilledRows>,
+    /// The partition's complete files.
+    written: Vec<WrittenFile>,
 }
 
 struct OpenFile {
@@ -326,24 +354,24 @@ impl PartitionedWriter {
             source,
         })?;
         Ok(PartitionedWriter {
-            dir,
-            schema,
+            files: FileSettings {
+                dir,
+                schema,
+                options,
+                properties: Arc::new(properties),
+                pool: Arc::new(pool),
+                file_prefix,
+                open_files: Arc::default(),
+            },
             spec,
-            options,
-            properties: Arc::new(properties),
-            pool: Arc::new(pool),
-            file_prefix,
             buffered_bytes: 0,
             partitions: HashMap::new(),
-            open_files: 0,
-            encoded_bytes: 0,
             spilled_rows: 0,
             peak_buffered_bytes: 0,
             peak_encoded_bytes: 0,
             incoming: Vec::new(),
             incoming_rows: 0,
             clock: 0,
-            written: Vec::new(),
             created_dirs: BTreeSet::new(),
         })
     }
@@ -411,7 +439,7 @@ impl PartitionedWriter {
                 (key, rows)
             })
             .collect();
-        let parts = self.pool.map(work, |(key, rows)| {
+        let parts = self.files.pool.map(work, |(key, rows)| {
             let part = arrow::compute::interleave_record_batch(&sources, &rows);
             (key, part)
         });
@@ -425,60 +453,114 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Closes every open file, makes files and directories durable, and lists the files.
+    /// Writes every partition's last rows, closes every file, makes files and directories
+    /// durable, and lists the files.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         self.split_incoming()?;
-        let pending: Vec<PartitionKey> = self
+        let partitioned = !self.spec.fields.is_empty();
+        let mut rest: Vec<(PartitionKey, PartitionState)> = self
             .partitions
-            .iter()
-            .filter(|(_, s)| s.pending_rows > 0 || s.spilled.is_some())
-            .map(|(k, _)| k.clone())
+            .extract_if(|_, s| s.has_rows_left())
             .collect();
-        for key in pending {
-            self.write_pending(&key, false)?;
+        // The files of partitions with nothing left to write are complete.
+        for state in self.partitions.values_mut() {
+            state.close_file(&self.files)?;
         }
-        let keys: Vec<PartitionKey> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.open.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            self.close_file(&key)?;
+        let max_open = self.files.options.max_open_files;
+        let at_once = self
+            .files
+            .options
+            .encode_threads
+            .min(rest.len())
+            .min(max_open);
+        if at_once > 1 {
+            // Each partition's last rows (read back from disk, encoded, the file closed)
+            // are independent of the others': the encoding threads take whole partitions,
+            // one each, instead of sharing the columns of one small row group at a time
+            // while the rows of the next are read back. Largest first, so that the last to
+            // finish is a small one. A partition being finished may open a file: room is
+            // kept for them under the bound on open files.
+            rest.sort_by_key(|(_, s)| s.last_used);
+            let mut open = rest.iter().filter(|(_, s)| s.open.is_some()).count();
+            for (_, state) in rest.iter_mut() {
+                if open + at_once <= max_open {
+                    break;
+                }
+                if state.open.is_some() {
+                    state.close_file(&self.files)?;
+                    open -= 1;
+                }
+            }
+            rest.sort_by_key(|(_, s)| std::cmp::Reverse(s.rows_left()));
+            // One thread per partition: its columns are encoded on the thread that took
+            // it, so that a thread waiting for its columns never takes up another
+            // partition (and its memory) in the meantime.
+            let serial = FileSettings {
+                pool: Arc::new(EncodePool::serial()),
+                ..self.files.clone()
+            };
+            let finished = self.files.pool.map(rest, |(key, mut state)| {
+                if let Some(file) = state.open.as_mut() {
+                    file.writer.set_pool(serial.pool.clone());
+                }
+                state.write_gathered(&serial, false, partitioned)?;
+                state.close_file(&serial)?;
+                Ok((key, state))
+            });
+            for done in finished {
+                let (key, state) = done?;
+                self.partitions.insert(key, state);
+            }
+        } else {
+            for (key, state) in rest {
+                self.partitions.insert(key.clone(), state);
+                self.write_pending(&key, false)?;
+                self.partitions
+                    .get_mut(&key)
+                    .expect("inserted above")
+                    .close_file(&self.files)?;
+            }
         }
         // Children before parents, then the staging directory itself.
         for dir in self
             .created_dirs
             .iter()
             .rev()
-            .chain(std::iter::once(&self.dir))
+            .chain(std::iter::once(&self.files.dir))
         {
             sync_dir(dir)?;
         }
-        self.written.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut written: Vec<WrittenFile> = self
+            .partitions
+            .values_mut()
+            .flat_map(|s| std::mem::take(&mut s.written))
+            .collect();
+        written.sort_by(|a, b| a.path.cmp(&b.path));
         tracing::debug!(
-            files = self.written.len(),
+            files = written.len(),
             partitions = self.partitions.len(),
             peak_gathered_mib = self.peak_buffered_bytes >> 20,
             peak_row_groups_mib = self.peak_encoded_bytes >> 20,
+            peak_open_files = self.files.open_files.peak.load(Ordering::Relaxed),
             rows_set_aside = self.spilled_rows,
             "Parquet files written"
         );
-        Ok(self.written)
+        Ok(written)
     }
 
     fn check_schema(&self, batch: &RecordBatch) -> Result<(), SinkError> {
         let got = batch.schema();
-        if got.fields().len() != self.schema.fields().len() {
+        let schema = &self.files.schema;
+        if got.fields().len() != schema.fields().len() {
             return Err(SinkError::SchemaMismatch {
                 detail: format!(
                     "{} columns, expected {}",
                     got.fields().len(),
-                    self.schema.fields().len()
+                    schema.fields().len()
                 ),
             });
         }
-        for (g, e) in got.fields().iter().zip(self.schema.fields()) {
+        for (g, e) in got.fields().iter().zip(schema.fields()) {
             if g.name() != e.name() || g.data_type() != e.data_type() {
                 return Err(SinkError::SchemaMismatch {
                     detail: format!(
@@ -500,9 +582,13 @@ impl PartitionedWriter {
         self.clock += 1;
         let now = self.clock;
         if !self.partitions.contains_key(&key) {
+            // Every partition seen gets a file, so its directory is made at once.
+            let rel_dir = key.relative_dir();
+            let dir = self.partition_dir(&rel_dir)?;
             let state = PartitionState {
                 seq: self.partitions.len(),
-                rel_dir: key.relative_dir(),
+                rel_dir,
+                dir,
                 manifest_values: key.manifest_values(),
                 files_started: 0,
                 last_used: now,
@@ -511,6 +597,7 @@ impl PartitionedWriter {
                 pending_rows: 0,
                 pending_bytes: 0,
                 spilled: None,
+                written: Vec::new(),
             };
             self.partitions.insert(key.clone(), state);
         }
@@ -526,14 +613,14 @@ impl PartitionedWriter {
         // contexts) whatever its row count, so only an unpartitioned table, with its single
         // file, writes through; partitions gather whole row groups and write each at once.
         let threshold = if self.spec.fields.is_empty() {
-            WRITE_THROUGH_ROWS.min(self.options.row_group_rows)
+            WRITE_THROUGH_ROWS.min(self.files.options.row_group_rows)
         } else {
-            self.options.row_group_rows
+            self.files.options.row_group_rows
         };
-        if state.pending_rows + state.spilled.as_ref().map_or(0, SpilledRows::rows) >= threshold {
+        if state.rows_left() >= threshold {
             self.write_pending(&key, true)?;
         }
-        while self.buffered_bytes > self.options.buffered_bytes_budget {
+        while self.buffered_bytes > self.files.options.buffered_bytes_budget {
             let largest = self
                 .partitions
                 .iter()
@@ -547,7 +634,7 @@ impl PartitionedWriter {
                 Some(k)
                     if !self.spec.fields.is_empty()
                         && (self.partitions[&k].spilled.is_some()
-                            || self.spill_files() < self.options.max_open_files) =>
+                            || self.spill_files() < self.files.options.max_open_files) =>
                 {
                     self.spill_pending(&k)?
                 }
@@ -555,16 +642,14 @@ impl PartitionedWriter {
                 None => break,
             }
         }
-        while self.encoded_bytes > ENCODED_BYTES_BUDGET {
+        while self.encoded_bytes() > ENCODED_BYTES_BUDGET {
             let largest = self
                 .partitions
-                .iter()
-                .filter_map(|(k, s)| Some((k, s.open.as_ref()?.group_bytes)))
-                .filter(|(_, bytes)| *bytes > 0)
-                .max_by_key(|(_, bytes)| *bytes)
-                .map(|(k, _)| k.clone());
+                .iter_mut()
+                .filter(|(_, s)| s.group_bytes() > 0)
+                .max_by_key(|(_, s)| s.group_bytes());
             match largest {
-                Some(k) => self.end_row_group(&k)?,
+                Some((_, state)) => state.end_row_group()?,
                 None => break,
             }
         }
@@ -573,34 +658,28 @@ impl PartitionedWriter {
 
     /// Sets a partition's gathered rows aside on disk, as one batch.
     fn spill_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
-        let batches = self.take_pending(key);
-        let rows = self.combine(key, batches)?;
-        if self.partitions[key].spilled.is_none() {
-            let rel_dir = self.partitions[key].rel_dir.clone();
-            let dir = self.partition_dir(&rel_dir)?;
-            let spilled =
-                SpilledRows::create(&dir, self.schema.clone()).map_err(|source| SinkError::Io {
-                    action: "creating a temporary file for gathered rows in",
-                    path: dir,
-                    source,
-                })?;
-            self.partitions
-                .get_mut(key)
-                .expect("known partition")
-                .spilled = Some(spilled);
-        }
         let state = self.partitions.get_mut(key).expect("known partition");
+        self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
+        let pending = state.take_pending();
+        let rows = combine(&self.files.schema, &state.rel_dir, pending)?;
+        if state.spilled.is_none() {
+            let spilled =
+                SpilledRows::create(&state.dir, self.files.schema.clone()).map_err(|source| {
+                    SinkError::Io {
+                        action: "creating a temporary file for gathered rows in",
+                        path: state.dir.clone(),
+                        source,
+                    }
+                })?;
+            state.spilled = Some(spilled);
+        }
+        let spilled = state.spilled.as_mut().expect("created above");
         for batch in rows {
             self.spilled_rows += batch.num_rows() as u64;
-            state
-                .spilled
-                .as_mut()
-                .expect("created above")
-                .append(&batch)
-                .map_err(|source| SinkError::Arrow {
-                    partition: state.rel_dir.clone(),
-                    source,
-                })?;
+            spilled.append(&batch).map_err(|source| SinkError::Arrow {
+                partition: state.rel_dir.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -613,55 +692,113 @@ impl PartitionedWriter {
             .count()
     }
 
-    /// Takes a partition's gathered rows out of the budget.
-    fn take_pending(&mut self, key: &PartitionKey) -> Vec<RecordBatch> {
+    /// Partitions with an open file (at most `max_open_files`).
+    fn open_files(&self) -> usize {
+        self.files.open_files.now.load(Ordering::Relaxed)
+    }
+
+    /// Memory of the row groups in progress in all open files, as last measured.
+    fn encoded_bytes(&self) -> usize {
+        self.partitions
+            .values()
+            .map(PartitionState::group_bytes)
+            .sum()
+    }
+
+    /// Writes a partition's rows set aside and gathered (see
+    /// [`PartitionState::write_gathered`]), first closing the least recently used file if
+    /// the partition needs one and none may be opened.
+    fn write_pending(&mut self, key: &PartitionKey, whole_groups: bool) -> Result<(), SinkError> {
+        if self.partitions[key].open.is_none()
+            && self.open_files() >= self.files.options.max_open_files
+        {
+            self.close_least_recently_used()?;
+        }
+        let partitioned = !self.spec.fields.is_empty();
         let state = self.partitions.get_mut(key).expect("known partition");
         self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
-        state.pending_rows = 0;
-        state.pending_bytes = 0;
-        std::mem::take(&mut state.pending)
+        state.write_gathered(&self.files, whole_groups && partitioned, partitioned)?;
+        self.buffered_bytes += state.pending_bytes;
+        self.peak_encoded_bytes = self.peak_encoded_bytes.max(self.encoded_bytes());
+        Ok(())
     }
 
-    /// Pieces of many decoded batches (a few rows each when rows spread over many
-    /// partitions) become one batch: the encoder's per-call and per-array costs are then
-    /// paid once per column instead of once per piece. Pieces as large as the encoder's
-    /// calls anyway (whole decoded batches, unpartitioned) are not worth the copy.
-    fn combine(
-        &self,
-        key: &PartitionKey,
-        batches: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>, SinkError> {
-        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if batches.len() > 1 && total / batches.len() < ENCODE_SLICE_ROWS {
-            let rows =
-                arrow::compute::concat_batches(&self.schema, &batches).map_err(|source| {
-                    SinkError::Arrow {
-                        partition: self.partitions[key].rel_dir.clone(),
-                        source,
-                    }
-                })?;
-            Ok(vec![rows])
-        } else {
-            Ok(batches)
+    fn close_least_recently_used(&mut self) -> Result<(), SinkError> {
+        let oldest = self
+            .partitions
+            .values_mut()
+            .filter(|s| s.open.is_some())
+            .min_by_key(|s| s.last_used);
+        match oldest {
+            Some(state) => state.close_file(&self.files),
+            None => Ok(()),
         }
     }
 
-    /// Writes a partition's rows set aside and gathered, oldest first, into its file's
-    /// row group in progress, rolling files over at `max_rows_per_file`. With
-    /// `whole_groups`, only whole row groups are written and the rest stays gathered.
-    fn write_pending(&mut self, key: &PartitionKey, whole_groups: bool) -> Result<(), SinkError> {
-        let batches = self.take_pending(key);
-        let batches = self.combine(key, batches)?;
-        let state = self.partitions.get_mut(key).expect("known partition");
-        let spilled = state.spilled.take();
+    /// The staging directory of a partition, created (and remembered, to be made durable at
+    /// the end) if missing.
+    fn partition_dir(&mut self, rel_dir: &str) -> Result<PathBuf, SinkError> {
+        let root = &self.files.dir;
+        let dir = root.join(rel_dir);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+                action: "creating partition directory",
+                path: dir.clone(),
+                source,
+            })?;
+            let mut d = dir.as_path();
+            while d != root {
+                self.created_dirs.insert(d.to_path_buf());
+                d = d.parent().expect("inside the staging directory");
+            }
+        }
+        Ok(dir)
+    }
+}
+
+impl PartitionState {
+    /// Rows gathered or set aside and not yet written.
+    fn rows_left(&self) -> usize {
+        self.pending_rows + self.spilled.as_ref().map_or(0, SpilledRows::rows)
+    }
+
+    fn has_rows_left(&self) -> bool {
+        self.pending_rows > 0 || self.spilled.is_some()
+    }
+
+    /// Memory of the row group in progress, as last measured.
+    fn group_bytes(&self) -> usize {
+        self.open.as_ref().map_or(0, |f| f.group_bytes)
+    }
+
+    /// Takes the rows gathered in memory (the caller takes their bytes out of its budget).
+    fn take_pending(&mut self) -> Vec<RecordBatch> {
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Writes the rows set aside and gathered, oldest first, into the file's row group in
+    /// progress, rolling files over at `max_rows_per_file`. With `whole_groups`, only whole
+    /// row groups are written and the rest stays gathered (`pending_bytes` says how much).
+    /// With `end_group`, the row group in progress ends when the rows are written.
+    fn write_gathered(
+        &mut self,
+        files: &FileSettings,
+        whole_groups: bool,
+        end_group: bool,
+    ) -> Result<(), SinkError> {
+        let pending = self.take_pending();
+        let batches = combine(&files.schema, &self.rel_dir, pending)?;
+        let spilled = self.spilled.take();
         let spilled_rows = spilled.as_ref().map_or(0, SpilledRows::rows);
         let total = spilled_rows + batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-        let group = self.options.row_group_rows;
-        let mut limit = total;
-        if whole_groups && !self.spec.fields.is_empty() {
-            limit = total / group * group;
-        }
-        let rel_dir = state.rel_dir.clone();
+        let group = files.options.row_group_rows;
+        let limit = if whole_groups {
+            total / group * group
+        } else {
+            total
+        };
         let older = spilled.into_iter().flat_map(SpilledRows::into_batches);
         let mut written = 0;
         let mut rest = Vec::new();
@@ -670,7 +807,7 @@ impl PartitionedWriter {
         let mut chunk_rows = 0;
         for rows in older.chain(batches.into_iter().map(Ok)) {
             let rows = rows.map_err(|source| SinkError::Arrow {
-                partition: rel_dir.clone(),
+                partition: self.rel_dir.clone(),
                 source,
             })?;
             let take = rows.num_rows().min(limit - written);
@@ -683,56 +820,49 @@ impl PartitionedWriter {
                 written += take;
             }
             if chunk_rows >= WRITE_THROUGH_ROWS {
-                self.write_rows(key, std::mem::take(&mut chunk))?;
+                self.write_rows(files, std::mem::take(&mut chunk))?;
                 chunk_rows = 0;
             }
         }
         if !chunk.is_empty() {
-            self.write_rows(key, chunk)?;
+            self.write_rows(files, chunk)?;
         }
         if !rest.is_empty() {
             // A copy of the rows kept, so that they do not hold a whole batch's buffers.
-            let kept = arrow::compute::concat_batches(&self.schema, &rest).map_err(|source| {
+            let kept = arrow::compute::concat_batches(&files.schema, &rest).map_err(|source| {
                 SinkError::Arrow {
-                    partition: rel_dir.clone(),
+                    partition: self.rel_dir.clone(),
                     source,
                 }
             })?;
-            let bytes = kept.get_array_memory_size();
-            let state = self.partitions.get_mut(key).expect("known partition");
-            state.pending_rows = kept.num_rows();
-            state.pending_bytes = bytes;
-            state.pending = vec![kept];
-            self.buffered_bytes += bytes;
+            self.pending_rows = kept.num_rows();
+            self.pending_bytes = kept.get_array_memory_size();
+            self.pending = vec![kept];
         }
-        self.measure_group(key);
-        if self.spec.fields.is_empty() {
-            Ok(())
+        if end_group {
+            self.end_row_group()
         } else {
-            self.end_row_group(key)
+            self.measure_group();
+            Ok(())
         }
     }
 
-    /// Encodes rows into a partition's file, opening files as needed and rolling them over
-    /// at `max_rows_per_file`.
+    /// Encodes rows into the partition's file, opening files as needed and rolling them
+    /// over at `max_rows_per_file`.
     fn write_rows(
         &mut self,
-        key: &PartitionKey,
+        files: &FileSettings,
         batches: Vec<RecordBatch>,
     ) -> Result<(), SinkError> {
         let mut queue: std::collections::VecDeque<RecordBatch> = batches.into();
         while !queue.is_empty() {
-            if self.partitions[key].open.is_none() {
-                if self.open_files >= self.options.max_open_files {
-                    self.close_least_recently_used()?;
-                }
-                self.open_file(key)?;
+            if self.open.is_none() {
+                self.open_file(files)?;
             }
-            let state = self.partitions.get_mut(key).expect("known partition");
-            let file = state.open.as_mut().expect("opened above");
+            let file = self.open.as_mut().expect("opened above");
             // The rows that still fit in this file, handed to the encoder in one call so
             // that its threads share the work of all of them.
-            let room = self.options.max_rows_per_file - file.rows as usize;
+            let room = files.options.max_rows_per_file - file.rows as usize;
             let mut chunk = Vec::new();
             let mut n = 0;
             while n < room {
@@ -748,92 +878,50 @@ impl PartitionedWriter {
                 .write(&chunk)
                 .map_err(|source| SinkError::Parquet {
                     path: file.path.clone(),
-                    partition: state.rel_dir.clone(),
+                    partition: self.rel_dir.clone(),
                     source,
                 })?;
             file.rows += n as u64;
-            if file.rows as usize >= self.options.max_rows_per_file {
-                self.close_file(key)?;
+            if file.rows as usize >= files.options.max_rows_per_file {
+                self.close_file(files)?;
             }
         }
         Ok(())
     }
 
-    /// Ends the row group in progress in a partition's file.
-    fn end_row_group(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
-        let state = self.partitions.get_mut(key).expect("known partition");
-        if let Some(file) = state.open.as_mut() {
+    /// Ends the row group in progress in the partition's file.
+    fn end_row_group(&mut self) -> Result<(), SinkError> {
+        if let Some(file) = self.open.as_mut() {
             file.writer
                 .end_row_group()
                 .map_err(|source| SinkError::Parquet {
                     path: file.path.clone(),
-                    partition: state.rel_dir.clone(),
+                    partition: self.rel_dir.clone(),
                     source,
                 })?;
         }
-        self.measure_group(key);
+        self.measure_group();
         Ok(())
     }
 
-    /// Updates the encoded size of a partition's row group in progress.
-    fn measure_group(&mut self, key: &PartitionKey) {
-        let state = self.partitions.get_mut(key).expect("known partition");
-        if let Some(file) = state.open.as_mut() {
-            let now = file.writer.memory_size();
-            self.encoded_bytes =
-                self.encoded_bytes - file.group_bytes.min(self.encoded_bytes) + now;
-            file.group_bytes = now;
-        }
-        self.peak_encoded_bytes = self.peak_encoded_bytes.max(self.encoded_bytes);
-    }
-
-    fn close_least_recently_used(&mut self) -> Result<(), SinkError> {
-        let oldest = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.open.is_some())
-            .min_by_key(|(_, s)| s.last_used)
-            .map(|(k, _)| k.clone());
-        match oldest {
-            Some(key) => self.close_file(&key),
-            None => Ok(()),
+    /// Updates the encoded size of the row group in progress.
+    fn measure_group(&mut self) {
+        if let Some(file) = self.open.as_mut() {
+            file.group_bytes = file.writer.memory_size();
         }
     }
 
-    /// The staging directory of a partition, created (and remembered, to be made durable at
-    /// the end) if missing.
-    fn partition_dir(&mut self, rel_dir: &str) -> Result<PathBuf, SinkError> {
-        let dir = self.dir.join(rel_dir);
-        if !dir.is_dir() {
-            std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
-                action: "creating partition directory",
-                path: dir.clone(),
-                source,
-            })?;
-            let mut d = dir.as_path();
-            while d != self.dir {
-                self.created_dirs.insert(d.to_path_buf());
-                d = d.parent().expect("inside the staging directory");
-            }
-        }
-        Ok(dir)
-    }
-
-    fn open_file(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
-        let state = self.partitions.get_mut(key).expect("known partition");
+    fn open_file(&mut self, files: &FileSettings) -> Result<(), SinkError> {
         let name = format!(
             "{}-{:05}-{:05}.parquet",
-            self.file_prefix, state.seq, state.files_started
+            files.file_prefix, self.seq, self.files_started
         );
-        let rel_path = if state.rel_dir.is_empty() {
+        let rel_path = if self.rel_dir.is_empty() {
             name.clone()
         } else {
-            format!("{}/{name}", state.rel_dir)
+            format!("{}/{name}", self.rel_dir)
         };
-        let rel_dir = state.rel_dir.clone();
-        let dir = self.partition_dir(&rel_dir)?;
-        let state = self.partitions.get_mut(key).expect("known partition");
-        let path = dir.join(&name);
+        let path = self.dir.join(&name);
         // `create_new`: two files of one load never share a name, so an existing file is a bug.
         let file = File::create_new(&path).map_err(|source| SinkError::Io {
             action: "creating file",
@@ -842,42 +930,40 @@ impl PartitionedWriter {
         })?;
         let writer = ParquetFile::try_new(
             file,
-            self.schema.clone(),
-            (*self.properties).clone(),
-            self.pool.clone(),
+            files.schema.clone(),
+            (*files.properties).clone(),
+            files.pool.clone(),
         )
-        .map(|writer| writer.spill_pages_to(dir.clone()))
+        .map(|writer| writer.spill_pages_to(self.dir.clone()))
         .map_err(|source| SinkError::Parquet {
             path: path.clone(),
-            partition: state.rel_dir.clone(),
+            partition: self.rel_dir.clone(),
             source,
         })?;
-        state.files_started += 1;
-        state.open = Some(OpenFile {
+        self.files_started += 1;
+        files.open_files.opened();
+        self.open = Some(OpenFile {
             writer,
             path,
             rel_path,
             rows: 0,
             group_bytes: 0,
         });
-        self.open_files += 1;
         Ok(())
     }
 
-    /// Writes the footer, fsyncs the file and records it.
-    fn close_file(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
-        let state = self.partitions.get_mut(key).expect("known partition");
-        let Some(open) = state.open.take() else {
+    /// Writes the footer of the open file (if any), fsyncs it and records it.
+    fn close_file(&mut self, files: &FileSettings) -> Result<(), SinkError> {
+        let Some(open) = self.open.take() else {
             return Ok(());
         };
-        self.open_files -= 1;
-        self.encoded_bytes -= open.group_bytes.min(self.encoded_bytes);
+        files.open_files.closed();
         let file = open
             .writer
             .into_inner()
             .map_err(|source| SinkError::Parquet {
                 path: open.path.clone(),
-                partition: state.rel_dir.clone(),
+                partition: self.rel_dir.clone(),
                 source,
             })?;
         let io_err = |action, source| SinkError::Io {
@@ -894,9 +980,32 @@ impl PartitionedWriter {
             path: open.rel_path,
             rows: open.rows,
             bytes,
-            partition: state.manifest_values.clone(),
+            partition: self.manifest_values.clone(),
         });
         Ok(())
+    }
+}
+
+/// Pieces of many decoded batches (a few rows each when rows spread over many partitions)
+/// become one batch: the encoder's per-call and per-array costs are then paid once per
+/// column instead of once per piece. Pieces as large as the encoder's calls anyway (whole
+/// decoded batches, unpartitioned) are not worth the copy.
+fn combine(
+    schema: &SchemaRef,
+    rel_dir: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, SinkError> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if batches.len() > 1 && total / batches.len() < ENCODE_SLICE_ROWS {
+        let rows = arrow::compute::concat_batches(schema, &batches).map_err(|source| {
+            SinkError::Arrow {
+                partition: rel_dir.to_owned(),
+                source,
+            }
+        })?;
+        Ok(vec![rows])
+    } else {
+        Ok(batches)
     }
 }
 
@@ -1119,7 +1228,14 @@ mod tests {
             w.write(&batch(&rows, line)).unwrap();
             line += SPLIT_ROWS as i64;
         }
+        let open_files = w.files.open_files.clone();
+        let max_open_files = w.files.options.max_open_files;
         let files = w.finish().unwrap();
+        let peak = open_files.peak.load(Ordering::Relaxed);
+        assert!(
+            peak <= max_open_files,
+            "{peak} files open at once, {max_open_files} allowed"
+        );
         let lines = read_lines(tmp.path(), &files);
         let mut groups = BTreeMap::new();
         for f in &files {
@@ -1184,6 +1300,47 @@ mod tests {
     }
 
     #[test]
+    fn partitions_finished_at_once_hold_what_one_at_a_time_would() {
+        let kinds = ["a", "b", "c", "d", "e", "f"];
+        let by_partition = |lines: &BTreeMap<String, Vec<i64>>| {
+            let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for (path, rows) in lines {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
+                out.entry(dir).or_default().extend(rows);
+            }
+            out
+        };
+        // Six files allowed, all open at the end: finishing two partitions at once first
+        // closes two.
+        for max_open_files in [256, 6] {
+            let run = |encode_threads| {
+                let options = WriterOptions {
+                    row_group_rows: 1000,
+                    buffered_bytes_budget: 16 * 1024,
+                    max_open_files,
+                    encode_threads,
+                    ..WriterOptions::default()
+                };
+                write_spread(&kinds, 5, options)
+            };
+            let (_, one_lines, one_groups) = run(1);
+            let (files, lines, groups) = run(2);
+            assert_eq!(by_partition(&lines), by_partition(&one_lines));
+            let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+            all.sort_unstable();
+            assert_eq!(all, (1..=5 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+            if max_open_files == 256 {
+                assert_eq!(groups, one_groups, "the same files and row groups");
+            } else {
+                assert!(
+                    files.len() > kinds.len(),
+                    "open files were closed to make room for those opened at once"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rows_set_aside_in_more_partitions_than_files_allowed_are_still_written_once() {
         let kinds = ["a", "b", "c", "d", "e", "f", "g", "h"];
         let options = WriterOptions {
@@ -1228,7 +1385,7 @@ mod tests {
                 .collect();
             w.write(&batch(&rows, line)).unwrap();
             line += SPLIT_ROWS as i64;
-            assert!(w.open_files <= 2);
+            assert!(w.open_files() <= 2);
         }
         let files = w.finish().unwrap();
         let lines = read_lines(tmp.path(), &files);
