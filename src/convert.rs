@@ -24,7 +24,7 @@ use crate::commit::{distinct_load_id, CommitError, OutputDir};
 use crate::config::ErrorBudget;
 use crate::decode::{DecodedBatch, RecordDecoder};
 use crate::download::{self, ExportFiles};
-use crate::framing::LineBatch;
+use crate::framing::{BatchPool, LineBatch};
 use crate::input::{self, Compression, FrameTotals, InputError, Source};
 use crate::manifest::{
     rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION,
@@ -332,15 +332,18 @@ async fn run_pipeline(
     let (decoded_tx, decoded_rx) =
         std::sync::mpsc::sync_channel::<Decoded>(BATCH_QUEUE_PER_DECODER * threads);
 
+    // Decoded line batches go back to the framing stage to be filled again.
+    let pool = BatchPool::default();
     let mut decoders = Vec::with_capacity(threads);
     for _ in 0..threads {
+        let pool = pool.clone();
         let schema = plan.schema;
         let export_id = plan.export_id.clone();
         let jobs = job_rx.clone();
         let out = decoded_tx.clone();
         let progress = plan.progress.clone();
         decoders.push(tokio::task::spawn_blocking(move || {
-            decode_stage(schema, &export_id, &jobs, out, &progress)
+            decode_stage(schema, &export_id, &jobs, out, &progress, &pool)
         }));
     }
     drop(decoded_tx);
@@ -360,7 +363,7 @@ async fn run_pipeline(
     });
 
     let read = futures::stream::iter(sources.iter().enumerate())
-        .map(|(index, source)| read_source(plan, index, source, job_tx.clone()))
+        .map(|(index, source)| read_source(plan, index, source, &pool, job_tx.clone()))
         .buffered(parallel)
         .collect::<Vec<_>>()
         .await;
@@ -388,6 +391,7 @@ async fn read_source(
     plan: &LoadPlan,
     index: usize,
     source: &LoadSource,
+    pool: &BatchPool,
     jobs: mpsc::Sender<Job>,
 ) -> Result<SourceInfo, LoadError> {
     let (reader, compression, name, wire): (
@@ -448,7 +452,14 @@ async fn read_source(
         }
         Ok(())
     };
-    let frame = input::frame_into(reader, &name, plan.max_line_bytes, plan.batch_bytes, tx);
+    let frame = input::frame_into(
+        reader,
+        &name,
+        plan.max_line_bytes,
+        plan.batch_bytes,
+        pool,
+        tx,
+    );
     let (totals, forwarded) = tokio::join!(frame, forward);
     let totals = totals.map_err(|e| input_error(plan, e))?;
     forwarded?;
@@ -498,6 +509,7 @@ fn decode_stage(
     jobs: &std::sync::Mutex<mpsc::Receiver<Job>>,
     out: std::sync::mpsc::SyncSender<Decoded>,
     progress: &LoadProgress,
+    pool: &BatchPool,
 ) -> Result<(), LoadError> {
     // The decoder of the source last decoded: consecutive jobs mostly share a source, and
     // a new decoder for another source costs little next to a batch of lines.
@@ -521,6 +533,7 @@ fn decode_stage(
         LoadProgress::add(&progress.bytes, job.lines.len_bytes() as u64);
         LoadProgress::add(&progress.rows, batch.batch.num_rows() as u64);
         LoadProgress::add(&progress.rejected, batch.rejects.len() as u64);
+        pool.give(job.lines);
         let decoded = Decoded {
             source: job.source,
             seq: job.seq,

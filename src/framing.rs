@@ -267,6 +267,43 @@ pub struct LineBatch {
     pub lines_read: u64,
 }
 
+/// Line batches handed back once decoded, for the framing stage to fill again: a load frames
+/// its whole input into the few batches in flight (bounded by the queues between stages)
+/// instead of allocating a fresh buffer of `batch_bytes` per batch, whose first touch of
+/// every page costs a page fault.
+#[derive(Debug, Clone, Default)]
+pub struct BatchPool {
+    free: std::sync::Arc<std::sync::Mutex<Vec<LineBatch>>>,
+}
+
+impl BatchPool {
+    /// An empty batch whose buffer holds `data_bytes` without growing: one handed back if
+    /// any, else a new one.
+    pub fn take(&self, data_bytes: usize) -> LineBatch {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        match reused {
+            Some(mut batch) => {
+                batch.data.reserve(data_bytes);
+                batch
+            }
+            None => LineBatch::with_capacity(data_bytes),
+        }
+    }
+
+    /// Hands a batch back, emptied, for [`BatchPool::take`].
+    pub fn give(&self, mut batch: LineBatch) {
+        batch.clear();
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(batch);
+    }
+}
+
 impl LineBatch {
     /// Creates an empty batch whose buffer holds `data_bytes` without growing.
     pub fn with_capacity(data_bytes: usize) -> Self {
@@ -327,6 +364,23 @@ pub struct OversizedLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_handed_back_are_filled_again_empty() {
+        let pool = BatchPool::default();
+        let mut framer = LineFramer::new(DEFAULT_MAX_LINE_BYTES);
+        let mut batch = pool.take(64);
+        framer.push(b"{\"a\":1}\n\n", &mut batch);
+        let buffer = batch.data.as_ptr();
+        pool.give(batch);
+        let again = pool.take(64);
+        assert_eq!(again.data.as_ptr(), buffer, "the same buffer");
+        assert!(again.is_empty() && again.data.is_empty() && again.lines.is_empty());
+        assert_eq!((again.lines_read, again.blank_lines), (0, 0));
+        assert!(again.data.capacity() >= 64);
+        let other = pool.take(64);
+        assert_ne!(other.data.as_ptr(), buffer, "a new one when none is free");
+    }
 
     /// Everything a framing run produced, independent of how batches were cut.
     #[derive(Debug, Default, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! Errors say which source failed and whether opening, reading or decompressing did, so a
 //! corrupt archive is not mistaken for a disk or network fault.
 
-use crate::framing::{LineBatch, LineFramer};
+use crate::framing::{BatchPool, LineBatch, LineFramer};
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use std::fmt;
 use std::io;
@@ -415,13 +415,14 @@ pub async fn frame_into(
     name: &str,
     max_line_bytes: usize,
     batch_bytes: usize,
+    pool: &BatchPool,
     tx: mpsc::Sender<LineBatch>,
 ) -> Result<FrameTotals, InputError> {
     let mut framer = LineFramer::new(max_line_bytes);
     // Room for a batch and the line that completes it, so that a batch's buffer is
     // allocated once instead of doubling (and holding twice its bytes) past `batch_bytes`.
     let capacity = batch_bytes.saturating_add(BATCH_SLACK_BYTES);
-    let mut batch = LineBatch::with_capacity(capacity);
+    let mut batch = pool.take(capacity);
     let mut totals = FrameTotals::default();
     loop {
         let chunk = match reader.fill_buf().await {
@@ -439,7 +440,7 @@ pub async fn frame_into(
         reader.consume(read);
         totals.bytes += read as u64;
         if batch.len_bytes() >= batch_bytes {
-            let full = std::mem::replace(&mut batch, LineBatch::with_capacity(capacity));
+            let full = std::mem::replace(&mut batch, pool.take(capacity));
             if !send(&tx, full, &mut totals).await {
                 return Ok(totals);
             }
@@ -530,7 +531,15 @@ mod tests {
             }
             (lines, batches)
         });
-        let totals = frame_into(reader, name, DEFAULT_MAX_LINE_BYTES, batch_bytes, tx).await?;
+        let totals = frame_into(
+            reader,
+            name,
+            DEFAULT_MAX_LINE_BYTES,
+            batch_bytes,
+            &BatchPool::default(),
+            tx,
+        )
+        .await?;
         let (lines, batches) = consumer.await.unwrap();
         Ok((lines, totals, batches))
     }
@@ -714,9 +723,16 @@ mod tests {
             }
             sizes
         });
-        frame_into(reader, "mem", DEFAULT_MAX_LINE_BYTES, 1000, tx)
-            .await
-            .unwrap();
+        frame_into(
+            reader,
+            "mem",
+            DEFAULT_MAX_LINE_BYTES,
+            1000,
+            &BatchPool::default(),
+            tx,
+        )
+        .await
+        .unwrap();
         let sizes = consumer.await.unwrap();
         assert!(sizes.len() > 10, "{sizes:?}");
         for (bytes, capacity) in sizes {
@@ -758,9 +774,16 @@ mod tests {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
         let data = sample(100);
-        let totals = frame_into(io::Cursor::new(data.clone()), "mem", 1024, 16, tx)
-            .await
-            .unwrap();
+        let totals = frame_into(
+            io::Cursor::new(data.clone()),
+            "mem",
+            1024,
+            16,
+            &BatchPool::default(),
+            tx,
+        )
+        .await
+        .unwrap();
         assert_eq!(totals.lines_read, 0);
     }
 
