@@ -458,7 +458,7 @@ impl PartitionedWriter {
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         self.split_incoming()?;
         let partitioned = !self.spec.fields.is_empty();
-        let mut rest: Vec<(PartitionKey, PartitionState)> = self
+        let rest: Vec<(PartitionKey, PartitionState)> = self
             .partitions
             .extract_if(|_, s| s.has_rows_left())
             .collect();
@@ -466,51 +466,14 @@ impl PartitionedWriter {
         for state in self.partitions.values_mut() {
             state.close_file(&self.files)?;
         }
-        let max_open = self.files.options.max_open_files;
         let at_once = self
             .files
             .options
             .encode_threads
             .min(rest.len())
-            .min(max_open);
+            .min(self.files.options.max_open_files);
         if at_once > 1 {
-            // Each partition's last rows (read back from disk, encoded, the file closed)
-            // are independent of the others': the encoding threads take whole partitions,
-            // one each, instead of sharing the columns of one small row group at a time
-            // while the rows of the next are read back. Largest first, so that the last to
-            // finish is a small one. A partition being finished may open a file: room is
-            // kept for them under the bound on open files.
-            rest.sort_by_key(|(_, s)| s.last_used);
-            let mut open = rest.iter().filter(|(_, s)| s.open.is_some()).count();
-            for (_, state) in rest.iter_mut() {
-                if open + at_once <= max_open {
-                    break;
-                }
-                if state.open.is_some() {
-                    state.close_file(&self.files)?;
-                    open -= 1;
-                }
-            }
-            rest.sort_by_key(|(_, s)| std::cmp::Reverse(s.rows_left()));
-            // One thread per partition: its columns are encoded on the thread that took
-            // it, so that a thread waiting for its columns never takes up another
-            // partition (and its memory) in the meantime.
-            let serial = FileSettings {
-                pool: Arc::new(EncodePool::serial()),
-                ..self.files.clone()
-            };
-            let finished = self.files.pool.map(rest, |(key, mut state)| {
-                if let Some(file) = state.open.as_mut() {
-                    file.writer.set_pool(serial.pool.clone());
-                }
-                state.write_gathered(&serial, false, partitioned)?;
-                state.close_file(&serial)?;
-                Ok((key, state))
-            });
-            for done in finished {
-                let (key, state) = done?;
-                self.partitions.insert(key, state);
-            }
+            self.finish_at_once(rest, at_once, partitioned)?;
         } else {
             for (key, state) in rest {
                 self.partitions.insert(key.clone(), state);
@@ -546,6 +509,54 @@ impl PartitionedWriter {
             "Parquet files written"
         );
         Ok(written)
+    }
+
+    /// Writes the last rows of `rest`'s partitions and closes their files, `at_once`
+    /// partitions at a time on the encoding threads. Each partition's last rows (read back
+    /// from disk, encoded, the file closed) are independent of the others', so each thread
+    /// takes whole partitions, instead of all sharing the columns of one small row group
+    /// at a time while the rows of the next are read back.
+    fn finish_at_once(
+        &mut self,
+        mut rest: Vec<(PartitionKey, PartitionState)>,
+        at_once: usize,
+        partitioned: bool,
+    ) -> Result<(), SinkError> {
+        // A partition being finished may open a file: room is kept for one per thread
+        // under the bound on open files, by closing the least recently used.
+        let max_open = self.files.options.max_open_files;
+        rest.sort_by_key(|(_, s)| s.last_used);
+        let mut open = rest.iter().filter(|(_, s)| s.open.is_some()).count();
+        for (_, state) in rest.iter_mut() {
+            if open + at_once <= max_open {
+                break;
+            }
+            if state.open.is_some() {
+                state.close_file(&self.files)?;
+                open -= 1;
+            }
+        }
+        // Largest first, so that the last to finish is a small one.
+        rest.sort_by_key(|(_, s)| std::cmp::Reverse(s.rows_left()));
+        // A partition's columns are encoded on the thread that took it, so that a thread
+        // waiting for its columns never takes up another partition (and its memory).
+        let serial = FileSettings {
+            pool: Arc::new(EncodePool::serial()),
+            ..self.files.clone()
+        };
+        let finished = self.files.pool.map(rest, |(key, mut state)| {
+            if let Some(file) = state.open.as_mut() {
+                file.writer.set_pool(serial.pool.clone());
+            }
+            state.write_gathered(&serial, false, partitioned)?;
+            state.close_file(&serial)?;
+            Ok((key, state))
+        });
+        for done in finished {
+            let (key, state) = done?;
+            self.partitions.insert(key, state);
+        }
+        Ok(())
     }
 
     fn check_schema(&self, batch: &RecordBatch) -> Result<(), SinkError> {
