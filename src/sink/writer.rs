@@ -14,8 +14,8 @@
 //!   whole row groups (one in progress at a time, its rows set aside read back a batch at a
 //!   time) once it has [`WriterOptions::row_group_rows`] rows, and its last rows at the
 //!   end, so row groups are full whatever the number of partitions; a file between row
-//!   groups holds no per-column buffers. At the end, the encoding threads finish one
-//!   partition each at a time (one row group in progress per thread). At most
+//!   groups holds no per-column buffers. At the end, partitions with a small rest (see
+//!   [`FINISH_AT_ONCE_SHARE`]) are finished one per encoding thread at a time. At most
 //!   [`WriterOptions::max_open_files`] partitions have rows set aside (one file each); past that bound, the largest
 //!   partition's rows are written as a smaller row group instead;
 //! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
@@ -74,6 +74,12 @@ pub const SPLIT_ROWS: usize = 4096;
 /// ends early. A full row group of a wide entity stays well inside it (128 Ki order items:
 /// ≈ 32 MiB).
 pub const ENCODED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
+
+/// At the end of a load, partitions with at most `row_group_rows / FINISH_AT_ONCE_SHARE`
+/// rows left are finished one per encoding thread at a time: their row groups are too small
+/// for the threads to share one's columns well, and a few of them in progress at once hold
+/// less than one full row group. A larger rest is finished alone, its columns shared.
+pub const FINISH_AT_ONCE_SHARE: usize = 4;
 
 /// Parquet compression codec of the written files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,13 +464,31 @@ impl PartitionedWriter {
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         self.split_incoming()?;
         let partitioned = !self.spec.fields.is_empty();
-        let rest: Vec<(PartitionKey, PartitionState)> = self
-            .partitions
-            .extract_if(|_, s| s.has_rows_left())
-            .collect();
         // The files of partitions with nothing left to write are complete.
         for state in self.partitions.values_mut() {
-            state.close_file(&self.files)?;
+            if !state.has_rows_left() {
+                state.close_file(&self.files)?;
+            }
+        }
+        // Partitions with a small row group left are finished several at a time; in a
+        // larger one the columns give the threads enough work each.
+        let small = self.files.options.row_group_rows / FINISH_AT_ONCE_SHARE;
+        let rest: Vec<(PartitionKey, PartitionState)> = self
+            .partitions
+            .extract_if(|_, s| s.has_rows_left() && s.rows_left() <= small)
+            .collect();
+        let large: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.has_rows_left())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in large {
+            self.write_pending(&key, false)?;
+            self.partitions
+                .get_mut(&key)
+                .expect("listed above")
+                .close_file(&self.files)?;
         }
         let at_once = self
             .files
@@ -1321,12 +1345,13 @@ mod tests {
             }
             out
         };
-        // Six files allowed, all open at the end: finishing two partitions at once first
-        // closes two.
+        // ≈ 3413 rows a partition: three whole row groups, then a rest of ≈ 113 rows, small
+        // enough to be finished at once. Six files allowed, all open at the end: finishing
+        // two partitions at once first closes two.
         for max_open_files in [256, 6] {
             let run = |encode_threads| {
                 let options = WriterOptions {
-                    row_group_rows: 1000,
+                    row_group_rows: 1100,
                     buffered_bytes_budget: 16 * 1024,
                     max_open_files,
                     encode_threads,
