@@ -6,8 +6,8 @@
 # Environment (all optional):
 #   SIZE_MIB=1024          size of the generated OrderItem and Reservation files, MiB
 #   RUNS=3                 runs of each contender; medians are reported
-#   SWEEP_MIB="100 1024 4096"   file sizes of the OrderItem `convert --partition-by none` sweep
-#                          (one run each; empty to skip)
+#   SWEEP_MIB="100 1024 4096"   file sizes of the OrderItem `convert` sweep, unpartitioned and
+#                          with the default partitioning (RUNS runs each; empty to skip)
 #   WORK_DIR=target/compare     scratch directory, deleted and recreated on every run
 #                          (relative paths are taken from the repository root)
 #   CARGO_TARGET_DIR       where cargo builds (default: target)
@@ -274,8 +274,12 @@ for mib in $SWEEP_MIB; do
     log "sweep: generating $mib MiB of OrderItem"
     "$GEN" OrderItem "$mib" "$sf" >&2
     cat -- "$sf" >/dev/null
-    measure sweep OrderItem "convert --partition-by none" "$mib" "$(file_bytes "$sf")" "$OUT" -- \
-        "$ETL" convert --entity OrderItem --out "$OUT" --partition-by none "$sf"
+    for ((r = 1; r <= RUNS; r++)); do
+        measure sweep OrderItem "--partition-by none" "$mib-$r" "$(file_bytes "$sf")" "$OUT" -- \
+            "$ETL" convert --entity OrderItem --out "$OUT" --partition-by none "$sf"
+        measure sweep OrderItem "default partitioning" "$mib-$r" "$(file_bytes "$sf")" "$OUT" -- \
+            "$ETL" convert --entity OrderItem --out "$OUT" "$sf"
+    done
     rm -f -- "$sf"
 done
 
@@ -331,13 +335,20 @@ if demo:
 sweep = [r for r in rows if r["section"] == "sweep"]
 if sweep:
     p("")
-    p("Size sweep, `convert --entity OrderItem --partition-by none`, one run each:\n")
-    p("| input MiB | wall s | s per GiB | peak RSS MiB |")
-    p("| --- | --- | --- | --- |")
-    for r in sweep:
-        gib = int(r["input_bytes"]) / 2**30
-        p(f"| {int(r['input_bytes']) / 2**20:.0f} | {float(r['wall_s']):.2f} | "
-          f"{float(r['wall_s']) / gib:.2f} | {int(r['maxrss_kib']) / 1024:.0f} |")
+    p(f"Size sweep, `convert --entity OrderItem`, medians of {runs} runs; peak RSS also as a "
+      "multiple of the smallest file's:\n")
+    p("| layout | input MiB | wall s | s per GiB | peak RSS MiB | RSS ÷ smallest |")
+    p("| --- | --- | --- | --- | --- | --- |")
+    for layout in dict.fromkeys(r["contender"] for r in sweep):
+        sizes = sorted({int(r["input_bytes"]) for r in sweep if r["contender"] == layout})
+        first = None
+        for size in sizes:
+            rs = [r for r in sweep if r["contender"] == layout and int(r["input_bytes"]) == size]
+            wall = med(float(r["wall_s"]) for r in rs)
+            rss = med(int(r["maxrss_kib"]) for r in rs) / 1024
+            first = first or rss
+            p(f"| {layout} | {size / 2**20:.0f} | {wall:.2f} | {wall / (size / 2**30):.2f} | "
+              f"{rss:.0f} | {rss / first:.2f}× |")
 print("\n".join(out))
 PY
 
