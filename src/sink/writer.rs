@@ -9,8 +9,9 @@
 //!   at [`WriterOptions::row_group_rows`], or early when its memory passes
 //!   [`ENCODED_BYTES_BUDGET`];
 //! - a partitioned table gathers each partition's rows in Arrow form; when the rows
-//!   gathered in all partitions pass [`WriterOptions::buffered_bytes_budget`], the largest partition's
-//!   rows are set aside on disk ([`super::spill::SpilledRows`]). A partition is written as
+//!   gathered in all partitions pass [`WriterOptions::buffered_bytes_budget`], the largest
+//!   partitions' rows are set aside on disk ([`super::spill::SpilledRows`]) until half the
+//!   budget is left, several partitions at a time on the encoding threads. A partition is written as
 //!   whole row groups (one in progress at a time, its rows set aside read back a batch at a
 //!   time) once it has [`WriterOptions::row_group_rows`] rows, and its last rows at the
 //!   end, so row groups are full whatever the number of partitions; a file between row
@@ -655,6 +656,13 @@ impl PartitionedWriter {
         if state.rows_left() >= threshold {
             self.write_pending(&key, true)?;
         }
+        if self.buffered_bytes > self.files.options.buffered_bytes_budget
+            && !self.spec.fields.is_empty()
+        {
+            self.spill_largest()?;
+        }
+        // Unpartitioned, or past the bound on spill files: the largest partition's rows are
+        // written, as a smaller row group.
         while self.buffered_bytes > self.files.options.buffered_bytes_budget {
             let largest = self
                 .partitions
@@ -663,16 +671,6 @@ impl PartitionedWriter {
                 .max_by_key(|(_, s)| s.pending_bytes)
                 .map(|(k, _)| k.clone());
             match largest {
-                // Set aside until the partition has a whole row group, while the number of
-                // spill files stays within the file-handle bound; past it, a smaller row
-                // group is written instead.
-                Some(k)
-                    if !self.spec.fields.is_empty()
-                        && (self.partitions[&k].spilled.is_some()
-                            || self.spill_files() < self.files.options.max_open_files) =>
-                {
-                    self.spill_pending(&k)?
-                }
                 Some(k) => self.write_pending(&k, false)?,
                 None => break,
             }
@@ -691,32 +689,52 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Sets a partition's gathered rows aside on disk, as one batch.
-    fn spill_pending(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
-        let state = self.partitions.get_mut(key).expect("known partition");
-        self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
-        let pending = state.take_pending();
-        let rows = combine(&self.files.schema, &state.rel_dir, pending)?;
-        if state.spilled.is_none() {
-            let spilled =
-                SpilledRows::create(&state.dir, self.files.schema.clone()).map_err(|source| {
-                    SinkError::Io {
-                        action: "creating a temporary file for gathered rows in",
-                        path: state.dir.clone(),
-                        source,
-                    }
-                })?;
-            state.spilled = Some(spilled);
+    /// Sets the largest partitions' gathered rows aside on disk until half the budget is
+    /// left, each partition's in a file of its own (at most `max_open_files` of them). The
+    /// partitions are written out several at a time on the encoding threads: copying rows
+    /// into files is most of what the writer thread did, and it held up the whole load.
+    fn spill_largest(&mut self) -> Result<(), SinkError> {
+        let target = self.files.options.buffered_bytes_budget / 2;
+        let mut largest: Vec<(PartitionKey, usize, bool)> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.pending_rows > 0)
+            .map(|(k, s)| (k.clone(), s.pending_bytes, s.spilled.is_some()))
+            .collect();
+        largest.sort_by_key(|(_, bytes, _)| std::cmp::Reverse(*bytes));
+        let mut files = self.spill_files();
+        let mut left = self.buffered_bytes;
+        let mut work = Vec::new();
+        for (key, bytes, has_file) in largest {
+            if left <= target {
+                break;
+            }
+            if !has_file {
+                if files >= self.files.options.max_open_files {
+                    continue;
+                }
+                files += 1;
+            }
+            left -= bytes.min(left);
+            let state = self.partitions.remove(&key).expect("listed above");
+            self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
+            work.push((key, state));
         }
-        let spilled = state.spilled.as_mut().expect("created above");
-        for batch in rows {
-            self.spilled_rows += batch.num_rows() as u64;
-            spilled.append(&batch).map_err(|source| SinkError::Arrow {
-                partition: state.rel_dir.clone(),
-                source,
-            })?;
+        let schema = &self.files.schema;
+        let spilled = self.files.pool.map(work, |(key, mut state)| {
+            let rows = state.spill(schema);
+            (key, state, rows)
+        });
+        let mut result = Ok(());
+        for (key, state, rows) in spilled {
+            self.partitions.insert(key, state);
+            match rows {
+                Ok(rows) => self.spilled_rows += rows,
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
+            }
         }
-        Ok(())
+        result
     }
 
     /// Partitions with rows set aside on disk, one file each.
@@ -811,6 +829,33 @@ impl PartitionState {
         self.pending_rows = 0;
         self.pending_bytes = 0;
         std::mem::take(&mut self.pending)
+    }
+
+    /// Sets the gathered rows aside on disk, as one batch, in the partition's spill file
+    /// (created if missing); returns how many rows. The caller takes their bytes out of its
+    /// budget.
+    fn spill(&mut self, schema: &SchemaRef) -> Result<u64, SinkError> {
+        let pending = self.take_pending();
+        let rows = combine(schema, &self.rel_dir, pending)?;
+        if self.spilled.is_none() {
+            let spilled =
+                SpilledRows::create(&self.dir, schema.clone()).map_err(|source| SinkError::Io {
+                    action: "creating a temporary file for gathered rows in",
+                    path: self.dir.clone(),
+                    source,
+                })?;
+            self.spilled = Some(spilled);
+        }
+        let spilled = self.spilled.as_mut().expect("created above");
+        let mut count = 0;
+        for batch in rows {
+            count += batch.num_rows() as u64;
+            spilled.append(&batch).map_err(|source| SinkError::Arrow {
+                partition: self.rel_dir.clone(),
+                source,
+            })?;
+        }
+        Ok(count)
     }
 
     /// Writes the rows set aside and gathered, oldest first, into the file's row group in
