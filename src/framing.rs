@@ -286,11 +286,13 @@ impl BatchPool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
         match reused {
-            Some(mut batch) => {
+            // A buffer grown far past the usual size (by a line longer than a batch) is
+            // let go rather than kept for the rest of the load.
+            Some(mut batch) if batch.data.capacity() <= data_bytes.saturating_mul(2) => {
                 batch.data.reserve(data_bytes);
                 batch
             }
-            None => LineBatch::with_capacity(data_bytes),
+            _ => LineBatch::with_capacity(data_bytes),
         }
     }
 
@@ -380,6 +382,13 @@ mod tests {
         assert!(again.data.capacity() >= 64);
         let other = pool.take(64);
         assert_ne!(other.data.as_ptr(), buffer, "a new one when none is free");
+        let mut grown = pool.take(64);
+        grown.data.extend_from_slice(&[b'x'; 1000]);
+        pool.give(grown);
+        assert!(
+            pool.take(64).data.capacity() < 1000,
+            "a buffer grown by a long line is let go"
+        );
     }
 
     /// Everything a framing run produced, independent of how batches were cut.

@@ -401,8 +401,9 @@ fn classify_read_error(error: io::Error, name: &str, after_bytes: u64) -> InputE
     }
 }
 
-/// Reads `reader` to the end, framing lines into batches of about `batch_bytes` and sending
-/// each on `tx` (a bounded tokio mpsc channel: this is the backpressure point). Returns
+/// Reads `reader` to the end, framing lines into batches of about `batch_bytes` (taken from
+/// `pool`: those handed back by their consumers, else new ones) and sending each on `tx` (a
+/// bounded tokio mpsc channel: this is the backpressure point). Returns
 /// total counts (lines_read, blank_lines) when done; stops quietly with Ok if the receiver
 /// is dropped.
 ///
