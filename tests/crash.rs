@@ -755,9 +755,23 @@ async fn a_run_on_a_full_disk_is_resumed_once_space_is_freed() {
 /// A second signal exits at once. `convert -` with stdin held open cannot finish its
 /// graceful stop quickly (the stdin reader waits for EOF, and the stop waits up to three
 /// seconds for it), so a second signal sent as soon as the first is acknowledged lands
-/// inside that wait; the process ends with the second signal's status, saying so.
+/// inside that wait; the process ends with the second signal's status, saying so. On a
+/// machine so loaded that the second signal comes after the wait, the process ends by the
+/// first one; such an attempt shows nothing either way and is made again (three at most).
 #[test]
 fn a_second_signal_exits_at_once() {
+    for attempt in 1..=3 {
+        match second_signal_attempt() {
+            Some(()) => return,
+            None => eprintln!("attempt {attempt}: the second signal came after the wait"),
+        }
+    }
+    panic!("the second signal never landed inside the graceful stop's wait");
+}
+
+/// One attempt of [`a_second_signal_exits_at_once`]; `None` if the process ended by the
+/// first signal before the second was sent.
+fn second_signal_attempt() -> Option<()> {
     use std::io::{BufRead, Write};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -801,14 +815,18 @@ fn a_second_signal_exits_at_once() {
     let status = child.0.take().unwrap().wait().unwrap();
     drop(stdin);
     seen.extend(lines.iter());
+    assert!(
+        std::fs::symlink_metadata(out.join(TABLE)).is_err(),
+        "a table is visible"
+    );
+    if status.code() == Some(130) && !seen.iter().any(|l| l.starts_with("SIGTERM")) {
+        return None;
+    }
     assert_eq!(status.code(), Some(143), "{seen:?}");
     assert!(
         seen.iter()
             .any(|l| l.starts_with("SIGTERM: exiting at once")),
         "{seen:?}"
     );
-    assert!(
-        std::fs::symlink_metadata(out.join(TABLE)).is_err(),
-        "a table is visible"
-    );
+    Some(())
 }
