@@ -203,7 +203,7 @@ impl SpilledRows {
 
     /// The rows set aside, in the order they were appended, read back one batch at a time;
     /// the file is closed (and its space freed) when the iterator is dropped.
-    pub fn into_batches(self) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> {
+    pub fn into_batches(self) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send {
         let file = self.file;
         self.segments.into_iter().flat_map(move |(start, len)| {
             let segment = BufReader::with_capacity(
@@ -215,10 +215,73 @@ impl SpilledRows {
                 },
             );
             match StreamReader::try_new(segment, None) {
-                Ok(reader) => Box::new(reader) as Box<dyn Iterator<Item = _>>,
+                Ok(reader) => Box::new(reader) as Box<dyn Iterator<Item = _> + Send>,
                 Err(error) => Box::new(std::iter::once(Err(error))),
             }
         })
+    }
+}
+
+/// Batches of rows set aside, as they are read back.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
+
+type ReadRequest = (
+    SpilledRows,
+    std::sync::mpsc::SyncSender<Result<RecordBatch, ArrowError>>,
+);
+
+/// A thread that reads rows set aside back one batch ahead of their consumer, so that
+/// reading (positioned reads, IPC decoding) overlaps with encoding the batch before. One
+/// thread serves a whole load, one consumer at a time: a thread per file would each get an
+/// allocator arena of its own (glibc), each keeping the memory freed in it.
+pub struct ReadAhead {
+    requests: Option<std::sync::mpsc::Sender<ReadRequest>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    /// Starts the thread.
+    pub fn start() -> std::io::Result<Self> {
+        let (requests, incoming) = std::sync::mpsc::channel::<ReadRequest>();
+        let thread = std::thread::Builder::new()
+            .name("spill-read".into())
+            .spawn(move || {
+                for (rows, reply) in incoming {
+                    for batch in rows.into_batches() {
+                        if reply.send(batch).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })?;
+        Ok(ReadAhead {
+            requests: Some(requests),
+            thread: Some(thread),
+        })
+    }
+
+    /// The rows of `rows`, oldest first, read one batch ahead. The consumer must take them
+    /// all or drop the iterator before the next call, which waits for it otherwise.
+    pub fn read(&self, rows: SpilledRows) -> Batches {
+        // A rendezvous: the thread holds the one batch it has read until it is asked for.
+        let (reply, batches) = std::sync::mpsc::sync_channel(0);
+        match &self.requests {
+            Some(requests) => match requests.send((rows, reply)) {
+                Ok(()) => Box::new(batches.into_iter()),
+                // The thread is gone (it cannot panic short of a bug): read here.
+                Err(std::sync::mpsc::SendError((rows, _))) => Box::new(rows.into_batches()),
+            },
+            None => Box::new(rows.into_batches()),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -327,6 +390,24 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "unnamed");
         let back: Vec<RecordBatch> = spilled.into_batches().map(Result::unwrap).collect();
         assert_eq!(back, written);
+        let reader = ReadAhead::start().unwrap();
+        for round in 0..2 {
+            let mut rows = SpilledRows::create(dir.path(), schema.clone()).unwrap();
+            for b in &written {
+                rows.append(b).unwrap();
+            }
+            let back: Vec<RecordBatch> = reader.read(rows).map(Result::unwrap).collect();
+            assert_eq!(back, written, "read ahead, round {round}");
+        }
+        // A consumer that stops early does not hold up the next one.
+        let mut rows = SpilledRows::create(dir.path(), schema.clone()).unwrap();
+        for b in &written {
+            rows.append(b).unwrap();
+        }
+        drop(reader.read(rows).next());
+        let mut rows = SpilledRows::create(dir.path(), schema.clone()).unwrap();
+        rows.append(&written[0]).unwrap();
+        assert_eq!(reader.read(rows).count(), 1);
     }
 
     #[test]

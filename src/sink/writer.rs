@@ -28,7 +28,7 @@
 
 use super::encode::{EncodePool, ParquetFile, ENCODE_SLICE_ROWS};
 use super::partition::{partition_rows, PartitionKey};
-use super::spill::SpilledRows;
+use super::spill::{ReadAhead, SpilledRows};
 use super::SinkError;
 use crate::schema::PartitionSpec;
 use arrow::datatypes::SchemaRef;
@@ -226,6 +226,8 @@ pub struct PartitionedWriter {
     clock: u64,
     /// Directories created under `dir`, fsynced at `finish` so new entries are durable.
     created_dirs: BTreeSet<PathBuf>,
+    /// Reads rows set aside back ahead of the partition being written, one at a time.
+    read_ahead: ReadAhead,
 }
 
 /// What the files of every partition share: where they go and how they are encoded.
@@ -360,6 +362,11 @@ impl PartitionedWriter {
             path: dir.clone(),
             source,
         })?;
+        let read_ahead = ReadAhead::start().map_err(|source| SinkError::Io {
+            action: "starting the thread that reads rows set aside back for",
+            path: dir.clone(),
+            source,
+        })?;
         Ok(PartitionedWriter {
             files: FileSettings {
                 dir,
@@ -380,6 +387,7 @@ impl PartitionedWriter {
             incoming_rows: 0,
             clock: 0,
             created_dirs: BTreeSet::new(),
+            read_ahead,
         })
     }
 
@@ -573,7 +581,8 @@ impl PartitionedWriter {
             if let Some(file) = state.open.as_mut() {
                 file.writer.set_pool(serial.pool.clone());
             }
-            state.write_gathered(&serial, false, partitioned)?;
+            // Several partitions at once: each reads its own rows back.
+            state.write_gathered(&serial, false, partitioned, None)?;
             state.close_file(&serial)?;
             Ok((key, state))
         });
@@ -770,7 +779,12 @@ impl PartitionedWriter {
         let partitioned = !self.spec.fields.is_empty();
         let state = self.partitions.get_mut(key).expect("known partition");
         self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
-        state.write_gathered(&self.files, whole_groups && partitioned, partitioned)?;
+        state.write_gathered(
+            &self.files,
+            whole_groups && partitioned,
+            partitioned,
+            Some(&self.read_ahead),
+        )?;
         self.buffered_bytes += state.pending_bytes;
         self.peak_encoded_bytes = self.peak_encoded_bytes.max(self.encoded_bytes());
         Ok(())
@@ -861,12 +875,14 @@ impl PartitionState {
     /// Writes the rows set aside and gathered, oldest first, into the file's row group in
     /// progress, rolling files over at `max_rows_per_file`. With `whole_groups`, only whole
     /// row groups are written and the rest stays gathered (`pending_bytes` says how much).
-    /// With `end_group`, the row group in progress ends when the rows are written.
+    /// With `end_group`, the row group in progress ends when the rows are written. Rows set
+    /// aside are read back on `read_ahead`'s thread if given, else on this one.
     fn write_gathered(
         &mut self,
         files: &FileSettings,
         whole_groups: bool,
         end_group: bool,
+        read_ahead: Option<&ReadAhead>,
     ) -> Result<(), SinkError> {
         let pending = self.take_pending();
         let batches = combine(&files.schema, &self.rel_dir, pending)?;
@@ -879,7 +895,10 @@ impl PartitionState {
         } else {
             total
         };
-        let older = spilled.into_iter().flat_map(SpilledRows::into_batches);
+        let older = spilled.into_iter().flat_map(|rows| match read_ahead {
+            Some(reader) => reader.read(rows),
+            None => Box::new(rows.into_batches()),
+        });
         let mut written = 0;
         let mut rest = Vec::new();
         // Rows go to the encoder a few thousand at a time: few calls, little held at once.
