@@ -472,50 +472,43 @@ impl PartitionedWriter {
     /// durable, and lists the files.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         self.split_incoming()?;
-        let partitioned = !self.spec.fields.is_empty();
         // The files of partitions with nothing left to write are complete.
         for state in self.partitions.values_mut() {
-            if !state.has_rows_left() {
+            if state.rows_left() == 0 {
                 state.close_file(&self.files)?;
             }
         }
         // Partitions with a small row group left are finished several at a time; in a
         // larger one the columns give the threads enough work each.
         let small = self.files.options.row_group_rows / FINISH_AT_ONCE_SHARE;
-        let rest: Vec<(PartitionKey, PartitionState)> = self
+        let mut at_once: Vec<(PartitionKey, PartitionState)> = self
             .partitions
-            .extract_if(|_, s| s.has_rows_left() && s.rows_left() <= small)
+            .extract_if(|_, s| (1..=small).contains(&s.rows_left()))
             .collect();
-        let large: Vec<PartitionKey> = self
+        let threads = self
+            .files
+            .options
+            .encode_threads
+            .min(at_once.len())
+            .min(self.files.options.max_open_files);
+        if threads < 2 {
+            self.partitions.extend(at_once.drain(..));
+        }
+        let alone: Vec<PartitionKey> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.has_rows_left())
+            .filter(|(_, s)| s.rows_left() > 0)
             .map(|(k, _)| k.clone())
             .collect();
-        for key in large {
+        for key in alone {
             self.write_pending(&key, false)?;
             self.partitions
                 .get_mut(&key)
                 .expect("listed above")
                 .close_file(&self.files)?;
         }
-        let at_once = self
-            .files
-            .options
-            .encode_threads
-            .min(rest.len())
-            .min(self.files.options.max_open_files);
-        if at_once > 1 {
-            self.finish_at_once(rest, at_once, partitioned)?;
-        } else {
-            for (key, state) in rest {
-                self.partitions.insert(key.clone(), state);
-                self.write_pending(&key, false)?;
-                self.partitions
-                    .get_mut(&key)
-                    .expect("inserted above")
-                    .close_file(&self.files)?;
-            }
+        if !at_once.is_empty() {
+            self.finish_at_once(at_once, threads)?;
         }
         // Children before parents, then the staging directory itself.
         for dir in self
@@ -553,8 +546,8 @@ impl PartitionedWriter {
         &mut self,
         mut rest: Vec<(PartitionKey, PartitionState)>,
         at_once: usize,
-        partitioned: bool,
     ) -> Result<(), SinkError> {
+        let partitioned = !self.spec.fields.is_empty();
         // A partition being finished may open a file: room is kept for one per thread
         // under the bound on open files, by closing the least recently used.
         let max_open = self.files.options.max_open_files;
@@ -712,10 +705,9 @@ impl PartitionedWriter {
             .collect();
         largest.sort_by_key(|(_, bytes, _)| std::cmp::Reverse(*bytes));
         let mut files = self.spill_files();
-        let mut left = self.buffered_bytes;
         let mut work = Vec::new();
-        for (key, bytes, has_file) in largest {
-            if left <= target {
+        for (key, _, has_file) in largest {
+            if self.buffered_bytes <= target {
                 break;
             }
             if !has_file {
@@ -724,7 +716,6 @@ impl PartitionedWriter {
                 }
                 files += 1;
             }
-            left -= bytes.min(left);
             let state = self.partitions.remove(&key).expect("listed above");
             self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
             work.push((key, state));
@@ -827,10 +818,6 @@ impl PartitionState {
     /// Rows gathered or set aside and not yet written.
     fn rows_left(&self) -> usize {
         self.pending_rows + self.spilled.as_ref().map_or(0, SpilledRows::rows)
-    }
-
-    fn has_rows_left(&self) -> bool {
-        self.pending_rows > 0 || self.spilled.is_some()
     }
 
     /// Memory of the row group in progress, as last measured.
