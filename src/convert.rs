@@ -11,8 +11,10 @@
 //! Reading and decompression stay on the async runtime; decoding and Parquet encoding run
 //! on blocking threads, so the stages overlap. Every line batch is numbered within its
 //! source and any decoder thread may take it, so even a single large file is decoded on
-//! every core; the writer puts each source's batches back in order before writing, so
-//! output files, row order and quarantine files are the same whatever the timing. Every
+//! every core; the writer puts each source's batches back in order before writing, so a
+//! source's rows keep their order whatever the timing. Sources are read one after another
+//! unless the decoders run short of lines (`read_in_turn`); two read at once interleave
+//! their rows as they come. Every
 //! queue is bounded, so memory is bounded by the queue capacities times the batch size,
 //! whatever the size of the input.
 //!
@@ -53,9 +55,16 @@ pub const JOB_QUEUE_PER_DECODER: usize = 2;
 /// batches that arrive ahead of their turn, at most the number in flight.
 pub const BATCH_QUEUE_PER_DECODER: usize = 2;
 
-/// Sources of one load read and decoded at the same time: one per core of the machines
-/// this runs on (two), so that a multi-file export keeps both busy.
+/// Most sources of one load read at the same time (see `read_in_turn`): one per core of
+/// the machines this runs on (two), so that slow downloads still keep both busy.
 pub const DEFAULT_PARALLEL_SOURCES: usize = 2;
+
+/// How often the reading stage looks whether the decoders have lines waiting.
+pub const STARVATION_CHECK: Duration = Duration::from_millis(50);
+
+/// Checks in a row that must find no lines waiting before another source is opened: one
+/// empty queue is the ordinary gap of a source handing over to the next.
+pub const STARVED_CHECKS: u32 = 2;
 
 /// Why a load did not complete. Data errors in single lines are not here: they are
 /// rejections, counted against the error budget.
@@ -362,11 +371,12 @@ async fn run_pipeline(
         write_stage(parquet, quarantine_path, decoded_rx, source_count)
     });
 
-    let read = futures::stream::iter(sources.iter().enumerate())
-        .map(|(index, source)| read_source(plan, index, source, &pool, job_tx.clone()))
-        .buffered(parallel)
-        .collect::<Vec<_>>()
-        .await;
+    let queue = job_tx.clone();
+    let starved = move || queue.capacity() == queue.max_capacity();
+    let read = read_in_turn(sources.len(), parallel, starved, |index| {
+        read_source(plan, index, &sources[index], &pool, job_tx.clone())
+    })
+    .await;
     drop(job_tx);
     // Every sender is gone now (even on error), so the threads run to their end.
     let mut decoded = Ok(());
@@ -384,6 +394,70 @@ async fn run_pipeline(
     let info = read.into_iter().collect::<Result<Vec<_>, _>>()?;
     decoded?;
     Ok((written?, info))
+}
+
+/// Reads sources `0..count` with `read`, one after another as long as that keeps the
+/// decoders busy, and up to `parallel` at once while they are not: another source is
+/// opened when `starved` (no lines waiting for a decoder) holds at [`STARVED_CHECKS`]
+/// checks in a row, [`STARVATION_CHECK`] apart.
+///
+/// A local file or a download over a fast link frames lines faster than they are decoded,
+/// so a second source at once would only share the same cores, and measurably cost time
+/// (more buffers in flight, two streams of wake-ups). A download slower than the decoders
+/// leaves them starved, and then reading two files at once is what keeps the cores busy.
+///
+/// Results come back in source order. After a source fails no other is opened: the load
+/// fails anyway, and the results of the sources never read are missing.
+async fn read_in_turn<T, E, Fut>(
+    count: usize,
+    parallel: usize,
+    mut starved: impl FnMut() -> bool,
+    mut read: impl FnMut(usize) -> Fut,
+) -> Vec<Result<T, E>>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut results: Vec<Option<Result<T, E>>> = (0..count).map(|_| None).collect();
+    let mut active = futures::stream::FuturesUnordered::new();
+    let mut open = |index: usize| {
+        let reading = read(index);
+        async move { (index, reading.await) }
+    };
+    let mut next = 0;
+    let mut failed = false;
+    let mut starved_checks = 0;
+    let mut check = tokio::time::interval_at(
+        tokio::time::Instant::now() + STARVATION_CHECK,
+        STARVATION_CHECK,
+    );
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if active.is_empty() && next < count && !failed {
+            active.push(open(next));
+            next += 1;
+            starved_checks = 0;
+        }
+        if active.is_empty() {
+            break;
+        }
+        let may_open = next < count && !failed && active.len() < parallel;
+        tokio::select! {
+            Some((index, result)) = active.next() => {
+                failed |= result.is_err();
+                results[index] = Some(result);
+            }
+            _ = check.tick(), if may_open => {
+                starved_checks = if starved() { starved_checks + 1 } else { 0 };
+                if starved_checks >= STARVED_CHECKS {
+                    tracing::debug!(source = next, reading = active.len(), "decoders waiting for lines: reading one more source at once");
+                    active.push(open(next));
+                    next += 1;
+                    starved_checks = 0;
+                }
+            }
+        }
+    }
+    results.into_iter().flatten().collect()
 }
 
 /// Opens one source and frames it into numbered jobs for the decoder threads.
@@ -602,6 +676,78 @@ fn write_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Runs `read_in_turn` over sources that each take `takes` (and fail where `fails`),
+    /// and returns their results and the most read at once.
+    async fn read_sources(
+        takes: &[Duration],
+        fails: Option<usize>,
+        starved: impl FnMut() -> bool,
+    ) -> (Vec<Result<usize, usize>>, usize) {
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let results = read_in_turn(takes.len(), 2, starved, |i| {
+            let (now, most, take) = (now.clone(), most.clone(), takes[i]);
+            async move {
+                most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(take).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                if fails == Some(i) {
+                    Err(i)
+                } else {
+                    Ok(i)
+                }
+            }
+        })
+        .await;
+        (results, most.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sources_are_read_in_turn_while_the_decoders_have_lines() {
+        let takes = [Duration::from_secs(1); 4];
+        let (results, most) = read_sources(&takes, None, || false).await;
+        assert_eq!(results, vec![Ok(0), Ok(1), Ok(2), Ok(3)]);
+        assert_eq!(most, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starved_decoders_get_a_second_source_but_never_a_third() {
+        let takes = [
+            Duration::from_secs(3),
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        ];
+        let (results, most) = read_sources(&takes, None, || true).await;
+        assert_eq!(results, vec![Ok(0), Ok(1), Ok(2), Ok(3)], "in source order");
+        assert_eq!(most, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_starved_check_is_not_enough() {
+        let mut checks = 0;
+        let starved = move || {
+            checks += 1;
+            checks % STARVED_CHECKS != 0
+        };
+        let (results, most) = read_sources(&[Duration::from_secs(2); 3], None, starved).await;
+        assert_eq!(results.len(), 3);
+        assert_eq!(
+            most, 1,
+            "starved at fewer than {STARVED_CHECKS} checks in a row"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_source_is_opened_after_one_fails() {
+        let takes = [Duration::from_secs(1); 4];
+        let (results, most) = read_sources(&takes, Some(1), || false).await;
+        assert_eq!(results, vec![Ok(0), Err(1)]);
+        assert_eq!(most, 1);
+    }
 
     #[test]
     fn load_ids_from_file_names() {

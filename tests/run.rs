@@ -552,6 +552,28 @@ async fn broken_bodies(gzip: bool) {
     h.mock.shutdown().await;
 }
 
+/// Files are read one after another while the decoders keep up with one, and two at once
+/// while a slow link leaves them waiting for lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_downloads_are_read_two_at_a_time() {
+    let h = Harness::start(config(
+        1500,
+        Faults {
+            // 16 KiB every 10 ms: 1.6 MB/s a file, far below what the decoders take.
+            trickle: Some((16 * 1024, Duration::from_millis(10))),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let o = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&o, 0);
+    let stats = h.mock.stats();
+    assert_eq!(stats.trickled, 3, "{stats:?}");
+    assert_eq!(stats.most_downloads_at_once, 2, "{stats:?}");
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
 /// 8. A connection reset mid-body and a body ending short are resumed: no row lost or
 /// repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

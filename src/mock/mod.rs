@@ -224,6 +224,8 @@ pub struct MockStats {
     pub short_bodies: u64,
     /// Downloads slowed down by injection.
     pub trickled: u64,
+    /// Most file bodies being sent at the same time.
+    pub most_downloads_at_once: u64,
     /// Exports ended `Failed` by injection.
     pub failed_exports: u64,
     /// Exports turned `Expired` by injection.
@@ -249,6 +251,9 @@ struct Counters {
     resets: AtomicU64,
     short_bodies: AtomicU64,
     trickled: AtomicU64,
+    /// File bodies being sent now, and the most at once.
+    downloads_at_once: AtomicU64,
+    most_downloads_at_once: AtomicU64,
     failed_exports: AtomicU64,
     expired_exports: AtomicU64,
     /// API requests (`add` + `getAll`), numbering them for the every-Nth faults.
@@ -282,6 +287,7 @@ impl Counters {
             resets: get(&self.resets),
             short_bodies: get(&self.short_bodies),
             trickled: get(&self.trickled),
+            most_downloads_at_once: get(&self.most_downloads_at_once),
             failed_exports: get(&self.failed_exports),
             expired_exports: get(&self.expired_exports),
         }

@@ -458,6 +458,10 @@ async fn download(
         Some(spool) => content::serve_spooled(spool, sent, ending, &tx, &stopping),
         None => content::produce(&content, index, sent, ending, &tx, &stopping),
     });
+    let at_once = bump(&counters.downloads_at_once);
+    counters
+        .most_downloads_at_once
+        .fetch_max(at_once, Ordering::Relaxed);
     let body = Body::from_stream(body_stream(BodyState {
         rx,
         shutdown: shared.shutdown.subscribe(),
@@ -604,6 +608,16 @@ struct BodyState {
     /// Whether the body has ended with an error; nothing follows it.
     done: bool,
     shared: Arc<Shared>,
+}
+
+impl Drop for BodyState {
+    fn drop(&mut self) {
+        // Sent whole, cut off or left by the client: the body is over either way.
+        self.shared
+            .counters
+            .downloads_at_once
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Turns the producer's chunks into an HTTP body: ends with an error when the server stops,
