@@ -73,7 +73,7 @@ pub const SPLIT_ROWS: usize = 4096;
 /// Memory of the row group in progress as the parquet crate counts it (dictionaries, page
 /// buffers; completed pages wait on disk, see [`super::spill`]); past it, the row group
 /// ends early. A full row group of a wide entity stays well inside it (128 Ki order items:
-/// ≈ 32 MiB).
+/// ≈ 13 MiB).
 pub const ENCODED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
 /// At the end of a load, partitions with at most `row_group_rows / FINISH_AT_ONCE_SHARE`
