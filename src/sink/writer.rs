@@ -1587,23 +1587,31 @@ mod tests {
         .unwrap();
         w.write(&batch(&[Some("a"); 50], 1)).unwrap();
         let files = w.finish().unwrap();
-        let meta = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(tmp.path().join(&files[0].path)).unwrap(),
-        )
-        .unwrap()
-        .metadata()
-        .clone();
-        let group = meta.row_group(0);
-        let dictionary = |name: &str| {
-            let column = group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap();
-            column.dictionary_page_offset().is_some()
-        };
+        let meta = metadata_of(&tmp.path().join(&files[0].path));
+        let dictionary = |name: &str| first_chunk(&meta, name).dictionary_page_offset().is_some();
         assert!(dictionary("Kind"), "other columns keep their dictionary");
         assert!(!dictionary("_line"));
+    }
+
+    /// The footer of the Parquet file at `path`.
+    fn metadata_of(path: &Path) -> parquet::file::metadata::ParquetMetaData {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .metadata()
+            .as_ref()
+            .clone()
+    }
+
+    /// Column `name`'s chunk in the first row group.
+    fn first_chunk<'m>(
+        meta: &'m parquet::file::metadata::ParquetMetaData,
+        name: &str,
+    ) -> &'m parquet::file::metadata::ColumnChunkMetaData {
+        meta.row_group(0)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
     }
 
     #[test]
@@ -1631,21 +1639,10 @@ mod tests {
         w.write(&batch(&vec![Some("a"); rows], rows as i64 + 1))
             .unwrap();
         let files = w.finish().unwrap();
-        let meta = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(tmp.path().join(&files[0].path)).unwrap(),
-        )
-        .unwrap()
-        .metadata()
-        .clone();
+        let meta = metadata_of(&tmp.path().join(&files[0].path));
         assert_eq!(meta.num_row_groups(), 1);
         let data_pages = |name: &str| {
-            let group = meta.row_group(0);
-            let column = group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap();
-            let mask = *column.page_encoding_stats_mask().unwrap();
+            let mask = *first_chunk(&meta, name).page_encoding_stats_mask().unwrap();
             (
                 mask.is_set(parquet::basic::Encoding::RLE_DICTIONARY),
                 mask.is_set(parquet::basic::Encoding::PLAIN),
