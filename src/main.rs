@@ -628,12 +628,15 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
-    eprintln!(
-        "serving the Connector API mock on http://{addr} (client token {}, access token {}); Ctrl-C stops",
-        config.client_token, config.access_token
-    );
+    let tokens = (config.client_token.clone(), config.access_token.clone());
+    let announce = |url: &str| {
+        eprintln!(
+            "serving the Connector API mock on {url} (client token {}, access token {}); Ctrl-C stops",
+            tokens.0, tokens.1
+        );
+    };
     runtime
-        .block_on(mews_etl::mock::serve_forever(config, addr))
+        .block_on(mews_etl::mock::serve_forever(config, addr, announce))
         .context("serving the mock")?;
     Ok(())
 }

@@ -882,3 +882,52 @@ async fn a_half_written_state_file_is_cleaned_up() {
     }
     h.mock.shutdown().await;
 }
+
+/// `mews-etl mock-server --port 0` announces the port the system picked, and `run` loads
+/// from it with the tokens it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_server_on_port_0_announces_the_port_it_listens_on() {
+    use std::io::BufRead;
+    let mut server = bare_command()
+        .args(["mock-server", "--port", "0", "--rows", "40", "--quiet"])
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let announced = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("serving the Connector API mock on "))
+    })
+    .await
+    .unwrap();
+    let Some(line) = announced else {
+        let _ = server.kill();
+        panic!("mock-server ended without announcing where it listens");
+    };
+    let url = line
+        .trim_start_matches("serving the Connector API mock on ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0, "{line}");
+    let token = |name: &str| {
+        let start = line.find(&format!("{name} token ")).unwrap() + name.len() + 7;
+        line[start..].split([',', ')']).next().unwrap().to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bare_command();
+    cmd.args(["run", "--entity", "Bill", "--compression", "snappy"])
+        .args(["--poll-interval", "50ms", "--platform-url", &url, "--out"])
+        .arg(dir.path().join("out"))
+        .env("MEWS_CLIENT_TOKEN", token("client"))
+        .env("MEWS_ACCESS_TOKEN", token("access"));
+    let o = output(cmd).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_status(&o, 0);
+    let table = common::read_table(&dir.path().join("out"), &table("Bill"));
+    assert_eq!(table.num_rows(), 40);
+}

@@ -529,12 +529,18 @@ impl Drop for MockServer {
     }
 }
 
-/// Runs a mock server on `addr` until Ctrl-C (for `mews-etl mock-server`).
+/// Runs a mock server on `addr` until Ctrl-C (for `mews-etl mock-server`), calling
+/// `started` with its base URL once it listens (the port the system picked, for port 0).
 ///
 /// # Errors
 /// As [`MockServer::start`], or if Ctrl-C cannot be listened for.
-pub async fn serve_forever(config: MockConfig, addr: SocketAddr) -> std::io::Result<()> {
+pub async fn serve_forever(
+    config: MockConfig,
+    addr: SocketAddr,
+    started: impl FnOnce(&str),
+) -> std::io::Result<()> {
     let server = MockServer::start(config, addr).await?;
+    started(&server.base_url());
     let waited = tokio::signal::ctrl_c().await;
     server.shutdown().await;
     waited
