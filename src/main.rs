@@ -628,11 +628,10 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
-    let tokens = (config.client_token.clone(), config.access_token.clone());
-    let announce = |url: &str| {
+    let (client_token, access_token) = (config.client_token.clone(), config.access_token.clone());
+    let announce = move |url: &str| {
         eprintln!(
-            "serving the Connector API mock on {url} (client token {}, access token {}); Ctrl-C stops",
-            tokens.0, tokens.1
+            "serving the Connector API mock on {url} (client token {client_token}, access token {access_token}); Ctrl-C stops"
         );
     };
     runtime
