@@ -914,8 +914,8 @@ async fn mock_server_on_port_0_announces_the_port_it_listens_on() {
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(port, 0, "{line}");
     let token = |name: &str| {
-        let start = line.find(&format!("{name} token ")).unwrap() + name.len() + 7;
-        line[start..].split([',', ')']).next().unwrap().to_owned()
+        let (_, after) = line.split_once(&format!("{name} token ")).unwrap();
+        after.split([',', ')']).next().unwrap().to_owned()
     };
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = bare_command();
