@@ -388,9 +388,11 @@ async fn run_pipeline(
             decoded = r;
         }
     }
-    // The line buffers are no longer needed: without this they would be held (≈ 20 MiB)
-    // while the writer finishes the partitions whose rows were set aside, the load's peak.
+    // Decoding is over: its line buffers (≈ 20 MiB) and the pages its threads freed are
+    // handed back before the writer finishes the partitions whose rows were set aside,
+    // where a partitioned load reaches its peak.
     drop(pool);
+    crate::memory::release_free_memory();
     let written = writer
         .await
         .map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;

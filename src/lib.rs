@@ -36,6 +36,7 @@
 //! - [`quarantine`] — rejected lines with file, line and reason.
 //! - [`sink`] — partitioning and Parquet writing into a staging area.
 //! - [`manifest`] — what one load wrote and counted.
+//! - [`memory`] — hands the allocator's free pages back to the system when decoding ends.
 //! - [`commit`] — table versions, the atomic commit point, the output-directory lock.
 //! - `crash` — a test hook that aborts the process at a named commit step.
 //! - [`convert`] — one load end to end: the pipeline wired with bounded channels.
@@ -57,6 +58,7 @@ pub mod framing;
 pub mod generate;
 pub mod input;
 pub mod manifest;
+pub mod memory;
 pub mod mock;
 pub mod progress;
 pub mod quarantine;
