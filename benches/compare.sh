@@ -21,7 +21,8 @@
 #     `mews-etl schema E --format duckdb` (lineage columns dropped), COPY to ZSTD Parquet;
 #   - pyarrow: pyarrow.json.read_json (explicit schema when it parses, else inferred) and
 #     pyarrow.parquet.write_table(compression='zstd');
-#   - mews-etl run --demo (embedded mock over loopback, same size of export as the file);
+#   - mews-etl run --demo (embedded mock over loopback, same size of export as the file),
+#     each run paired with a convert of the file just before it;
 #   - the size sweep.
 # Prints a markdown report and saves it as $WORK_DIR/report.md (raw numbers in results.tsv).
 
@@ -263,7 +264,11 @@ lines=${lines// /}
 # rows ≈ size / average line length of the generated file, i.e. the file's own row count
 demo_rows=$lines
 log "run --demo with $demo_rows OrderItem rows (≈ $SIZE_MIB MiB)"
+# Each run --demo is paired with a convert of the file just before it: the machine drifts
+# between series, and the ratio is of two loads measured seconds apart, not minutes.
 for ((r = 1; r <= RUNS; r++)); do
+    measure demo OrderItem "mews-etl convert, default partitioning" "$r" "$bytes" "$OUT" -- \
+        "$ETL" convert --entity OrderItem --out "$OUT" "$f"
     measure demo OrderItem "mews-etl run --demo" "$r" "$bytes" "$OUT" -- \
         "$ETL" --log-format json run --demo --entity OrderItem --demo-rows "$demo_rows" --out "$OUT"
 done
@@ -318,19 +323,31 @@ for entity in dict.fromkeys(e for e, _ in seen):
           f"{a['bytes'] / 2**20 / a['wall']:.0f} | {a['wall'] / duck['wall']:.2f}× |")
 demo = [r for r in rows if r["section"] == "demo"]
 if demo:
-    d = agg("demo", "OrderItem", demo[0]["contender"])
-    conv = agg("main", "OrderItem", "mews-etl convert, default partitioning")
+    d = agg("demo", "OrderItem", "mews-etl run --demo")
+    conv = agg("demo", "OrderItem", "mews-etl convert, default partitioning")
+    by_run = {}
+    for r in demo:
+        by_run.setdefault(r["run"], {})[r["contender"]] = r
+    pairs = [
+        float(x["mews-etl run --demo"]["load_s"]) / float(x["mews-etl convert, default partitioning"]["load_s"])
+        for x in by_run.values()
+        if len(x) == 2 and all(v["load_s"] for v in x.values())
+        and float(x["mews-etl convert, default partitioning"]["load_s"]) > 0
+    ]
     p("")
     p(f"`run --demo --entity OrderItem --demo-rows {demo_rows}` (export ≈ the {size_mib} MiB file, "
       "served by the embedded mock over loopback; the mock generates the data in the same process, "
-      "before the export reports Success). *Load s* is the load alone — download or read, decode, "
+      "before the export reports Success), each run paired with a `convert` of the file just "
+      "before it. *Load s* is the load alone — download or read, decode, "
       "write and commit, without the wait for the export (`convert`'s summary seconds; `run`'s "
       "`load_seconds` log field):\n")
-    p("| command | wall s | CPU s (user+sys) | peak RSS MiB | load s | load ÷ convert's load (same partitioning) |")
+    p("| command | wall s | CPU s (user+sys) | peak RSS MiB | load s | load ÷ convert's load |")
     p("| --- | --- | --- | --- | --- | --- |")
     fmt = lambda x: "–" if x is None else f"{x:.2f}"
     p(f"| convert (default partitioning) | {conv['wall']:.2f} | {conv['cpu']:.2f} | {conv['rss']:.0f} | {fmt(conv['load'])} | 1 |")
-    ratio = "–" if d["load"] is None or not conv["load"] else f"{d['load'] / conv['load']:.2f}×"
+    ratio = "–" if not pairs else (
+        f"{med(pairs):.2f}× (median of the {len(pairs)} paired runs: "
+        + ", ".join(f"{x:.2f}" for x in sorted(pairs)) + ")")
     p(f"| run --demo | {d['wall']:.2f} | {d['cpu']:.2f} | {d['rss']:.0f} | {fmt(d['load'])} | {ratio} |")
 sweep = [r for r in rows if r["section"] == "sweep"]
 if sweep:
