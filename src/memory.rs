@@ -8,9 +8,10 @@
 //! aside, on other threads, and reaches its peak there. `malloc_trim(0)` returns every whole
 //! free page of every arena.
 //!
-//! It is called once per load, not at every row group: the walk locks each arena in turn,
-//! and pages it returns are faulted in again when reused: trimming at most every half
-//! second at row-group ends as well cost ~4% in time for 3–8 MiB of peak on 4 GiB loads.
+//! It is called once per load, not at every row group. The walk locks each arena in turn,
+//! and the pages it returns are faulted in again when reused, so trimming also at
+//! row-group ends (at most every half second) cost ~4% in time for 3–8 MiB of peak on
+//! 4 GiB loads.
 
 /// Returns the allocator's free pages to the system; true if any were returned. Does
 /// nothing (false) where the allocator is not glibc's.
