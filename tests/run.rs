@@ -815,6 +815,31 @@ async fn the_demo_loads_every_table_and_duckdb_reads_them() {
     for t in &tables {
         assert!(text.lines().any(|l| l == format!("{t} 300")), "{t}: {text}");
     }
+
+    // The README's quick-start query, as printed there, runs on this output and counts
+    // every order item once.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let quick_start = readme
+        .split("<!-- quickstart:start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- quickstart:end -->").next())
+        .expect("README has a quick-start section");
+    let sql = quick_start
+        .lines()
+        .find_map(|l| l.strip_prefix("duckdb -c \"")?.strip_suffix('"'))
+        .expect("the quick start queries with duckdb -c \"…\"");
+    let sql = sql.replace("'data/", &format!("'{}/", out.display()));
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import duckdb, sys; print(sum(r[1] for r in duckdb.sql(sys.argv[1]).fetchall()))",
+            &sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{sql}\n{}", describe(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "300", "{sql}");
 }
 
 /// Exporting the same `UpdatedUtc` window again replaces what its last export loaded
