@@ -1175,6 +1175,11 @@ mod tests {
         .unwrap()
     }
 
+    /// A writer of `schema()` into `dir` with load id `l`, as most tests need one.
+    fn writer(dir: &Path, spec: PartitionSpec, options: WriterOptions) -> PartitionedWriter {
+        PartitionedWriter::new(dir.into(), schema(), spec, options, "l".into()).unwrap()
+    }
+
     fn kind_spec() -> PartitionSpec {
         PartitionSpec {
             fields: vec![PartitionField {
@@ -1274,14 +1279,7 @@ mod tests {
             row_group_rows: 2,
             ..WriterOptions::default()
         };
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
-            PartitionSpec::default(),
-            options,
-            "l".into(),
-        )
-        .unwrap();
+        let mut w = writer(tmp.path(), PartitionSpec::default(), options);
         w.write(&batch(&[Some("a"); 5], 1)).unwrap();
         w.write(&batch(&[Some("a"); 3], 6)).unwrap();
         let files = w.finish().unwrap();
@@ -1318,14 +1316,7 @@ mod tests {
     /// tiny memory budget; returns the files, the lines of each, and the row-group sizes.
     fn write_spread(kinds: &[&str], rounds: usize, options: WriterOptions) -> Spread {
         let tmp = tempfile::tempdir().unwrap();
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
-            kind_spec(),
-            options,
-            "s".into(),
-        )
-        .unwrap();
+        let mut w = writer(tmp.path(), kind_spec(), options);
         let mut line = 1;
         for round in 0..rounds {
             let rows: Vec<Option<&str>> = (0..SPLIT_ROWS)
@@ -1475,14 +1466,7 @@ mod tests {
             row_group_rows: 1,
             ..WriterOptions::default()
         };
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
-            kind_spec(),
-            options,
-            "l".into(),
-        )
-        .unwrap();
+        let mut w = writer(tmp.path(), kind_spec(), options);
         let kinds = ["a", "b", "c", "d", "e"];
         let mut line = 1;
         // Batches of SPLIT_ROWS rows are split (and written) as they come.
@@ -1578,14 +1562,7 @@ mod tests {
             plain_columns: vec!["_line".into()],
             ..WriterOptions::default()
         };
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
-            PartitionSpec::default(),
-            options,
-            "l".into(),
-        )
-        .unwrap();
+        let mut w = writer(tmp.path(), PartitionSpec::default(), options);
         w.write(&batch(&[Some("a"); 50], 1)).unwrap();
         let files = w.finish().unwrap();
         let meta = metadata_of(&tmp.path().join(&files[0].path));
@@ -1618,14 +1595,11 @@ mod tests {
     #[test]
     fn nearly_distinct_instants_fall_back_to_plain_pages_and_repeated_ones_do_not() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
+        let mut w = writer(
+            tmp.path(),
             PartitionSpec::default(),
             WriterOptions::default(),
-            "d".into(),
-        )
-        .unwrap();
+        );
         // More distinct instants than the dictionary holds, in one row group.
         let rows = INT64_DICTIONARY_BYTES / 8 + 4096;
         let mut repeated = batch(&vec![Some("a"); rows], 1).columns().to_vec();
@@ -1667,14 +1641,7 @@ mod tests {
         // Partitions interleaved in every batch, as months in an export: with row groups
         // larger than the input, each partition ends in exactly one file.
         let tmp = tempfile::tempdir().unwrap();
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
-            kind_spec(),
-            WriterOptions::default(),
-            "g".into(),
-        )
-        .unwrap();
+        let mut w = writer(tmp.path(), kind_spec(), WriterOptions::default());
         let kinds = ["a", "b", "c"];
         for round in 0..20 {
             let rows: Vec<Option<&str>> = (0..9).map(|i| Some(kinds[i % 3])).collect();
@@ -1689,14 +1656,7 @@ mod tests {
     fn hostile_values_stay_inside_the_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("stage");
-        let mut w = PartitionedWriter::new(
-            dir.clone(),
-            schema(),
-            kind_spec(),
-            WriterOptions::default(),
-            "l".into(),
-        )
-        .unwrap();
+        let mut w = writer(&dir, kind_spec(), WriterOptions::default());
         let long = "x".repeat(1000);
         let hostile = [
             Some("../../x"),
@@ -1752,14 +1712,7 @@ mod tests {
             "../l".into()
         )
         .is_err());
-        let mut w = PartitionedWriter::new(
-            tmp.path().into(),
-            schema(),
-            kind_spec(),
-            WriterOptions::default(),
-            "l".into(),
-        )
-        .unwrap();
+        let mut w = writer(tmp.path(), kind_spec(), WriterOptions::default());
         let other = RecordBatch::try_new(
             Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)])),
             vec![Arc::new(Int64Array::from(vec![1]))],
