@@ -8,10 +8,13 @@
 //!   every [`WRITE_THROUGH_ROWS`] rows, so little is held in Arrow form; the row group ends
 //!   at [`WriterOptions::row_group_rows`], or early when its memory passes
 //!   [`ENCODED_BYTES_BUDGET`];
-//! - a partitioned table gathers each partition's rows in Arrow form; when the rows
-//!   gathered in all partitions pass [`WriterOptions::buffered_bytes_budget`], the largest
-//!   partitions' rows are set aside on disk ([`super::spill::SpilledRows`]) until half the
-//!   budget is left, several partitions at a time on the encoding threads. A partition is written as
+//! - a partitioned table's batches wait whole until the rows held in memory pass
+//!   [`WriterOptions::buffered_bytes_budget`]; they are then split by partition at once, on
+//!   the encoding threads, and each partition whose rows make no whole row group yet has
+//!   its part set aside on disk ([`super::spill::SpilledRows`]) by the thread that made
+//!   it. Rows gathered in memory (a partition's rest after whole row groups, a batch
+//!   within one partition) count against the same budget: past it, the largest
+//!   partitions' are set aside until half the budget is left. A partition is written as
 //!   whole row groups (one in progress at a time, its rows set aside read back a batch at a
 //!   time) once it has [`WriterOptions::row_group_rows`] rows, and its last rows at the
 //!   end, so row groups are full whatever the number of partitions; a file between row
@@ -58,17 +61,14 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 /// of the CPU, and every reader decodes it.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
-/// Arrow bytes of rows gathered in memory in all partitions; past it, the largest
-/// partition's rows are set aside on disk until the partition has a whole row group.
+/// Arrow bytes of decoded rows a partitioned table holds in memory: rows waiting to be
+/// split by partition and rows gathered per partition. Past it, the rows waiting are split,
+/// and each partition's rows that do not make a whole row group are set aside on disk.
 pub const BUFFERED_BYTES_BUDGET: usize = 32 * 1024 * 1024;
 
 /// Rows of an unpartitioned table gathered before they are encoded into the row group in
 /// progress: enough that per-call encoding overheads vanish, few enough to stay a few MiB.
 pub const WRITE_THROUGH_ROWS: usize = 8 * 1024;
-
-/// Rows of incoming batches split by partition at once: a few thousand, so that even rows
-/// spread over dozens of partitions make parts of a hundred rows or more.
-pub const SPLIT_ROWS: usize = 4096;
 
 /// Pieces of batches with fewer rows than this on average are copied into one batch before
 /// they are encoded or set aside (see `combine`). Half an encoder call: whole decoded batches
@@ -187,8 +187,9 @@ pub struct WriterOptions {
     /// Top-level columns written without a dictionary, because their values are all
     /// distinct (see [`crate::schema::EntitySchema::unique_columns`]).
     pub plain_columns: Vec<String>,
-    /// Arrow bytes of rows gathered in memory in all partitions before the largest
-    /// partition's are set aside on disk (default [`BUFFERED_BYTES_BUDGET`]).
+    /// Arrow bytes of rows a partitioned table holds in memory, waiting to be split or
+    /// gathered per partition, before they are split and set aside on disk (default
+    /// [`BUFFERED_BYTES_BUDGET`]).
     pub buffered_bytes_budget: usize,
 }
 
@@ -228,17 +229,21 @@ pub struct WrittenFile {
 pub struct PartitionedWriter {
     files: FileSettings,
     spec: PartitionSpec,
-    /// Arrow bytes of the rows gathered in all partitions and not yet written.
+    /// Arrow bytes of the rows gathered in all partitions and not yet written (rows not yet
+    /// split are in `incoming_bytes`).
     buffered_bytes: usize,
     partitions: HashMap<PartitionKey, PartitionState>,
+    /// Partitions seen so far: the next one's `seq`. Not `partitions.len()`, as partitions
+    /// are taken out of the map while the encoding threads work on them.
+    partitions_seen: usize,
     /// Rows set aside on disk over the load, for the log.
     spilled_rows: u64,
     /// Highest `buffered_bytes` and encoded bytes of row groups in progress, for the log.
     peak_buffered_bytes: usize,
     peak_encoded_bytes: usize,
-    /// Batches not yet split by partition, and their rows.
+    /// Batches not yet split by partition, and their Arrow bytes.
     incoming: Vec<RecordBatch>,
-    incoming_rows: usize,
+    incoming_bytes: usize,
     /// Logical clock for least-recently-used eviction.
     clock: u64,
     /// Directories created under `dir`, fsynced at `finish` so new entries are durable.
@@ -407,21 +412,24 @@ impl PartitionedWriter {
             spec,
             buffered_bytes: 0,
             partitions: HashMap::new(),
+            partitions_seen: 0,
             spilled_rows: 0,
             peak_buffered_bytes: 0,
             peak_encoded_bytes: 0,
             incoming: Vec::new(),
-            incoming_rows: 0,
+            incoming_bytes: 0,
             clock: 0,
             created_dirs: BTreeSet::new(),
             read_ahead,
         })
     }
 
-    /// Splits `batch` by partition and gathers each part for its partition's file.
+    /// Gathers `batch`'s rows for their partitions' files.
     ///
-    /// When the table is partitioned, batches wait until they hold [`SPLIT_ROWS`] rows, so
-    /// that splitting copies a few large parts rather than many tiny ones.
+    /// A partitioned table's batches wait whole until the rows held in memory pass the
+    /// budget, and are then split by partition at once: the split's per-part costs are paid
+    /// once for a budget's worth of rows, and parts are large enough to go to disk as they
+    /// are (see [`PartitionedWriter::split_incoming`]).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -430,28 +438,28 @@ impl PartitionedWriter {
         if self.spec.fields.is_empty() {
             return self.append(PartitionKey::default(), batch.clone());
         }
-        self.incoming_rows += batch.num_rows();
+        self.incoming_bytes += batch.get_array_memory_size();
         self.incoming.push(batch.clone());
-        if self.incoming_rows >= SPLIT_ROWS {
-            self.split_incoming()?;
+        let held = self.buffered_bytes + self.incoming_bytes;
+        self.peak_buffered_bytes = self.peak_buffered_bytes.max(held);
+        if held > self.files.options.buffered_bytes_budget {
+            self.split_incoming(true)?;
         }
         Ok(())
     }
 
-    /// Splits the incoming batches by partition: each partition's rows are gathered from
-    /// all of them in one copy.
-    fn split_incoming(&mut self) -> Result<(), SinkError> {
+    /// Splits the batches waiting by partition, each partition's rows gathered from all of
+    /// them in one copy, on the encoding threads.
+    ///
+    /// With `set_aside`, a partition whose rows (on disk, gathered and new) still make no
+    /// whole row group has its new part written to its file of rows set aside by the thread
+    /// that made it, behind the rows it gathered: only a part per thread is in memory at
+    /// once besides the batches being split. The parts of other partitions are gathered
+    /// ([`PartitionedWriter::append`]). At the end of a load nothing is set aside that
+    /// would be read back at once.
+    fn split_incoming(&mut self, set_aside: bool) -> Result<(), SinkError> {
         let batches = std::mem::take(&mut self.incoming);
-        self.incoming_rows = 0;
-        if batches.len() == 1 {
-            let parts = partition_rows(&batches[0], &self.spec)?;
-            if parts.keys.len() == 1 {
-                // A batch within one partition (one month, say): no copy.
-                let key = parts.keys.into_iter().next().expect("one key");
-                let batch = batches.into_iter().next().expect("one batch");
-                return self.append(key, batch);
-            }
-        }
+        self.incoming_bytes = 0;
         // Partitions in order of first appearance, each with its rows' (batch, row).
         let mut order: Vec<PartitionKey> = Vec::new();
         let mut rows_of: HashMap<PartitionKey, Vec<(usize, usize)>> = HashMap::new();
@@ -471,26 +479,77 @@ impl PartitionedWriter {
                 }
             }
         }
-        // The copies are independent, and the encoding threads idle while rows are only
-        // being gathered: they make the parts.
+        if order.len() == 1 {
+            // Every row in one partition (one month, say): the batches as they are, no copy.
+            let key = order.pop().expect("one key");
+            for batch in batches {
+                self.append(key.clone(), batch)?;
+            }
+            return Ok(());
+        }
+        let group = self.files.options.row_group_rows;
+        let mut spill_room = self
+            .files
+            .options
+            .max_open_files
+            .saturating_sub(self.spill_files());
+        let mut work = Vec::with_capacity(order.len());
+        for key in order {
+            let rows = rows_of.remove(&key).expect("listed above");
+            let state = self.partition(&key)?;
+            let (rows_left, has_file) = (state.rows_left(), state.spilled.is_some());
+            let to_disk =
+                set_aside && rows_left + rows.len() < group && (has_file || spill_room > 0);
+            let state = if to_disk {
+                if !has_file {
+                    spill_room -= 1;
+                }
+                let state = self.partitions.remove(&key).expect("made above");
+                self.buffered_bytes -= state.pending_bytes.min(self.buffered_bytes);
+                Some(state)
+            } else {
+                None
+            };
+            work.push((key, rows, state));
+        }
         let sources: Vec<&RecordBatch> = batches.iter().collect();
-        let work: Vec<(PartitionKey, Vec<(usize, usize)>)> = order
-            .into_iter()
-            .map(|key| {
-                let rows = rows_of.remove(&key).expect("listed above");
-                (key, rows)
-            })
-            .collect();
-        let parts = self.files.pool.map(work, |(key, rows)| {
-            let part = arrow::compute::interleave_record_batch(&sources, &rows);
-            (key, part)
+        let schema = &self.files.schema;
+        let placed = self.files.pool.map(work, |(key, rows, state)| {
+            let part = arrow::compute::interleave_record_batch(&sources, &rows).map_err(|source| {
+                SinkError::Arrow {
+                    partition: key.relative_dir(),
+                    source,
+                }
+            });
+            match state {
+                Some(mut state) => {
+                    let set_aside = part.and_then(|part| state.spill(schema, Some(part)));
+                    (key, Err((state, set_aside)))
+                }
+                None => (key, Ok(part)),
+            }
         });
+        drop(sources);
+        drop(batches);
+        // Every partition taken out goes back before any error is returned.
+        let mut result = Ok(());
+        let mut parts = Vec::new();
+        for (key, placed) in placed {
+            match placed {
+                Err((state, set_aside)) => {
+                    self.partitions.insert(key, state);
+                    match set_aside {
+                        Ok(rows) => self.spilled_rows += rows,
+                        Err(e) if result.is_ok() => result = Err(e),
+                        Err(_) => {}
+                    }
+                }
+                Ok(part) => parts.push((key, part)),
+            }
+        }
+        result?;
         for (key, part) in parts {
-            let part = part.map_err(|source| SinkError::Arrow {
-                partition: key.relative_dir(),
-                source,
-            })?;
-            self.append(key, part)?;
+            self.append(key, part?)?;
         }
         Ok(())
     }
@@ -498,7 +557,7 @@ impl PartitionedWriter {
     /// Writes every partition's last rows, closes every file, makes files and directories
     /// durable, and lists the files.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
-        self.split_incoming()?;
+        self.split_incoming(false)?;
         // The files of partitions with nothing left to write are complete.
         for state in self.partitions.values_mut() {
             if state.rows_left() == 0 {
@@ -644,30 +703,8 @@ impl PartitionedWriter {
     /// Gathers rows of one partition; writes them out as a row group when there are enough,
     /// and writes out the largest partition's rows when all gathered rows pass the budget.
     fn append(&mut self, key: PartitionKey, rows: RecordBatch) -> Result<(), SinkError> {
-        self.clock += 1;
-        let now = self.clock;
-        if !self.partitions.contains_key(&key) {
-            // Every partition seen gets a file, so its directory is made at once.
-            let rel_dir = key.relative_dir();
-            let dir = self.partition_dir(&rel_dir)?;
-            let state = PartitionState {
-                seq: self.partitions.len(),
-                rel_dir,
-                dir,
-                manifest_values: key.manifest_values(),
-                files_started: 0,
-                last_used: now,
-                open: None,
-                pending: Vec::new(),
-                pending_rows: 0,
-                pending_bytes: 0,
-                spilled: None,
-                written: Vec::new(),
-            };
-            self.partitions.insert(key.clone(), state);
-        }
-        let state = self.partitions.get_mut(&key).expect("inserted above");
-        state.last_used = now;
+        self.partition(&key)?;
+        let state = self.partitions.get_mut(&key).expect("made above");
         let bytes = rows.get_array_memory_size();
         state.pending_rows += rows.num_rows();
         state.pending_bytes += bytes;
@@ -718,6 +755,37 @@ impl PartitionedWriter {
         Ok(())
     }
 
+    /// The state of partition `key`, made (with its directory) when first seen, and marked
+    /// as just used.
+    fn partition(&mut self, key: &PartitionKey) -> Result<&mut PartitionState, SinkError> {
+        self.clock += 1;
+        let now = self.clock;
+        if !self.partitions.contains_key(key) {
+            // Every partition seen gets a file, so its directory is made at once.
+            let rel_dir = key.relative_dir();
+            let dir = self.partition_dir(&rel_dir)?;
+            let state = PartitionState {
+                seq: self.partitions_seen,
+                rel_dir,
+                dir,
+                manifest_values: key.manifest_values(),
+                files_started: 0,
+                last_used: now,
+                open: None,
+                pending: Vec::new(),
+                pending_rows: 0,
+                pending_bytes: 0,
+                spilled: None,
+                written: Vec::new(),
+            };
+            self.partitions.insert(key.clone(), state);
+            self.partitions_seen += 1;
+        }
+        let state = self.partitions.get_mut(key).expect("inserted above");
+        state.last_used = now;
+        Ok(state)
+    }
+
     /// Sets the largest partitions' gathered rows aside on disk until half the budget is
     /// left, each partition's in a file of its own (at most `max_open_files` of them). The
     /// partitions are written out several at a time on the encoding threads: copying rows
@@ -749,7 +817,7 @@ impl PartitionedWriter {
         }
         let schema = &self.files.schema;
         let spilled = self.files.pool.map(work, |(key, mut state)| {
-            let rows = state.spill(schema);
+            let rows = state.spill(schema, None);
             (key, state, rows)
         });
         let mut result = Ok(());
@@ -860,11 +928,12 @@ impl PartitionState {
     }
 
     /// Sets the gathered rows aside on disk, as one batch, in the partition's spill file
-    /// (created if missing); returns how many rows. The caller takes their bytes out of its
-    /// budget.
-    fn spill(&mut self, schema: &SchemaRef) -> Result<u64, SinkError> {
+    /// (created if missing), followed by `newer` rows if given; returns how many rows. The
+    /// caller takes the gathered rows' bytes out of its budget.
+    fn spill(&mut self, schema: &SchemaRef, newer: Option<RecordBatch>) -> Result<u64, SinkError> {
         let pending = self.take_pending();
-        let rows = combine(schema, &self.rel_dir, pending)?;
+        let mut rows = combine(schema, &self.rel_dir, pending)?;
+        rows.extend(newer);
         if self.spilled.is_none() {
             let spilled =
                 SpilledRows::create(&self.dir, schema.clone()).map_err(|source| SinkError::Io {
@@ -1343,22 +1412,30 @@ mod tests {
         BTreeMap<String, Vec<i64>>,
     );
 
-    /// Writes `rounds` batches of SPLIT_ROWS rows spread over `kinds` partitions with a
+    /// Rows of each batch the tests write.
+    const BATCH_ROWS: usize = 4096;
+
+    /// Writes `rounds` batches of BATCH_ROWS rows spread over `kinds` partitions with a
     /// tiny memory budget; returns the files, the lines of each, and the row-group sizes.
     fn write_spread(kinds: &[&str], rounds: usize, options: WriterOptions) -> Spread {
         let tmp = tempfile::tempdir().unwrap();
         let mut w = writer(tmp.path(), kind_spec(), options);
         let mut line = 1;
         for round in 0..rounds {
-            let rows: Vec<Option<&str>> = (0..SPLIT_ROWS)
+            let rows: Vec<Option<&str>> = (0..BATCH_ROWS)
                 .map(|i| Some(kinds[(i * 7 + round) % kinds.len()]))
                 .collect();
             w.write(&batch(&rows, line)).unwrap();
-            line += SPLIT_ROWS as i64;
+            line += BATCH_ROWS as i64;
         }
         let open_files = w.files.open_files.clone();
         let max_open_files = w.files.options.max_open_files;
         let files = w.finish().unwrap();
+        let names: BTreeSet<&str> = files
+            .iter()
+            .map(|f| f.path.rsplit_once('/').map_or(f.path.as_str(), |(_, n)| n))
+            .collect();
+        assert_eq!(names.len(), files.len(), "file names are unique: {files:?}");
         let peak = open_files.peak.load(Ordering::Relaxed);
         assert!(
             peak <= max_open_files,
@@ -1419,11 +1496,66 @@ mod tests {
             );
         }
         all.sort_unstable();
-        assert_eq!(all, (1..=5 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+        assert_eq!(all, (1..=5 * BATCH_ROWS as i64).collect::<Vec<_>>());
         for (path, sizes) in &groups {
             let (last, whole) = sizes.split_last().unwrap();
             assert!(whole.iter().all(|&n| n == 1000), "{path}: {sizes:?}");
             assert!(*last <= 1000 && *last > 0, "{path}: {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn batches_wait_for_the_budget_and_are_split_together_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kinds = ["a", "b", "c", "d"];
+        let mixed = |i: usize, line| {
+            let rows: Vec<Option<&str>> = (0..100).map(|r| Some(kinds[(r + i) % 4])).collect();
+            batch(&rows, line)
+        };
+        let ten_batches = 10 * mixed(0, 1).get_array_memory_size();
+        let options = WriterOptions {
+            row_group_rows: 500,
+            buffered_bytes_budget: ten_batches,
+            ..WriterOptions::default()
+        };
+        let mut w = writer(tmp.path(), kind_spec(), options);
+        let mut line = 1;
+        for i in 0..60 {
+            // Every fifth batch lies in a partition of its own, between mixed ones.
+            let b = if i % 5 == 4 {
+                batch(&[Some("z"); 100], line)
+            } else {
+                mixed(i, line)
+            };
+            w.write(&b).unwrap();
+            line += 100;
+            if i == 2 {
+                assert_eq!(w.incoming.len(), 3, "batches under the budget wait whole");
+            }
+        }
+        let files = w.finish().unwrap();
+        let lines = read_lines(tmp.path(), &files);
+        assert_eq!(lines.len(), 5, "one file per partition: {files:?}");
+        for (path, rows) in &lines {
+            assert!(rows.is_sorted(), "{path}: rows keep their order");
+        }
+        let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=6000).collect::<Vec<_>>(), "every row once");
+        for f in &files {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(
+                File::open(tmp.path().join(&f.path)).unwrap(),
+            )
+            .unwrap();
+            let sizes: Vec<i64> = reader
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows())
+                .collect();
+            let (last, whole) = sizes.split_last().unwrap();
+            assert!(whole.iter().all(|&n| n == 500), "{}: {sizes:?}", f.path);
+            assert!(*last <= 500, "{}: {sizes:?}", f.path);
         }
     }
 
@@ -1457,7 +1589,7 @@ mod tests {
             assert_eq!(by_partition(&lines), by_partition(&one_lines));
             let mut all: Vec<i64> = lines.values().flatten().copied().collect();
             all.sort_unstable();
-            assert_eq!(all, (1..=5 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+            assert_eq!(all, (1..=5 * BATCH_ROWS as i64).collect::<Vec<_>>());
             if max_open_files == 256 {
                 assert_eq!(groups, one_groups, "the same files and row groups");
             } else {
@@ -1481,7 +1613,7 @@ mod tests {
         let (_, lines, groups) = write_spread(&kinds, 4, options);
         let mut all: Vec<i64> = lines.values().flatten().copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (1..=4 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+        assert_eq!(all, (1..=4 * BATCH_ROWS as i64).collect::<Vec<_>>());
         assert!(
             groups.values().flatten().any(|&n| n < 1000),
             "past the bound on spill files, smaller row groups are written: {groups:?}"
@@ -1495,25 +1627,26 @@ mod tests {
         let options = WriterOptions {
             max_open_files: 2,
             row_group_rows: 1,
+            buffered_bytes_budget: 16 * 1024,
             ..WriterOptions::default()
         };
         let mut w = writer(tmp.path(), kind_spec(), options);
         let kinds = ["a", "b", "c", "d", "e"];
         let mut line = 1;
-        // Batches of SPLIT_ROWS rows are split (and written) as they come.
+        // Each batch passes the budget, so it is split (and written) as it comes.
         for round in 0..3 {
-            let rows: Vec<Option<&str>> = (0..SPLIT_ROWS)
+            let rows: Vec<Option<&str>> = (0..BATCH_ROWS)
                 .map(|i| Some(kinds[(i + round) % 5]))
                 .collect();
             w.write(&batch(&rows, line)).unwrap();
-            line += SPLIT_ROWS as i64;
+            line += BATCH_ROWS as i64;
             assert!(w.open_files() <= 2);
         }
         let files = w.finish().unwrap();
         let lines = read_lines(tmp.path(), &files);
         let mut all: Vec<i64> = lines.values().flatten().copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (1..=3 * SPLIT_ROWS as i64).collect::<Vec<_>>());
+        assert_eq!(all, (1..=3 * BATCH_ROWS as i64).collect::<Vec<_>>());
         assert!(
             files.len() > 5,
             "evicted partitions got more files: {files:?}"
