@@ -308,6 +308,15 @@ struct PartitionState {
     written: Vec<WrittenFile>,
 }
 
+/// Where a partition's part of a split went.
+enum Placed {
+    /// Written behind the partition's rows set aside (the state was taken out of the map
+    /// for it and goes back); how many rows, or why not.
+    SetAside(Box<PartitionState>, Result<u64, SinkError>),
+    /// Made, to be gathered in memory.
+    Kept(Result<RecordBatch, SinkError>),
+}
+
 struct OpenFile {
     writer: ParquetFile<File>,
     path: PathBuf,
@@ -487,6 +496,11 @@ impl PartitionedWriter {
             }
             return Ok(());
         }
+        // Every partition is made before any is taken out of the map, so that a failure to
+        // make one leaves the others where they were.
+        for key in &order {
+            self.partition(key)?;
+        }
         let group = self.files.options.row_group_rows;
         let mut spill_room = self
             .files
@@ -496,10 +510,10 @@ impl PartitionedWriter {
         let mut work = Vec::with_capacity(order.len());
         for key in order {
             let rows = rows_of.remove(&key).expect("listed above");
-            let state = self.partition(&key)?;
-            let (rows_left, has_file) = (state.rows_left(), state.spilled.is_some());
+            let state = &self.partitions[&key];
+            let has_file = state.spilled.is_some();
             let to_disk =
-                set_aside && rows_left + rows.len() < group && (has_file || spill_room > 0);
+                set_aside && state.rows_left() + rows.len() < group && (has_file || spill_room > 0);
             let state = if to_disk {
                 if !has_file {
                     spill_room -= 1;
@@ -521,34 +535,36 @@ impl PartitionedWriter {
                     source,
                 }
             });
-            match state {
+            let placed = match state {
                 Some(mut state) => {
-                    let set_aside = part.and_then(|part| state.spill(schema, Some(part)));
-                    (key, Err((state, set_aside)))
+                    let rows = part.and_then(|part| state.spill(schema, Some(part)));
+                    Placed::SetAside(Box::new(state), rows)
                 }
-                None => (key, Ok(part)),
-            }
+                None => Placed::Kept(part),
+            };
+            (key, placed)
         });
+        // The batches split are freed before the parts kept are gathered.
         drop(sources);
         drop(batches);
         // Every partition taken out goes back before any error is returned.
         let mut result = Ok(());
-        let mut parts = Vec::new();
+        let mut kept = Vec::new();
         for (key, placed) in placed {
             match placed {
-                Err((state, set_aside)) => {
-                    self.partitions.insert(key, state);
-                    match set_aside {
+                Placed::SetAside(state, rows) => {
+                    self.partitions.insert(key, *state);
+                    match rows {
                         Ok(rows) => self.spilled_rows += rows,
                         Err(e) if result.is_ok() => result = Err(e),
                         Err(_) => {}
                     }
                 }
-                Ok(part) => parts.push((key, part)),
+                Placed::Kept(part) => kept.push((key, part)),
             }
         }
         result?;
-        for (key, part) in parts {
+        for (key, part) in kept {
             self.append(key, part?)?;
         }
         Ok(())
