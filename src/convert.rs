@@ -355,6 +355,9 @@ async fn run_pipeline(
             decode_stage(schema, &export_id, &jobs, out, &progress, &pool)
         }));
     }
+    // Only the decoders hold the queue's receiving end: if they all stop (the writer
+    // failed, say), the reader's next send fails instead of waiting for room forever.
+    drop(job_rx);
     drop(decoded_tx);
 
     let mut options = plan.writer.clone();
@@ -396,9 +399,12 @@ async fn run_pipeline(
     let written = writer
         .await
         .map_err(|e| LoadError::Internal(format!("writer thread: {e}")))?;
-    let info = read.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // A stage that stops makes the stages before it stop too ("decoders stopped early"):
+    // the error reported is the one furthest downstream, where it began.
+    let written = written?;
     decoded?;
-    Ok((written?, info))
+    let info = read.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok((written, info))
 }
 
 /// Reads sources `0..count` with `read`, one after another as long as that keeps the
@@ -515,7 +521,9 @@ async fn read_source(
     };
     let (tx, mut rx) = mpsc::channel::<LineBatch>(LINE_QUEUE);
     let shared_name: Arc<str> = name.as_str().into();
-    let forward = async {
+    // The forwarding owns the receiving end, so that when it stops (the decoders stopped)
+    // the framing's next send fails instead of waiting for room that never comes.
+    let forward = async move {
         let mut seq = 0;
         while let Some(lines) = rx.recv().await {
             let job = Job {

@@ -657,6 +657,56 @@ fn a_full_disk_fails_cleanly_and_the_rerun_completes() {
     assert_no_debris(&out, "after the rerun");
 }
 
+/// A load much larger than the free space, still being read when the writer runs out of
+/// room: every stage stops and the load fails with status 4 and the cause, in both layouts,
+/// instead of the reader waiting forever for room in a queue no one empties any more.
+#[test]
+fn a_full_disk_stops_a_large_load_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mnt) = Tmpfs::mount(&dir.path().join("mnt"), "size=2m") else {
+        return;
+    };
+    // ≈ 60 MB of lines: more than the queues between the stages hold.
+    let (file, _) = input(dir.path(), "large.jsonl", 0, 30_000);
+    for partition in ["none", "ConsumedUtc:month"] {
+        let out = mnt.0.join(partition.replace(':', "-"));
+        let mut cmd = bare_command();
+        cmd.args([
+            "convert",
+            "-e",
+            ENTITY,
+            "--partition-by",
+            partition,
+            "--out",
+        ])
+        .arg(&out)
+        .args(["--export-id", "large"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(120) {
+                child.kill().unwrap();
+                let o = child.wait_with_output().unwrap();
+                panic!(
+                    "{partition}: still running after two minutes: {}",
+                    describe(&o)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_status(&o, 4);
+        assert!(
+            stderr(&o).contains("No space left on device"),
+            "{partition}: {}",
+            describe(&o)
+        );
+    }
+}
+
 /// An output directory on a read-only file system: status 4 naming the path and the cause,
 /// the table as it was; writable again, the load commits.
 #[test]

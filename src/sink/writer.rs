@@ -999,9 +999,16 @@ impl PartitionState {
         let mut count = 0;
         for batch in rows {
             count += batch.num_rows() as u64;
-            spilled.append(&batch).map_err(|source| SinkError::Arrow {
-                partition: self.rel_dir.clone(),
-                source,
+            spilled.append(&batch).map_err(|source| match source {
+                arrow::error::ArrowError::IoError(_, source) => SinkError::Io {
+                    action: "setting rows aside in a temporary file in",
+                    path: self.dir.clone(),
+                    source,
+                },
+                source => SinkError::Arrow {
+                    partition: self.rel_dir.clone(),
+                    source,
+                },
             })?;
         }
         Ok(count)
