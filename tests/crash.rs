@@ -56,20 +56,25 @@ fn convert(out: &Path, export_id: &str, file: &Path) -> Command {
 
 /// [`convert`] with another Parquet compression.
 fn convert_with(out: &Path, export_id: &str, file: &Path, compression: &str) -> Command {
-    let mut cmd = bare_command();
     // By year: a few files per load (so "mid-move" is mid-way), not one per month, each
     // synced at commit, which is most of a small convert's time.
-    cmd.args([
-        "convert",
-        "-e",
-        ENTITY,
-        "--partition-by",
-        "ConsumedUtc:year",
-    ])
-    .args(["--compression", compression, "--out"])
-    .arg(out)
-    .args(["--export-id", export_id])
-    .arg(file);
+    convert_into(out, export_id, file, compression, "ConsumedUtc:year")
+}
+
+/// [`convert_with`] with another partitioning.
+fn convert_into(
+    out: &Path,
+    export_id: &str,
+    file: &Path,
+    compression: &str,
+    partition_by: &str,
+) -> Command {
+    let mut cmd = bare_command();
+    cmd.args(["convert", "-e", ENTITY, "--partition-by", partition_by])
+        .args(["--compression", compression, "--out"])
+        .arg(out)
+        .args(["--export-id", export_id])
+        .arg(file);
     // Where a core file of an aborted process would land, if the system writes one.
     if let Some(parent) = out.parent() {
         cmd.current_dir(parent);
@@ -670,21 +675,11 @@ fn a_full_disk_stops_a_large_load_instead_of_hanging() {
     let (file, _) = input(dir.path(), "large.jsonl", 0, 30_000);
     for partition in ["none", "ConsumedUtc:month"] {
         let out = mnt.0.join(partition.replace(':', "-"));
-        let mut cmd = bare_command();
-        cmd.args([
-            "convert",
-            "-e",
-            ENTITY,
-            "--partition-by",
-            partition,
-            "--out",
-        ])
-        .arg(&out)
-        .args(["--export-id", "large"])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
+        let mut child = convert_into(&out, "large", &file, "zstd", partition)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let started = std::time::Instant::now();
         while child.try_wait().unwrap().is_none() {
             if started.elapsed() > std::time::Duration::from_secs(120) {
