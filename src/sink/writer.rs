@@ -80,9 +80,10 @@ pub const SPLIT_ROWS_PER_PARTITION: usize = ENCODE_SLICE_ROWS;
 
 /// Pieces of batches with fewer rows than this on average are copied into one batch before
 /// they are encoded or set aside (see `combine`). Half an encoder call: whole decoded batches
-/// (2 MiB of JSON, ~1 000 order items) stay as they are, while the parts that splitting by
-/// partition makes (~100 rows each) are gathered. At a full encoder call every decoded order
-/// item batch was copied once more, 4% of an unpartitioned load's CPU time.
+/// (2 MiB of JSON, ~1 000 order items) stay as they are, while the parts a split by
+/// partition makes when rows spread over hundreds of partitions (~100 rows each) are
+/// gathered. At a full encoder call every decoded order item batch was copied once more,
+/// 4% of an unpartitioned load's CPU time.
 const COMBINE_BELOW_ROWS: usize = ENCODE_SLICE_ROWS / 2;
 
 /// Memory of the row group in progress as the parquet crate counts it (dictionaries, page
