@@ -9,7 +9,8 @@
 //!   at [`WriterOptions::row_group_rows`], or early when its memory passes
 //!   [`ENCODED_BYTES_BUDGET`];
 //! - a partitioned table's batches wait whole until the rows held in memory pass
-//!   [`WriterOptions::buffered_bytes_budget`]; they are then split by partition at once, on
+//!   [`WriterOptions::buffered_bytes_budget`], or until they hold
+//!   [`SPLIT_ROWS_PER_PARTITION`] rows per partition seen; they are then split at once, on
 //!   the encoding threads, and each partition whose rows make no whole row group yet has
 //!   its part set aside on disk ([`super::spill::SpilledRows`]) by the thread that made
 //!   it. Rows gathered in memory (a partition's rest after whole row groups, a batch
@@ -70,9 +71,9 @@ pub const BUFFERED_BYTES_BUDGET: usize = 32 * 1024 * 1024;
 /// progress: enough that per-call encoding overheads vanish, few enough to stay a few MiB.
 pub const WRITE_THROUGH_ROWS: usize = 8 * 1024;
 
-/// Rows split by partition at once, per partition seen so far (at least four): about an
-/// encoder call's worth a part. The memory budget bounds a split too; with many partitions
-/// it is the budget that ends it. Larger parts cost memory for nothing: a 1 GiB load into
+/// Rows split by partition at once, per partition seen so far: about an encoder call's
+/// worth a part. The memory budget bounds a split too: it alone ends the first split
+/// (before any partition is known) and, with many partitions, every split. Larger parts cost memory for nothing: a 1 GiB load into
 /// three yearly partitions peaked at 143, 167, 202 and 235 MiB splitting 4 096, 8 192,
 /// 16 384 rows and a budget's worth (~27 000) at once, with the same live memory (the
 /// allocator keeps what larger parts leave behind).
@@ -808,9 +809,9 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// The state of partition `key`, made (with its directory) when first seen, and marked
+    /// Makes the state of partition `key` (and its directory) when first seen, and marks it
     /// as just used.
-    fn partition(&mut self, key: &PartitionKey) -> Result<&mut PartitionState, SinkError> {
+    fn partition(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
         self.clock += 1;
         let now = self.clock;
         if !self.partitions.contains_key(key) {
@@ -834,9 +835,11 @@ impl PartitionedWriter {
             self.partitions.insert(key.clone(), state);
             self.partitions_seen += 1;
         }
-        let state = self.partitions.get_mut(key).expect("inserted above");
-        state.last_used = now;
-        Ok(state)
+        self.partitions
+            .get_mut(key)
+            .expect("inserted above")
+            .last_used = now;
+        Ok(())
     }
 
     /// Sets the largest partitions' gathered rows aside on disk until half the budget is
@@ -1504,17 +1507,7 @@ mod tests {
         let lines = read_lines(tmp.path(), &files);
         let mut groups = BTreeMap::new();
         for f in &files {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(
-                File::open(tmp.path().join(&f.path)).unwrap(),
-            )
-            .unwrap();
-            let sizes = reader
-                .metadata()
-                .row_groups()
-                .iter()
-                .map(|g| g.num_rows())
-                .collect();
-            groups.insert(f.path.clone(), sizes);
+            groups.insert(f.path.clone(), row_group_sizes(&tmp.path().join(&f.path)));
         }
         let mut left: Vec<PathBuf> = walk(tmp.path());
         left.retain(|p| p.extension().is_none_or(|e| e != "parquet"));
@@ -1523,6 +1516,17 @@ mod tests {
             "nothing but Parquet files is left: {left:?}"
         );
         (files, lines, groups)
+    }
+
+    /// Rows of each row group of the Parquet file at `path`.
+    fn row_group_sizes(path: &Path) -> Vec<i64> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect()
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -1603,16 +1607,7 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (1..=6000).collect::<Vec<_>>(), "every row once");
         for f in &files {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(
-                File::open(tmp.path().join(&f.path)).unwrap(),
-            )
-            .unwrap();
-            let sizes: Vec<i64> = reader
-                .metadata()
-                .row_groups()
-                .iter()
-                .map(|g| g.num_rows())
-                .collect();
+            let sizes = row_group_sizes(&tmp.path().join(&f.path));
             let (last, whole) = sizes.split_last().unwrap();
             assert!(whole.iter().all(|&n| n == 500), "{}: {sizes:?}", f.path);
             assert!(*last <= 500, "{}: {sizes:?}", f.path);
