@@ -27,6 +27,7 @@ use crate::config::ErrorBudget;
 use crate::decode::{DecodedBatch, RecordDecoder};
 use crate::download::{self, ExportFiles};
 use crate::framing::{BatchPool, LineBatch};
+use crate::grouping::LineGrouper;
 use crate::input::{self, Compression, FrameTotals, InputError, Source};
 use crate::manifest::{
     rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION,
@@ -347,12 +348,13 @@ async fn run_pipeline(
     for _ in 0..threads {
         let pool = pool.clone();
         let schema = plan.schema;
+        let grouper = LineGrouper::new(&plan.partition);
         let export_id = plan.export_id.clone();
         let jobs = job_rx.clone();
         let out = decoded_tx.clone();
         let progress = plan.progress.clone();
         decoders.push(tokio::task::spawn_blocking(move || {
-            decode_stage(schema, &export_id, &jobs, out, &progress, &pool)
+            decode_stage(schema, grouper, &export_id, &jobs, out, &progress, &pool)
         }));
     }
     // Only the decoders hold the queue's receiving end: if they all stop (the writer
@@ -592,6 +594,7 @@ enum WireBytes {
 
 fn decode_stage(
     schema: &'static EntitySchema,
+    mut grouper: Option<LineGrouper>,
     export_id: &str,
     jobs: &std::sync::Mutex<mpsc::Receiver<Job>>,
     out: std::sync::mpsc::SyncSender<Decoded>,
@@ -607,7 +610,10 @@ fn decode_stage(
             Ok(mut rx) => rx.blocking_recv(),
             Err(_) => return Err(LoadError::Internal("a decoder thread panicked".into())),
         };
-        let Some(job) = next else { break };
+        let Some(mut job) = next else { break };
+        if let Some(grouper) = &mut grouper {
+            grouper.group(&mut job.lines);
+        }
         let decoder = match &mut current {
             Some((source, decoder)) if *source == job.source => decoder,
             _ => {

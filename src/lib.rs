@@ -14,6 +14,7 @@
 //!  framing: bytes → numbered lines, BOM/CRLF/blank lines, length limit (no I/O)
 //!        │  bounded channel of LineBatch
 //!        ▼
+//!  grouping: a partitioned table's lines ordered by partition, from their raw bytes
 //!  decode: lines → typed Arrow columns per schemas/, rejects, drift counts (blocking thread)
 //!        │  bounded channel of RecordBatch
 //!        ▼
@@ -32,6 +33,8 @@
 //! - [`download`] — streaming download of an export's files, resumed across failures.
 //! - [`input`] — opens a file or stdin, detects compression from content, decompresses.
 //! - [`framing`] — splits bytes into numbered lines with a length limit; no I/O.
+//! - [`grouping`] — orders a batch's lines by the partition their raw bytes name, so that a
+//!   partition's rows are decoded in runs; no I/O.
 //! - [`decode`] — typed decoders: one line → one row of Arrow columns; no I/O.
 //! - [`quarantine`] — rejected lines with file, line and reason.
 //! - [`sink`] — partitioning and Parquet writing into a staging area.
@@ -56,6 +59,7 @@ pub mod download;
 pub mod export;
 pub mod framing;
 pub mod generate;
+pub mod grouping;
 pub mod input;
 pub mod manifest;
 pub mod memory;

@@ -743,9 +743,14 @@ fn run_case(
         writer: WriterOptions::default(),
         budget: ErrorBudget::Count(0),
         max_line_bytes: mews_etl::framing::DEFAULT_MAX_LINE_BYTES,
-        // Tiny batches, so that a case's lines are decoded by two threads and put back in
-        // order by the writer.
-        batch_bytes: 256,
+        // Tiny batches for half the cases, so that a case's lines are decoded by two threads
+        // and put back in order by the writer; one batch for the others, so that its lines
+        // are grouped by partition before they are decoded.
+        batch_bytes: if case.rows.len().is_multiple_of(2) {
+            256
+        } else {
+            1 << 16
+        },
         parallel_sources: 1,
         decode_threads: 2,
         progress: Default::default(),
@@ -774,8 +779,26 @@ fn run_case(
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.build())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut last_line = 0;
         for batch in reader {
-            batches.push(batch.map_err(|e| TestCaseError::fail(e.to_string()))?);
+            let batch = batch.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // A file holds its rows in line order, however the lines were grouped or
+            // split on their way.
+            let lines = batch
+                .column_by_name(schema::LINEAGE_LINE)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| TestCaseError::fail("no _line column"))?;
+            for &line in lines.values() {
+                prop_assert!(
+                    line > last_line,
+                    "line {} after {} in {}",
+                    line,
+                    last_line,
+                    path.display()
+                );
+                last_line = line;
+            }
+            batches.push(batch);
         }
     }
     let arrow_schema = schema.arrow_schema();

@@ -34,8 +34,9 @@ use super::encode::{EncodePool, ParquetFile, ENCODE_SLICE_ROWS};
 use super::partition::{partition_rows, PartitionKey};
 use super::spill::{ReadAhead, SpilledRows};
 use super::SinkError;
-use crate::schema::PartitionSpec;
-use arrow::datatypes::SchemaRef;
+use crate::schema::{PartitionSpec, LINEAGE_LINE};
+use arrow::array::AsArray;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -108,6 +109,25 @@ pub const FINISH_AT_ONCE_SHARE: usize = 4;
 /// crate's 1 MiB default, each of OrderItem's seven instants held 2.3–3.6 MiB per 128 Ki-row
 /// group.
 pub const INT64_DICTIONARY_BYTES: usize = 128 * 1024;
+
+/// The line numbers of `batch`'s rows (its `_line` lineage column), if it has them.
+fn line_numbers(batch: &RecordBatch) -> Option<&[i64]> {
+    let lines = batch.column_by_name(LINEAGE_LINE)?;
+    Some(lines.as_primitive_opt::<Int64Type>()?.values())
+}
+
+/// Puts one partition's rows of a batch back in line order, if they are not; true if it
+/// had to. A decoder takes a batch's lines grouped by partition ([`crate::grouping`]), and
+/// where the grouping's hint and the partition disagree (a null and a missing value, an
+/// instant with an offset past the end of a month) one partition's rows come in two runs.
+/// Files hold their rows in line order whatever the grouping did.
+fn restore_line_order(rows: &mut [(usize, usize)], lines: &[i64]) -> bool {
+    if rows.windows(2).all(|w| lines[w[0].1] <= lines[w[1].1]) {
+        return false;
+    }
+    rows.sort_by_key(|&(_, row)| lines[row]);
+    true
+}
 
 /// Parquet compression codec of the written files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,11 +519,17 @@ impl PartitionedWriter {
         // Partitions in order of first appearance, each with its rows' (batch, row).
         let mut order: Vec<PartitionKey> = Vec::new();
         let mut rows_of: HashMap<PartitionKey, Vec<(usize, usize)>> = HashMap::new();
+        let mut reordered = false;
         for (b, batch) in batches.iter().enumerate() {
             let parts = partition_rows(batch, &self.spec)?;
             let mut slots: Vec<Vec<(usize, usize)>> = vec![Vec::new(); parts.keys.len()];
             for (row, &k) in parts.rows.iter().enumerate() {
                 slots[k as usize].push((b, row));
+            }
+            if let Some(lines) = line_numbers(batch) {
+                for rows in &mut slots {
+                    reordered |= restore_line_order(rows, lines);
+                }
             }
             for (key, rows) in parts.keys.into_iter().zip(slots) {
                 match rows_of.get_mut(&key) {
@@ -515,7 +541,7 @@ impl PartitionedWriter {
                 }
             }
         }
-        if order.len() == 1 {
+        if order.len() == 1 && !reordered {
             // Every row in one partition (one month, say): the batches as they are, no copy.
             let key = order.pop().expect("one key");
             for batch in batches {
@@ -1612,6 +1638,31 @@ mod tests {
             assert!(whole.iter().all(|&n| n == 500), "{}: {sizes:?}", f.path);
             assert!(*last <= 500, "{}: {sizes:?}", f.path);
         }
+    }
+
+    #[test]
+    fn rows_of_a_partition_decoded_out_of_line_order_are_written_in_line_order() {
+        // Lines grouped by partition before decoding can put one partition's rows in two
+        // runs (a null and a missing value are one partition but two groups).
+        let tmp = tempfile::tempdir().unwrap();
+        let with_lines = |b: RecordBatch, lines: &[i64]| {
+            let mut columns = b.columns().to_vec();
+            columns[2] = Arc::new(Int64Array::from(lines.to_vec()));
+            RecordBatch::try_new(schema(), columns).unwrap()
+        };
+        let mut w = writer(tmp.path(), kind_spec(), WriterOptions::default());
+        // Two partitions, each out of order within the batch; then a batch of one partition
+        // only, out of order too, which is not split at all.
+        let mixed = batch(&[Some("a"), Some("b"), Some("a"), Some("b"), Some("a")], 1);
+        w.write(&with_lines(mixed, &[3, 4, 1, 2, 5])).unwrap();
+        w.split_incoming(false).unwrap();
+        let single = batch(&[Some("c"), Some("c"), Some("c")], 6);
+        w.write(&with_lines(single, &[8, 6, 7])).unwrap();
+        w.split_incoming(false).unwrap();
+        let files = w.finish().unwrap();
+        let lines = read_lines(tmp.path(), &files);
+        let by_kind: Vec<&Vec<i64>> = lines.values().collect();
+        assert_eq!(by_kind, [&vec![1, 3, 5], &vec![2, 4], &vec![6, 7, 8]]);
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! Orders a batch's lines by the partition their raw bytes name, so that the rows of one
+//! partition come out of the decoder in runs.
+//!
+//! A partitioned load splits every decoded batch by partition, gathering each partition's
+//! rows out of the batch column by column (`sink::writer`). When rows arrive in no order of
+//! partition (the usual export: three years of months mixed), each gathered value sits a
+//! row or more away from the last one, and the gather is bound by memory latency, not by
+//! copying. Decoding the lines of a batch grouped by partition turns those gathers into
+//! runs of neighbouring values.
+//!
+//! The grouping only reads the raw JSON, before it is decoded: for each partition column
+//! it finds the first `"Column":` in the line and takes the value's leading bytes (as many
+//! as the time bucket needs: `2024` for a year, `2024-03` for a month, `2024-03-31` for a
+//! day). It is a hint, never the partition itself: the writer computes every row's
+//! partition from its decoded value, as it always does. A line the hint gets wrong (the
+//! key in a nested object first, an escaped key, an instant with a UTC offset near the
+//! end of a month, a line that is not JSON) is still written to its own partition, at the
+//! cost of a shorter run. The sort is stable, so a partition's rows keep their line order,
+//! and the files written are the same as without grouping.
+
+use crate::framing::{Line, LineBatch};
+use crate::schema::{Granularity, PartitionSpec};
+use memchr::memmem;
+
+/// Leading bytes of an identity key's value that take part in the grouping: enough to tell
+/// the values of one batch apart, few enough that comparing keys stays cheap.
+const IDENTITY_KEY_BYTES: usize = 64;
+
+/// Groups lines by the raw values of a partition specification's columns.
+#[derive(Debug)]
+pub struct LineGrouper {
+    fields: Vec<FieldFinder>,
+    /// Per line of the batch being grouped, the bytes of each field's value: one range of
+    /// the batch's data per field, in field order (reused between batches).
+    keys: Vec<(usize, usize)>,
+    /// Line indices, sorted by key (reused between batches).
+    order: Vec<u32>,
+    /// The lines in their new order (swapped with the batch's, reused between batches).
+    grouped: Vec<Line>,
+}
+
+/// Finds one partition column's value in a raw line.
+#[derive(Debug)]
+struct FieldFinder {
+    /// `"Column"`, quotes included.
+    needle: memmem::Finder<'static>,
+    /// Bytes of a string value kept, its opening quote included.
+    keep: usize,
+}
+
+impl LineGrouper {
+    /// A grouper for `spec`'s columns, or `None` for an unpartitioned table (or a batch
+    /// count too large for line indices of 32 bits, which no batch reaches).
+    pub fn new(spec: &PartitionSpec) -> Option<Self> {
+        if spec.fields.is_empty() {
+            return None;
+        }
+        let fields = spec
+            .fields
+            .iter()
+            .map(|f| FieldFinder {
+                needle: memmem::Finder::new(format!("\"{}\"", f.column).as_bytes()).into_owned(),
+                keep: 1 + match f.granularity {
+                    Some(Granularity::Year) => 4,
+                    Some(Granularity::Month) => 7,
+                    Some(Granularity::Day) => 10,
+                    None => IDENTITY_KEY_BYTES,
+                },
+            })
+            .collect();
+        Some(LineGrouper {
+            fields,
+            keys: Vec::new(),
+            order: Vec::new(),
+            grouped: Vec::new(),
+        })
+    }
+
+    /// Reorders `batch.lines` so that lines whose partition columns start with the same
+    /// bytes are next to each other, each group in line order. Lines keep their numbers;
+    /// nothing else of the batch changes.
+    pub fn group(&mut self, batch: &mut LineBatch) {
+        let n = batch.lines.len();
+        if n < 2 || u32::try_from(n).is_err() {
+            return;
+        }
+        let width = self.fields.len();
+        self.keys.clear();
+        for line in &batch.lines {
+            let content = batch.line(line);
+            for field in &self.fields {
+                let (start, end) = field.value_in(content);
+                self.keys.push((line.start + start, line.start + end));
+            }
+        }
+        let data = &batch.data;
+        let keys = &self.keys;
+        let key = |i: usize| {
+            keys[i * width..(i + 1) * width]
+                .iter()
+                .map(|&(start, end)| &data[start..end])
+        };
+        if (1..n).all(|i| key(i - 1).le(key(i))) {
+            return;
+        }
+        self.order.clear();
+        self.order.extend(0..n as u32);
+        // Stable: equal keys keep their line order.
+        self.order
+            .sort_by(|&a, &b| key(a as usize).cmp(key(b as usize)));
+        self.grouped.clear();
+        self.grouped
+            .extend(self.order.iter().map(|&i| batch.lines[i as usize]));
+        std::mem::swap(&mut batch.lines, &mut self.grouped);
+    }
+}
+
+impl FieldFinder {
+    /// The range of `line` that stands for this field's value: a string's opening quote and
+    /// its first bytes up to [`FieldFinder::keep`] (stopping at its closing quote or an
+    /// escape), or a number, `true`, `false` or `null` up to its end. Empty when the field
+    /// is not found.
+    fn value_in(&self, line: &[u8]) -> (usize, usize) {
+        let Some(at) = self.needle.find(line) else {
+            return (0, 0);
+        };
+        let mut i = at + self.needle.needle().len();
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if line.get(i) != Some(&b':') {
+            return (0, 0);
+        }
+        i += 1;
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        if line.get(i) == Some(&b'"') {
+            let limit = line.len().min(start + self.keep);
+            i += 1;
+            while i < limit && line[i] != b'"' && line[i] != b'\\' {
+                i += 1;
+            }
+        } else {
+            let limit = line.len().min(start + IDENTITY_KEY_BYTES);
+            while i < limit
+                && !matches!(line[i], b',' | b'}' | b']')
+                && !line[i].is_ascii_whitespace()
+            {
+                i += 1;
+            }
+        }
+        (start, i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    /// A batch of `lines`, numbered from 1.
+    fn batch_of(lines: &[&str]) -> LineBatch {
+        let mut batch = LineBatch::default();
+        for (i, content) in lines.iter().enumerate() {
+            let start = batch.data.len();
+            batch.data.extend_from_slice(content.as_bytes());
+            batch.lines.push(Line {
+                number: i as u64 + 1,
+                start,
+                end: batch.data.len(),
+            });
+        }
+        batch
+    }
+
+    fn grouper(spec: &str) -> LineGrouper {
+        let schema = schema::find("OrderItem").expect("OrderItem schema");
+        let spec = schema.parse_partition_spec(spec).expect("valid spec");
+        LineGrouper::new(&spec).expect("a partitioned spec")
+    }
+
+    fn numbers(batch: &LineBatch) -> Vec<u64> {
+        batch.lines.iter().map(|l| l.number).collect()
+    }
+
+    #[test]
+    fn lines_of_a_month_come_together_in_line_order() {
+        let mut batch = batch_of(&[
+            r#"{"Id":"a","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+            r#"{"Id":"b","ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
+            r#"{"Id":"c", "ConsumedUtc" : "2024-03-01T00:00:00Z"}"#,
+            r#"{"Id":"d","ConsumedUtc":"2023-12-01T00:00:00Z"}"#,
+            r#"{"Id":"e","ConsumedUtc":"2024-03-31T00:00:00Z"}"#,
+        ]);
+        let before = batch.clone();
+        grouper("ConsumedUtc:month").group(&mut batch);
+        assert_eq!(numbers(&batch), [2, 4, 1, 3, 5]);
+        // Only the order of the lines changes: each still points at its own content.
+        assert_eq!(batch.data, before.data);
+        for line in &batch.lines {
+            let original = before.lines[line.number as usize - 1];
+            assert_eq!(*line, original);
+        }
+    }
+
+    #[test]
+    fn the_granularity_decides_what_counts_as_the_same_key() {
+        let lines = [
+            r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+            r#"{"ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
+            r#"{"ConsumedUtc":"2024-01-09T10:00:00Z"}"#,
+            r#"{"ConsumedUtc":"2024-03-08T10:00:00Z"}"#,
+        ];
+        let mut by_year = batch_of(&lines);
+        grouper("ConsumedUtc:year").group(&mut by_year);
+        assert_eq!(numbers(&by_year), [2, 1, 3, 4]);
+        let mut by_day = batch_of(&lines);
+        grouper("ConsumedUtc:day").group(&mut by_day);
+        assert_eq!(numbers(&by_day), [2, 3, 4, 1]);
+    }
+
+    #[test]
+    fn lines_without_a_usable_value_are_grouped_too_and_none_is_lost() {
+        let mut batch = batch_of(&[
+            r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+            r#"not json at all"#,
+            r#"{"ConsumedUtc":null}"#,
+            r#"{"ConsumedUtc":"2024-03-\u00309T10:00:00Z"}"#,
+            r#"{"Notes":"ConsumedUtc","Id":"x"}"#,
+            r#"{"ConsumedUtc""#,
+            r#"{"ConsumedUtc":"#,
+            r#"{"ConsumedUtc":"2024-03"#,
+            r#"{"ConsumedUtc":null}"#,
+        ]);
+        grouper("ConsumedUtc:month").group(&mut batch);
+        let mut seen = numbers(&batch);
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=9).collect::<Vec<_>>());
+        // The two nulls are one group, in line order.
+        let nulls: Vec<usize> = batch
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.number == 3 || l.number == 9)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(nulls[1], nulls[0] + 1);
+    }
+
+    #[test]
+    fn several_columns_group_by_all_of_them() {
+        let mut batch = batch_of(&[
+            r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+            r#"{"AccountType":"Company","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+            r#"{"AccountType":"Customer","ConsumedUtc":"2024-02-09T10:00:00Z"}"#,
+            r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-19T10:00:00Z"}"#,
+        ]);
+        grouper("ConsumedUtc:month,AccountType").group(&mut batch);
+        assert_eq!(numbers(&batch), [3, 2, 1, 4]);
+    }
+
+    #[test]
+    fn a_batch_already_in_order_is_left_as_it_is() {
+        let mut batch = batch_of(&[
+            r#"{"ConsumedUtc":"2023-01-09T10:00:00Z"}"#,
+            r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+        ]);
+        let before = batch.clone();
+        grouper("ConsumedUtc:month").group(&mut batch);
+        assert_eq!(batch.lines, before.lines);
+    }
+
+    #[test]
+    fn an_unpartitioned_table_has_no_grouper() {
+        assert!(LineGrouper::new(&PartitionSpec::default()).is_none());
+    }
+}
