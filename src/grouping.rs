@@ -23,18 +23,22 @@ use crate::schema::{Granularity, PartitionSpec};
 use memchr::memmem;
 
 /// Leading bytes of an identity key's value that take part in the grouping: enough to tell
-/// the values of one batch apart, few enough that comparing keys stays cheap.
+/// the values of one batch apart, few enough that hashing them stays cheap.
 const IDENTITY_KEY_BYTES: usize = 64;
+
+/// How far before the last line's match the search for a column's key starts. Lines of
+/// one export list their properties in one order, so a key sits at about the same offset
+/// line after line; starting near it skips most of a 2 KB line. When the key is not found
+/// from there, the whole line is searched.
+const SEARCH_MARGIN: usize = 256;
 
 /// Groups lines by the raw values of a partition specification's columns.
 #[derive(Debug)]
 pub struct LineGrouper {
     fields: Vec<FieldFinder>,
-    /// Per line of the batch being grouped, the bytes of each field's value: one range of
-    /// the batch's data per field, in field order (reused between batches).
-    keys: Vec<(usize, usize)>,
-    /// Line indices, sorted by key (reused between batches).
-    order: Vec<u32>,
+    /// Per line of the batch being grouped: a hash of its columns' raw values, and its
+    /// index (reused between batches).
+    hints: Vec<(u64, u32)>,
     /// The lines in their new order (swapped with the batch's, reused between batches).
     grouped: Vec<Line>,
 }
@@ -46,11 +50,12 @@ struct FieldFinder {
     needle: memmem::Finder<'static>,
     /// Bytes of a string value kept, its opening quote included.
     keep: usize,
+    /// Where the key was found in the last line that had it.
+    last_at: usize,
 }
 
 impl LineGrouper {
-    /// A grouper for `spec`'s columns, or `None` for an unpartitioned table (or a batch
-    /// count too large for line indices of 32 bits, which no batch reaches).
+    /// A grouper for `spec`'s columns, or `None` for an unpartitioned table.
     pub fn new(spec: &PartitionSpec) -> Option<Self> {
         if spec.fields.is_empty() {
             return None;
@@ -66,53 +71,61 @@ impl LineGrouper {
                     Some(Granularity::Day) => 10,
                     None => IDENTITY_KEY_BYTES,
                 },
+                last_at: 0,
             })
             .collect();
         Some(LineGrouper {
             fields,
-            keys: Vec::new(),
-            order: Vec::new(),
+            hints: Vec::new(),
             grouped: Vec::new(),
         })
     }
 
     /// Reorders `batch.lines` so that lines whose partition columns start with the same
     /// bytes are next to each other, each group in line order. Lines keep their numbers;
-    /// nothing else of the batch changes.
+    /// nothing else of the batch changes. Groups come in no meaningful order.
     pub fn group(&mut self, batch: &mut LineBatch) {
         let n = batch.lines.len();
-        if n < 2 || u32::try_from(n).is_err() {
+        let Ok(count) = u32::try_from(n) else {
             return;
-        }
-        let width = self.fields.len();
-        self.keys.clear();
-        for line in &batch.lines {
-            let content = batch.line(line);
-            for field in &self.fields {
-                let (start, end) = field.value_in(content);
-                self.keys.push((line.start + start, line.start + end));
-            }
-        }
-        let data = &batch.data;
-        let keys = &self.keys;
-        let key = |i: usize| {
-            keys[i * width..(i + 1) * width]
-                .iter()
-                .map(|&(start, end)| &data[start..end])
         };
-        if (1..n).all(|i| key(i - 1).le(key(i))) {
+        if n < 2 {
             return;
         }
-        self.order.clear();
-        self.order.extend(0..n as u32);
-        // Stable: equal keys keep their line order.
-        self.order
-            .sort_by(|&a, &b| key(a as usize).cmp(key(b as usize)));
+        self.hints.clear();
+        for (index, line) in (0..count).zip(&batch.lines) {
+            let content = batch.line(line);
+            let mut hint = FNV_OFFSET;
+            for field in &mut self.fields {
+                let (start, end) = field.value_in(content);
+                hint = fnv(hint, &content[start..end]);
+                // A separator, so that the values of two columns cannot run together.
+                hint = fnv(hint, &[0xff]);
+            }
+            self.hints.push((hint, index));
+        }
+        if self.hints.windows(2).all(|w| w[0] <= w[1]) {
+            return;
+        }
+        // The index breaks ties, so an unstable sort keeps each group in line order.
+        self.hints.sort_unstable();
         self.grouped.clear();
         self.grouped
-            .extend(self.order.iter().map(|&i| batch.lines[i as usize]));
+            .extend(self.hints.iter().map(|&(_, i)| batch.lines[i as usize]));
         std::mem::swap(&mut batch.lines, &mut self.grouped);
     }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from `hash`: a few bytes per line, where a general
+/// hasher's setup would cost more than the hashing.
+fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 impl FieldFinder {
@@ -120,10 +133,17 @@ impl FieldFinder {
     /// its first bytes up to [`FieldFinder::keep`] (stopping at its closing quote or an
     /// escape), or a number, `true`, `false` or `null` up to its end. Empty when the field
     /// is not found.
-    fn value_in(&self, line: &[u8]) -> (usize, usize) {
-        let Some(at) = self.needle.find(line) else {
+    fn value_in(&mut self, line: &[u8]) -> (usize, usize) {
+        let from = self.last_at.saturating_sub(SEARCH_MARGIN).min(line.len());
+        let found = match self.needle.find(&line[from..]) {
+            Some(at) => Some(from + at),
+            None if from > 0 => self.needle.find(line),
+            None => None,
+        };
+        let Some(at) = found else {
             return (0, 0);
         };
+        self.last_at = at;
         let mut i = at + self.needle.needle().len();
         while i < line.len() && line[i].is_ascii_whitespace() {
             i += 1;
@@ -185,6 +205,21 @@ mod tests {
         batch.lines.iter().map(|l| l.number).collect()
     }
 
+    /// Asserts that `batch`'s lines come as `groups`, each in line order, the groups in any
+    /// order.
+    fn assert_groups(batch: &LineBatch, groups: &[&[u64]]) {
+        let got = numbers(batch);
+        let mut rest = &got[..];
+        let mut left = groups.to_vec();
+        while !rest.is_empty() {
+            let Some(next) = left.iter().position(|g| rest.starts_with(g)) else {
+                panic!("{got:?} is not made of the groups {groups:?}");
+            };
+            rest = &rest[left.remove(next).len()..];
+        }
+        assert!(left.is_empty(), "{got:?} lacks the groups {left:?}");
+    }
+
     #[test]
     fn lines_of_a_month_come_together_in_line_order() {
         let mut batch = batch_of(&[
@@ -196,7 +231,7 @@ mod tests {
         ]);
         let before = batch.clone();
         grouper("ConsumedUtc:month").group(&mut batch);
-        assert_eq!(numbers(&batch), [2, 4, 1, 3, 5]);
+        assert_groups(&batch, &[&[1, 3, 5], &[2, 4]]);
         // Only the order of the lines changes: each still points at its own content.
         assert_eq!(batch.data, before.data);
         for line in &batch.lines {
@@ -210,15 +245,15 @@ mod tests {
         let lines = [
             r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
             r#"{"ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
-            r#"{"ConsumedUtc":"2024-01-09T10:00:00Z"}"#,
             r#"{"ConsumedUtc":"2024-03-08T10:00:00Z"}"#,
+            r#"{"ConsumedUtc":"2024-03-09T23:00:00Z"}"#,
         ];
         let mut by_year = batch_of(&lines);
         grouper("ConsumedUtc:year").group(&mut by_year);
-        assert_eq!(numbers(&by_year), [2, 1, 3, 4]);
+        assert_groups(&by_year, &[&[1, 3, 4], &[2]]);
         let mut by_day = batch_of(&lines);
         grouper("ConsumedUtc:day").group(&mut by_day);
-        assert_eq!(numbers(&by_day), [2, 3, 4, 1]);
+        assert_groups(&by_day, &[&[1, 4], &[2], &[3]]);
     }
 
     #[test]
@@ -239,14 +274,22 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (1..=9).collect::<Vec<_>>());
         // The two nulls are one group, in line order.
-        let nulls: Vec<usize> = batch
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.number == 3 || l.number == 9)
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(nulls[1], nulls[0] + 1);
+        let at = |n: u64| batch.lines.iter().position(|l| l.number == n).unwrap();
+        assert_eq!(at(9), at(3) + 1);
+    }
+
+    #[test]
+    fn a_key_far_from_where_the_last_line_had_it_is_still_found() {
+        let long = "x".repeat(2 * SEARCH_MARGIN);
+        let far = format!(r#"{{"Notes":"{long}","ConsumedUtc":"2024-03-09T10:00:00Z"}}"#);
+        let mut batch = batch_of(&[
+            &far,
+            r#"{"ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
+            &far,
+            r#"{"ConsumedUtc":"2023-12-01T00:00:00Z"}"#,
+        ]);
+        grouper("ConsumedUtc:month").group(&mut batch);
+        assert_groups(&batch, &[&[1, 3], &[2, 4]]);
     }
 
     #[test]
@@ -258,14 +301,14 @@ mod tests {
             r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-19T10:00:00Z"}"#,
         ]);
         grouper("ConsumedUtc:month,AccountType").group(&mut batch);
-        assert_eq!(numbers(&batch), [3, 2, 1, 4]);
+        assert_groups(&batch, &[&[1, 4], &[2], &[3]]);
     }
 
     #[test]
-    fn a_batch_already_in_order_is_left_as_it_is() {
+    fn lines_of_one_group_stay_as_they_are() {
         let mut batch = batch_of(&[
-            r#"{"ConsumedUtc":"2023-01-09T10:00:00Z"}"#,
             r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+            r#"{"ConsumedUtc":"2024-03-01T10:00:00Z"}"#,
         ]);
         let before = batch.clone();
         grouper("ConsumedUtc:month").group(&mut batch);
