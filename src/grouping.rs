@@ -201,6 +201,13 @@ mod tests {
         LineGrouper::new(&spec).expect("a partitioned spec")
     }
 
+    /// `lines` as a batch, grouped under `spec`.
+    fn grouped(spec: &str, lines: &[&str]) -> LineBatch {
+        let mut batch = batch_of(lines);
+        grouper(spec).group(&mut batch);
+        batch
+    }
+
     fn numbers(batch: &LineBatch) -> Vec<u64> {
         batch.lines.iter().map(|l| l.number).collect()
     }
@@ -248,28 +255,28 @@ mod tests {
             r#"{"ConsumedUtc":"2024-03-08T10:00:00Z"}"#,
             r#"{"ConsumedUtc":"2024-03-09T23:00:00Z"}"#,
         ];
-        let mut by_year = batch_of(&lines);
-        grouper("ConsumedUtc:year").group(&mut by_year);
+        let by_year = grouped("ConsumedUtc:year", &lines);
         assert_groups(&by_year, &[&[1, 3, 4], &[2]]);
-        let mut by_day = batch_of(&lines);
-        grouper("ConsumedUtc:day").group(&mut by_day);
+        let by_day = grouped("ConsumedUtc:day", &lines);
         assert_groups(&by_day, &[&[1, 4], &[2], &[3]]);
     }
 
     #[test]
     fn lines_without_a_usable_value_are_grouped_too_and_none_is_lost() {
-        let mut batch = batch_of(&[
-            r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
-            r#"not json at all"#,
-            r#"{"ConsumedUtc":null}"#,
-            r#"{"ConsumedUtc":"2024-03-\u00309T10:00:00Z"}"#,
-            r#"{"Notes":"ConsumedUtc","Id":"x"}"#,
-            r#"{"ConsumedUtc""#,
-            r#"{"ConsumedUtc":"#,
-            r#"{"ConsumedUtc":"2024-03"#,
-            r#"{"ConsumedUtc":null}"#,
-        ]);
-        grouper("ConsumedUtc:month").group(&mut batch);
+        let batch = grouped(
+            "ConsumedUtc:month",
+            &[
+                r#"{"ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+                r#"not json at all"#,
+                r#"{"ConsumedUtc":null}"#,
+                r#"{"ConsumedUtc":"2024-03-\u00309T10:00:00Z"}"#,
+                r#"{"Notes":"ConsumedUtc","Id":"x"}"#,
+                r#"{"ConsumedUtc""#,
+                r#"{"ConsumedUtc":"#,
+                r#"{"ConsumedUtc":"2024-03"#,
+                r#"{"ConsumedUtc":null}"#,
+            ],
+        );
         let mut seen = numbers(&batch);
         seen.sort_unstable();
         assert_eq!(seen, (1..=9).collect::<Vec<_>>());
@@ -282,25 +289,29 @@ mod tests {
     fn a_key_far_from_where_the_last_line_had_it_is_still_found() {
         let long = "x".repeat(2 * SEARCH_MARGIN);
         let far = format!(r#"{{"Notes":"{long}","ConsumedUtc":"2024-03-09T10:00:00Z"}}"#);
-        let mut batch = batch_of(&[
-            &far,
-            r#"{"ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
-            &far,
-            r#"{"ConsumedUtc":"2023-12-01T00:00:00Z"}"#,
-        ]);
-        grouper("ConsumedUtc:month").group(&mut batch);
+        let batch = grouped(
+            "ConsumedUtc:month",
+            &[
+                &far,
+                r#"{"ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
+                &far,
+                r#"{"ConsumedUtc":"2023-12-01T00:00:00Z"}"#,
+            ],
+        );
         assert_groups(&batch, &[&[1, 3], &[2, 4]]);
     }
 
     #[test]
     fn several_columns_group_by_all_of_them() {
-        let mut batch = batch_of(&[
-            r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
-            r#"{"AccountType":"Company","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
-            r#"{"AccountType":"Customer","ConsumedUtc":"2024-02-09T10:00:00Z"}"#,
-            r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-19T10:00:00Z"}"#,
-        ]);
-        grouper("ConsumedUtc:month,AccountType").group(&mut batch);
+        let batch = grouped(
+            "ConsumedUtc:month,AccountType",
+            &[
+                r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+                r#"{"AccountType":"Company","ConsumedUtc":"2024-03-09T10:00:00Z"}"#,
+                r#"{"AccountType":"Customer","ConsumedUtc":"2024-02-09T10:00:00Z"}"#,
+                r#"{"AccountType":"Customer","ConsumedUtc":"2024-03-19T10:00:00Z"}"#,
+            ],
+        );
         assert_groups(&batch, &[&[1, 4], &[2], &[3]]);
     }
 
