@@ -23,7 +23,7 @@ TOTAL=${FUZZ_SECONDS:-60}
 SANITIZER=${FUZZ_SANITIZER:-address}
 CODEGEN_UNITS=${FUZZ_CODEGEN_UNITS:-16}
 # target:weight — typed decoding has by far the most code behind it.
-ALL_TARGETS="decode_entity:2 api_bodies:1 frame_lines:1"
+ALL_TARGETS="decode_entity:2 api_bodies:1 frame_lines:1 group_lines:1"
 TARGETS=${FUZZ_TARGETS:-$(for t in $ALL_TARGETS; do printf '%s ' "${t%%:*}"; done)}
 
 export RUSTC_BOOTSTRAP=1
