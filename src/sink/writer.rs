@@ -120,7 +120,7 @@ fn line_numbers(batch: &RecordBatch) -> Option<&[i64]> {
 /// had to. A decoder takes a batch's lines grouped by partition ([`crate::grouping`]), and
 /// where the grouping's hint and the partition disagree (a null and a missing value, an
 /// instant with an offset past the end of a month) one partition's rows come in two runs.
-/// Files hold their rows in line order whatever the grouping did.
+/// A source's rows keep their line order in every file, whatever the grouping did.
 fn restore_line_order(rows: &mut [(usize, usize)], lines: &[i64]) -> bool {
     if rows.windows(2).all(|w| lines[w[0].1] <= lines[w[1].1]) {
         return false;
