@@ -257,7 +257,9 @@ fn is_blank(line: &[u8]) -> bool {
 pub struct LineBatch {
     /// Concatenated line contents, without terminators.
     pub data: Vec<u8>,
-    /// Non-blank lines within the limit, in order; each indexes into `data`.
+    /// Non-blank lines within the limit, in line order as framed (a partitioned load's
+    /// decoder regroups them by partition first, see [`crate::grouping`]); each indexes into
+    /// `data`.
     pub lines: Vec<Line>,
     /// Lines over the limit, in order; only their prefix is kept.
     pub oversized: Vec<OversizedLine>,
