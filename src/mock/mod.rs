@@ -306,6 +306,12 @@ pub struct RequestRecord {
     pub status: u16,
 }
 
+/// How long [`MockServer::shutdown`] waits for open downloads to end once told to stop. A
+/// download whose client stopped reading cannot see the signal: its socket is full, so
+/// nothing polls its body. Past this the server stops waiting for it; such a connection ends
+/// at its next write, once its client reads again, or when the client goes away.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Requests kept in the request log; later ones are not recorded, so a long-running
 /// `mock-server` does not grow without bound.
 pub const REQUEST_LOG_CAP: usize = 100_000;
@@ -503,13 +509,20 @@ impl MockServer {
         self.shared.clock.advance(by);
     }
 
-    /// Stops accepting connections, ends open downloads and waits for the server to stop.
+    /// Stops accepting connections, ends open downloads and waits for the server to stop —
+    /// for downloads whose client stopped reading, at most [`SHUTDOWN_GRACE`].
     pub async fn shutdown(mut self) {
         self.signal_stop();
-        match (&mut self.task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "mock server stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "mock server task failed"),
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "mock server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "mock server task failed"),
+            Err(_) => {
+                tracing::debug!(
+                    "mock: a download whose client stopped reading is still open; no longer waiting for it"
+                );
+                self.task.abort();
+            }
         }
     }
 }

@@ -694,6 +694,10 @@ async fn shutdown_ends_open_downloads() {
     let mut first = [0u8; 12];
     stalled.read_exact(&mut first).await.unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
+    // Time for the server to fill the socket's buffers, after which nothing polls the body
+    // and it cannot see the stop (a shutdown that came sooner passed this test by chance,
+    // and hung under load).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::time::timeout(Duration::from_secs(10), server.shutdown())
         .await
         .expect("shutdown waited for a stalled download");
