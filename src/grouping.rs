@@ -9,14 +9,16 @@
 //! runs of neighbouring values.
 //!
 //! The grouping only reads the raw JSON, before it is decoded: for each partition column
-//! it finds the first `"Column":` in the line and takes the value's leading bytes (as many
-//! as the time bucket needs: `2024` for a year, `2024-03` for a month, `2024-03-31` for a
-//! day). It is a hint, never the partition itself: the writer computes every row's
-//! partition from its decoded value, as it always does. A line the hint gets wrong (the
-//! key in a nested object first, an escaped key, an instant with a UTC offset near the
-//! end of a month, a line that is not JSON) is still written to its own partition, at the
-//! cost of a shorter run. The sort is stable, so a partition's rows keep their line order,
-//! and the files written are the same as without grouping.
+//! it finds `"Column":` in the line (searching from near where the last line had it) and
+//! takes the value's leading bytes (as many as the time bucket needs: `2024` for a year,
+//! `2024-03` for a month, `2024-03-31` for a day); lines whose values hash alike are put
+//! together, each group in line order. It is a hint, never the partition itself: the
+//! writer computes every row's partition from its decoded value, as it always does. A line
+//! the hint gets wrong (the key in a nested object first, an escaped key, an instant with a
+//! UTC offset near the end of a month, a null beside a missing value, a line that is not
+//! JSON) is still written to its own partition, at the cost of a shorter run, and where one
+//! partition's rows end up in several groups the writer puts them back in line order. The
+//! files hold the same rows in the same order as without grouping.
 
 use crate::framing::{Line, LineBatch};
 use crate::schema::{Granularity, PartitionSpec};
