@@ -473,7 +473,7 @@ impl PartitionedWriter {
     /// [`SPLIT_ROWS_PER_PARTITION`] rows per partition seen, or the rows held in memory pass
     /// the budget, and are then split by partition at once: the split's per-part costs are
     /// paid once for many rows, and parts are large enough to go to disk as they are (see
-    /// [`PartitionedWriter::split_incoming`]).
+    /// the module documentation).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
