@@ -20,6 +20,7 @@
 //! partition's rows end up in several groups the writer puts them back in line order. The
 //! files hold the same rows in the same order as without grouping.
 
+use crate::decode::json::is_ws;
 use crate::framing::{Line, LineBatch};
 use crate::schema::{Granularity, PartitionSpec};
 use memchr::memmem;
@@ -147,14 +148,14 @@ impl FieldFinder {
         };
         self.last_at = at;
         let mut i = at + self.needle.needle().len();
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_ws(line[i]) {
             i += 1;
         }
         if line.get(i) != Some(&b':') {
             return (0, 0);
         }
         i += 1;
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_ws(line[i]) {
             i += 1;
         }
         let start = i;
@@ -166,10 +167,7 @@ impl FieldFinder {
             }
         } else {
             let limit = line.len().min(start + IDENTITY_KEY_BYTES);
-            while i < limit
-                && !matches!(line[i], b',' | b'}' | b']')
-                && !line[i].is_ascii_whitespace()
-            {
+            while i < limit && !matches!(line[i], b',' | b'}' | b']') && !is_ws(line[i]) {
                 i += 1;
             }
         }
@@ -297,10 +295,13 @@ mod tests {
                 &far,
                 r#"{"ConsumedUtc":"2023-12-31T23:59:59Z"}"#,
                 &far,
+                r#"{"ConsumedUtc":"2023-11-01T00:00:00Z"}"#,
                 r#"{"ConsumedUtc":"2023-12-01T00:00:00Z"}"#,
             ],
         );
-        assert_groups(&batch, &[&[1, 3], &[2, 4]]);
+        // Had the short lines' key not been found, all three would hash as empty and come
+        // together in line order, 4 between 2 and 5.
+        assert_groups(&batch, &[&[1, 3], &[2, 5], &[4]]);
     }
 
     #[test]

@@ -53,8 +53,9 @@ impl Token {
     }
 }
 
+/// JSON's whitespace: space, tab, line feed, carriage return.
 #[inline]
-fn is_ws(b: u8) -> bool {
+pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 

@@ -110,25 +110,6 @@ pub const FINISH_AT_ONCE_SHARE: usize = 4;
 /// group.
 pub const INT64_DICTIONARY_BYTES: usize = 128 * 1024;
 
-/// The line numbers of `batch`'s rows (its `_line` lineage column), if it has them.
-fn line_numbers(batch: &RecordBatch) -> Option<&[i64]> {
-    let lines = batch.column_by_name(LINEAGE_LINE)?;
-    Some(lines.as_primitive_opt::<Int64Type>()?.values())
-}
-
-/// Puts one partition's rows of a batch back in line order, if they are not; true if it
-/// had to. A decoder takes a batch's lines grouped by partition ([`crate::grouping`]), and
-/// where the grouping's hint and the partition disagree (a null and a missing value, an
-/// instant with an offset past the end of a month) one partition's rows come in two runs.
-/// A source's rows keep their line order in every file, whatever the grouping did.
-fn restore_line_order(rows: &mut [(usize, usize)], lines: &[i64]) -> bool {
-    if rows.windows(2).all(|w| lines[w[0].1] <= lines[w[1].1]) {
-        return false;
-    }
-    rows.sort_by_key(|&(_, row)| lines[row]);
-    true
-}
-
 /// Parquet compression codec of the written files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParquetCompression {
@@ -1278,6 +1259,25 @@ fn combine(
     } else {
         Ok(batches)
     }
+}
+
+/// The line numbers of `batch`'s rows (its `_line` lineage column), if it has them.
+fn line_numbers(batch: &RecordBatch) -> Option<&[i64]> {
+    let lines = batch.column_by_name(LINEAGE_LINE)?;
+    Some(lines.as_primitive_opt::<Int64Type>()?.values())
+}
+
+/// Puts one partition's rows of a batch back in line order, if they are not; true if it
+/// had to. A decoder takes a batch's lines grouped by partition ([`crate::grouping`]), and
+/// where the grouping's hint and the partition disagree (a null and a missing value, an
+/// instant with an offset past the end of a month) one partition's rows come in two runs.
+/// A source's rows keep their line order in every file, whatever the grouping did.
+fn restore_line_order(rows: &mut [(usize, usize)], lines: &[i64]) -> bool {
+    if rows.windows(2).all(|w| lines[w[0].1] <= lines[w[1].1]) {
+        return false;
+    }
+    rows.sort_by_key(|&(_, row)| lines[row]);
+    true
 }
 
 /// Fsyncs a directory so entries created in it survive a crash (a no-op where directories
