@@ -190,7 +190,8 @@ pub struct ConvertArgs {
     pub out: PathBuf,
     /// The export these files came from, stamped on every row as _export_id and naming
     /// the load (re-converting the same id replaces its rows). Default: the first file's
-    /// name without extensions and part number. Required when reading stdin.
+    /// name without extensions (and without the -<n> part number after an export id).
+    /// Required when reading stdin.
     #[arg(long)]
     pub export_id: Option<String>,
     /// append: keep earlier loads beside this one. replace: the table holds only this

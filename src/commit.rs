@@ -95,6 +95,19 @@ pub enum CommitError {
         /// The name given.
         table: String,
     },
+    /// An append would mix two directory layouts in one table, which hive-partitioned
+    /// readers cannot read as one.
+    #[error("table {table} is partitioned by {kept:?} (load {load_id}); this load by {new:?}: append with the same --partition-by, or use --mode replace to change the table's layout")]
+    LayoutMismatch {
+        /// The table.
+        table: String,
+        /// A load already in the table.
+        load_id: String,
+        /// Its partition spec.
+        kept: String,
+        /// The new load's.
+        new: String,
+    },
     /// A manifest could not be read, parsed or written.
     #[error("manifest {path}: {source}")]
     Manifest {
@@ -353,9 +366,19 @@ impl OutputDir {
         let mut rows = 0u64;
         if let (WriteMode::Append, Some(current)) = (manifest.mode, current) {
             let current_dir = table_versions.join(version_name(current));
-            for kept in read_manifests(&current_dir)? {
+            let kept_loads = read_manifests(&current_dir)?;
+            same_layout(
+                table,
+                &kept_loads,
+                &manifest.load_id,
+                &manifest.partition_spec,
+            )?;
+            for kept in kept_loads {
                 if kept.load_id == manifest.load_id {
-                    continue; // re-running a load replaces it
+                    // Re-running a load replaces it: said aloud, as a load id reused by
+                    // mistake would otherwise lose the earlier rows unnoticed.
+                    tracing::info!(table, load_id = %kept.load_id, rows = kept.counts.rows_written, "replacing the earlier load with this id");
+                    continue;
                 }
                 for file in &kept.files {
                     let rel = relative_path(&file.path, &current_dir)?;
@@ -451,6 +474,18 @@ impl OutputDir {
             Some(v) => read_manifests(&self.tables_root().join(table).join(version_name(v))),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Checks, before any work, that load `load_id` with partitioning `partition_spec` may
+    /// be appended to `table`: the table's other loads must share its layout. The commit
+    /// checks again.
+    pub fn check_append(
+        &self,
+        table: &str,
+        load_id: &str,
+        partition_spec: &str,
+    ) -> Result<(), CommitError> {
+        same_layout(table, &self.current_loads(table)?, load_id, partition_spec)
     }
 
     fn tables_root(&self) -> PathBuf {
@@ -748,6 +783,28 @@ fn write_manifest(dir: &Path, manifest: &LoadManifest) -> Result<(), CommitError
     Ok(())
 }
 
+/// Refuses an append whose partitioning differs from a load it would sit beside (a load
+/// with the same id is replaced, so its layout does not matter).
+fn same_layout(
+    table: &str,
+    kept: &[LoadManifest],
+    load_id: &str,
+    partition_spec: &str,
+) -> Result<(), CommitError> {
+    match kept
+        .iter()
+        .find(|k| k.load_id != load_id && k.partition_spec != partition_spec)
+    {
+        Some(other) => Err(CommitError::LayoutMismatch {
+            table: table.to_owned(),
+            load_id: other.load_id.clone(),
+            kept: other.partition_spec.clone(),
+            new: partition_spec.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Manifests in a version's `_loads`, ordered by commit time, then load id.
 fn read_manifests(version_dir: &Path) -> Result<Vec<LoadManifest>, CommitError> {
     let dir = version_dir.join(LOADS_DIR);
@@ -975,6 +1032,29 @@ mod tests {
         assert_eq!(loads, ["l1", "l2"]);
         // Current and previous versions are kept, older ones collected.
         assert_eq!(versions(tmp.path()), ["v0000000002", "v0000000003"]);
+    }
+
+    #[test]
+    fn append_refuses_a_second_layout_and_replace_changes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 5)]);
+        out.commit(&s, &m).unwrap();
+        let (s, mut m) = stage(&out, "l2", WriteMode::Append, &[("2023-03", 3)]);
+        m.partition_spec = "none".into();
+        let err = out.commit(&s, &m).unwrap_err();
+        assert!(
+            matches!(&err, CommitError::LayoutMismatch { load_id, .. } if load_id == "l1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--mode replace"), "{err}");
+        assert_eq!(versions(tmp.path()), ["v0000000001"]);
+        // Reloading the only load, or replacing the table, may change the layout.
+        let (s, mut m) = stage(&out, "l1", WriteMode::Append, &[("2023-04", 2)]);
+        m.partition_spec = "none".into();
+        out.commit(&s, &m).unwrap();
+        let (s, m) = stage(&out, "l3", WriteMode::Replace, &[("2023-04", 2)]);
+        out.commit(&s, &m).unwrap();
     }
 
     #[test]

@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Line batches framed ahead of the decoders, per source. With 1 MiB batches this holds a
 /// few MiB: enough to absorb read jitter, small enough to keep memory flat.
@@ -52,9 +52,16 @@ pub const LINE_QUEUE: usize = 2;
 pub const JOB_QUEUE_PER_DECODER: usize = 2;
 
 /// Decoded batches in flight between the decoders and the Parquet writer, per decoder
-/// thread (each roughly the size of one line batch in Arrow form). The writer also holds
-/// batches that arrive ahead of their turn, at most the number in flight.
+/// thread (each roughly the size of one line batch in Arrow form).
 pub const BATCH_QUEUE_PER_DECODER: usize = 2;
+
+/// Line batches a load holds between framing and writing, per decoder thread: queued for a
+/// decoder, being decoded, queued for the writer, or held by the writer until an earlier
+/// batch of their source is written. The queues alone do not bound the last: while one
+/// decoder is slow on a batch (a line of tens of MiB, a thread descheduled), the others
+/// go on, and the writer keeps what they decode until that batch's turn. A batch is framed
+/// only once fewer than this many are held, so memory stays bounded whatever the timing.
+pub const IN_FLIGHT_PER_DECODER: usize = JOB_QUEUE_PER_DECODER + BATCH_QUEUE_PER_DECODER + 2;
 
 /// Most sources of one load read at the same time (see `read_in_turn`): one per core of
 /// the machines this runs on (two), so that slow downloads still keep both busy.
@@ -173,7 +180,9 @@ pub enum LoadSource {
 
 /// Derives a load id from a source file name: the name without directories, compression
 /// and JSON Lines extensions, and without the `-<n>` part suffix that splits one export
-/// into several files (`3fa85f64-…-1.jsonl.gz` → `3fa85f64-…`).
+/// into several files (`3fa85f64-…-1.jsonl.gz` → `3fa85f64-…`). The suffix goes only after
+/// an export id (a UUID): in any other name a trailing number is part of the name
+/// (`orders-2024-06-01.jsonl` and `orders-2024-06-02.jsonl` are two loads, not one).
 pub fn load_id_from_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let mut stem = base;
@@ -185,7 +194,7 @@ pub fn load_id_from_file_name(name: &str) -> String {
         }
     }
     if let Some((head, part)) = stem.rsplit_once('-') {
-        if !head.is_empty()
+        if is_uuid(head)
             && !part.is_empty()
             && part.len() <= 4
             && part.bytes().all(|b| b.is_ascii_digit())
@@ -196,12 +205,26 @@ pub fn load_id_from_file_name(name: &str) -> String {
     distinct_load_id(stem)
 }
 
+/// Whether `text` is a UUID in its usual spelling (`3fa85f64-5717-4562-b3fc-2c963f66afa6`),
+/// as the API's export ids are.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A numbered batch of one source's lines, for any decoder thread to take.
 struct Job {
     source: usize,
     seq: u64,
     name: Arc<str>,
     lines: LineBatch,
+    /// Its place among the batches in flight ([`IN_FLIGHT_PER_DECODER`]), given back
+    /// once the writer has written it.
+    permit: OwnedSemaphorePermit,
 }
 
 /// A decoded job, on its way to the writer thread.
@@ -210,6 +233,7 @@ struct Decoded {
     seq: u64,
     name: Arc<str>,
     batch: DecodedBatch,
+    permit: OwnedSemaphorePermit,
 }
 
 /// What the writer thread hands back.
@@ -237,6 +261,13 @@ pub async fn load(
     sources: Vec<LoadSource>,
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
+    if plan.mode == WriteMode::Append {
+        out.check_append(
+            &plan.schema.table,
+            &plan.load_id,
+            &plan.partition.to_string(),
+        )?;
+    }
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
     let quarantine_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
     let result = run_pipeline(plan, &sources, staging.clone(), quarantine_path).await;
@@ -378,8 +409,13 @@ async fn run_pipeline(
 
     let queue = job_tx.clone();
     let starved = move || queue.capacity() == queue.max_capacity();
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_DECODER * threads));
     let read = read_in_turn(sources.len(), parallel, starved, |index| {
-        read_source(plan, index, &sources[index], &pool, job_tx.clone())
+        let jobs = JobSender {
+            tx: job_tx.clone(),
+            in_flight: in_flight.clone(),
+        };
+        read_source(plan, index, &sources[index], &pool, jobs)
     })
     .await;
     drop(job_tx);
@@ -479,7 +515,7 @@ async fn read_source(
     index: usize,
     source: &LoadSource,
     pool: &BatchPool,
-    jobs: mpsc::Sender<Job>,
+    jobs: JobSender,
 ) -> Result<SourceInfo, LoadError> {
     let (reader, compression, name, wire): (
         input::DecompressedReader,
@@ -527,15 +563,18 @@ async fn read_source(
     // the framing's next send fails instead of waiting for room that never comes.
     let forward = async move {
         let mut seq = 0;
+        let stopped = || LoadError::Internal("decoders stopped early".into());
         while let Some(lines) = rx.recv().await {
+            let permit = jobs.in_flight.clone().acquire_owned().await;
             let job = Job {
                 source: index,
                 seq,
                 name: shared_name.clone(),
                 lines,
+                permit: permit.map_err(|_| stopped())?,
             };
-            if jobs.send(job).await.is_err() {
-                return Err(LoadError::Internal("decoders stopped early".into()));
+            if jobs.tx.send(job).await.is_err() {
+                return Err(stopped());
             }
             seq += 1;
         }
@@ -586,6 +625,13 @@ fn input_error(plan: &LoadPlan, e: InputError) -> LoadError {
     }
 }
 
+/// Where a source's numbered line batches go: the decoders' queue, each batch with a place
+/// among those in flight.
+struct JobSender {
+    tx: mpsc::Sender<Job>,
+    in_flight: Arc<Semaphore>,
+}
+
 /// How the bytes of a source are known: a file's size, or counted as they arrive.
 enum WireBytes {
     Known(Option<u64>),
@@ -632,6 +678,7 @@ fn decode_stage(
             seq: job.seq,
             name: job.name,
             batch,
+            permit: job.permit,
         };
         if out.send(decoded).is_err() {
             return Err(LoadError::Internal("writer stopped early".into()));
@@ -648,8 +695,8 @@ fn write_stage(
 ) -> Result<Written, LoadError> {
     let mut quarantine = QuarantineWriter::new(quarantine_path);
     let mut per_source: Vec<LoadCounts> = vec![LoadCounts::default(); sources];
-    // Batches that arrived before an earlier batch of their source; at most the number in
-    // flight, as every decoder thread works on one batch at a time.
+    // Batches that arrived before an earlier batch of their source: fewer than the batches
+    // in flight, whose places are given back only here, once written.
     let mut early: BTreeMap<(usize, u64), Decoded> = BTreeMap::new();
     let mut next_seq: Vec<u64> = vec![0; sources];
     for decoded in batches {
@@ -660,7 +707,13 @@ fn write_stage(
             )));
         }
         early.insert((source, decoded.seq), decoded);
-        while let Some(Decoded { name, batch, .. }) = early.remove(&(source, next_seq[source])) {
+        while let Some(Decoded {
+            name,
+            batch,
+            permit,
+            ..
+        }) = early.remove(&(source, next_seq[source]))
+        {
             next_seq[source] += 1;
             if batch.batch.num_rows() > 0 {
                 writer.write(&batch.batch)?;
@@ -672,6 +725,8 @@ fn write_stage(
                     source: e,
                 })?;
             per_source[source].merge(&batch.counts);
+            // What the writer keeps of the batch now is its own to bound.
+            drop(permit);
         }
     }
     if let Some(((source, seq), _)) = early.first_key_value() {
@@ -768,12 +823,83 @@ mod tests {
         assert_eq!(most, 1);
     }
 
+    /// The reading stage stops framing once the batches in flight hold every place, however
+    /// much room the queue to the decoders has, and goes on as soon as one is given back.
+    #[tokio::test]
+    async fn framing_waits_for_a_place_in_flight() {
+        let schema = crate::schema::find("OrderItem").expect("schema");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lines.jsonl");
+        std::fs::write(&path, "{\"Id\":\"x\"}\n".repeat(1000)).expect("write");
+        let plan = LoadPlan {
+            schema,
+            load_id: "t".into(),
+            export_id: "t".into(),
+            mode: WriteMode::Append,
+            partition: PartitionSpec::default(),
+            writer: WriterOptions::default(),
+            budget: ErrorBudget::Count(0),
+            max_line_bytes: 1 << 20,
+            batch_bytes: 64,
+            parallel_sources: 1,
+            decode_threads: 1,
+            progress: Default::default(),
+        };
+        let (tx, mut rx) = mpsc::channel::<Job>(1000);
+        let in_flight = Arc::new(Semaphore::new(3));
+        let jobs = JobSender {
+            tx,
+            in_flight: in_flight.clone(),
+        };
+        let pool = BatchPool::default();
+        let source = LoadSource::Local(Source::Path(path));
+        let reading =
+            tokio::spawn(async move { read_source(&plan, 0, &source, &pool, jobs).await });
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(rx.recv().await.expect("a job"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(rx.try_recv().is_err(), "a fourth batch was framed");
+        assert_eq!(in_flight.available_permits(), 0);
+        held.remove(0);
+        let fourth = rx.recv().await.expect("a job once a place is free");
+        assert_eq!(fourth.seq, 3);
+        drop((held, fourth));
+        let mut seen = 4;
+        while let Some(job) = rx.recv().await {
+            assert_eq!(job.seq, seen);
+            seen += 1;
+        }
+        let (_, _, _, totals) = reading.await.expect("task").expect("read");
+        assert_eq!(totals.lines_read, 1000);
+        assert!(seen > 100, "{seen} batches");
+    }
+
     #[test]
     fn load_ids_from_file_names() {
         assert_eq!(
-            load_id_from_file_name("dir/3fa85f64-5717-1.jsonl.gz"),
-            "3fa85f64-5717"
+            load_id_from_file_name("dir/3fa85f64-5717-4562-b3fc-2c963f66afa6-1.jsonl.gz"),
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6"
         );
+        assert_eq!(
+            load_id_from_file_name("3FA85F64-5717-4562-B3FC-2C963F66AFA6-12.jsonl"),
+            "3FA85F64-5717-4562-B3FC-2C963F66AFA6"
+        );
+        assert_eq!(
+            load_id_from_file_name("3fa85f64-5717-4562-b3fc-2c963f66afa6.jsonl"),
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+        );
+        // Dated names keep their day: two days are two loads.
+        assert_eq!(
+            load_id_from_file_name("orders-2024-06-01.jsonl"),
+            "orders-2024-06-01"
+        );
+        assert_ne!(
+            load_id_from_file_name("orders-2024-06-01.jsonl"),
+            load_id_from_file_name("orders-2024-06-02.jsonl")
+        );
+        assert_eq!(load_id_from_file_name("export-1.jsonl"), "export-1");
         assert_eq!(load_id_from_file_name("order_items.jsonl"), "order_items");
         assert_eq!(load_id_from_file_name("C:\\x\\export.ndjson.zst"), "export");
     }

@@ -425,6 +425,49 @@ fn converting_the_same_load_twice_keeps_its_rows_once() {
 }
 
 #[test]
+fn dated_file_names_are_separate_loads_and_layouts_do_not_mix() {
+    let env = Env::new();
+    let schema = schema::find("OrderItem").unwrap();
+    let mut g = Generator::new(schema, 6, Variety::Realistic);
+    let (mut day1, mut day2) = (Vec::new(), Vec::new());
+    g.write_lines(0, 30, &mut day1).unwrap();
+    g.write_lines(30, 20, &mut day2).unwrap();
+    let f1 = env.write("orders-2024-06-01.jsonl", &day1);
+    let f2 = env.write("orders-2024-06-02.jsonl", &day2);
+    assert_ok(&env.convert(&["--entity", "OrderItem", f1.to_str().unwrap()]));
+    assert_ok(&env.convert(&["--entity", "OrderItem", f2.to_str().unwrap()]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // Appending another layout is refused before any work, and the table is unchanged.
+    let f3 = env.write("orders-2024-06-03.jsonl", &day2);
+    let o = env.convert(&[
+        "--entity",
+        "OrderItem",
+        "--partition-by",
+        "none",
+        f3.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("--mode replace"), "{stderr}");
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    assert_ok(&env.convert(&[
+        "--entity",
+        "OrderItem",
+        "--partition-by",
+        "none",
+        "--mode",
+        "replace",
+        f3.to_str().unwrap(),
+    ]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 20);
+}
+
+#[test]
 fn hostile_partition_values_stay_inside_the_table_directory() {
     let env = Env::new();
     let lines = [
