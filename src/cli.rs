@@ -86,17 +86,20 @@ pub struct RunArgs {
     /// Ranges over 180 days become consecutive exports.
     #[arg(long)]
     pub updated_start: Option<String>,
-    /// Only rows updated before this instant (default with --updated-start: 5 minutes ago).
+    /// Only rows updated before this instant (default with --updated-start: 5 minutes ago;
+    /// a later run with the same start and no end then resumes or replaces this one's load).
     #[arg(long, requires = "updated_start")]
     pub updated_end: Option<String>,
-    /// First ledger posting date for LedgerEntry (default: 31 days before yesterday).
+    /// First ledger posting date for LedgerEntry. Default: two exports, the month before
+    /// yesterday's and yesterday's month up to yesterday, each a load named by its month.
     #[arg(long)]
     pub posting_start: Option<String>,
-    /// Last ledger posting date for LedgerEntry (default: yesterday).
-    #[arg(long)]
+    /// Last ledger posting date for LedgerEntry (default with --posting-start: yesterday).
+    #[arg(long, requires = "posting_start")]
     pub posting_end: Option<String>,
     /// append or replace. Default: replace for unfiltered exports (full snapshots), append
-    /// for --updated-start windows.
+    /// for filtered ones (--updated-start windows, ledger posting dates). With replace, an
+    /// entity type's first export replaces its table and the others append to it.
     #[arg(long)]
     pub mode: Option<String>,
     /// Platform address.
@@ -115,7 +118,8 @@ pub struct RunArgs {
     /// Longest wait for one export to finish (a duration like 90m or 6h).
     #[arg(long, default_value = "6h")]
     pub timeout: String,
-    /// Entity types exported and loaded at the same time.
+    /// Exports downloaded and loaded at the same time (all are added and waited for at
+    /// once).
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
     /// Print the exports and tables the run would produce, and change nothing.
@@ -158,7 +162,7 @@ pub struct LoadArgs {
     /// (e.g. ConsumedUtc:month,AccountType), or none. Default: the entity's own.
     #[arg(long)]
     pub partition_by: Option<String>,
-    /// Parquet compression: zstd, snappy, gzip, lz4 or none.
+    /// Parquet compression: zstd (level 1; zstd:N for level N), snappy, gzip, lz4 or none.
     #[arg(long, default_value = "zstd")]
     pub compression: String,
     /// Rows per Parquet file before it rolls over to a new one.

@@ -549,7 +549,13 @@ impl OutputDir {
             let _ = fs::remove_file(&tmp);
             return Err(e).at("switching table symlink", &link);
         }
-        sync_dir(&self.root)
+        // The switch is done and visible: failing now would report a table unchanged that
+        // has changed. A crash before the directory reaches the disk shows the previous
+        // version, which is as good as the switch not having happened.
+        if let Err(e) = sync_dir(&self.root) {
+            tracing::warn!(path = %self.root.display(), error = %e, "the table switched, but syncing its directory failed: a crash now may show the previous version");
+        }
+        Ok(())
     }
 
     /// Deletes versions older than the one before `current`. The previous version stays so

@@ -116,6 +116,10 @@ fn status_of(error: &anyhow::Error) -> u8 {
                 _ => exit::OUTPUT,
             };
         }
+        // The run's state file (`.mews-etl/state.json`) is part of the output directory.
+        if cause.is::<mews_etl::export::state::StateError>() {
+            return exit::OUTPUT;
+        }
     }
     exit::INTERNAL
 }
@@ -251,7 +255,10 @@ fn load_settings(args: &LoadArgs) -> Result<Load, Failure> {
 
 fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     let schema = find_entity(&args.entity)?;
-    let mode: WriteMode = args.mode.parse().map_err(usage)?;
+    let mode: WriteMode = args
+        .mode
+        .parse()
+        .map_err(|e| usage(format!("--mode: {e}")))?;
     let Load {
         budget,
         threads,
@@ -387,7 +394,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         .as_deref()
         .map(str::parse::<WriteMode>)
         .transpose()
-        .map_err(usage)?;
+        .map_err(|e| usage(format!("--mode: {e}")))?;
     let scope =
         (!args.enterprise_ids.is_empty() || !args.chain_ids.is_empty()).then(|| ExportScope {
             enterprise_ids: (!args.enterprise_ids.is_empty()).then(|| args.enterprise_ids.clone()),
@@ -399,29 +406,35 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         .unwrap_or(0);
     let instant =
         |flag: &str, v: &str| export::parse_instant(v).map_err(|e| usage(format!("{flag}: {e}")));
-    let updated = match &args.updated_start {
-        Some(start) => {
-            let start = instant("--updated-start", start)?;
-            let end = match &args.updated_end {
-                Some(end) => instant("--updated-end", end)?,
-                None => now - export::MIN_END_AGE_SECS,
-            };
-            Some((start, end))
-        }
-        None => None,
+    let updated = match (&args.updated_start, &args.updated_end) {
+        (Some(start), Some(end)) => Some(export::Window::new(
+            instant("--updated-start", start)?,
+            instant("--updated-end", end)?,
+        )),
+        (Some(start), None) => Some(export::Window {
+            start: instant("--updated-start", start)?,
+            end: now - export::MIN_END_AGE_SECS,
+            open_end: true,
+        }),
+        (None, Some(_)) => return Err(usage("--updated-end needs --updated-start".into())),
+        (None, None) => None,
     };
     let day = |flag: &str, v: &str| export::parse_day(v).map_err(|e| usage(format!("{flag}: {e}")));
     let posting = match (&args.posting_start, &args.posting_end) {
         (None, None) => None,
-        (Some(s), Some(e)) => Some((day("--posting-start", s)?, day("--posting-end", e)?)),
-        (Some(s), None) => Some((day("--posting-start", s)?, export::default_posting(now).1)),
-        (None, Some(e)) => {
-            let e = day("--posting-end", e)?;
-            Some((e - 30, e))
-        }
+        (Some(s), Some(e)) => Some(export::Window::new(
+            day("--posting-start", s)?,
+            day("--posting-end", e)?,
+        )),
+        (Some(s), None) => Some(export::Window {
+            start: day("--posting-start", s)?,
+            end: export::yesterday(now),
+            open_end: true,
+        }),
+        (None, Some(_)) => return Err(usage("--posting-end needs --posting-start".into())),
     };
-    if let Some((s, e)) = posting {
-        if e < s {
+    if let Some(w) = posting {
+        if w.end < w.start {
             return Err(usage("--posting-end is before --posting-start".into()));
         }
     }
@@ -453,6 +466,13 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         poll_cap = poll_cap.min(DEMO_POLL_CAP);
     }
     let timeout = parse_duration(&args.timeout).map_err(|e| usage(format!("--timeout: {e}")))?;
+    // Zero would poll without pause (spending the request budget the downloads need) or
+    // give up before the first poll.
+    for (flag, value) in [("--poll-interval", poll_cap), ("--timeout", timeout)] {
+        if value.is_zero() {
+            return Err(usage(format!("{flag} must be more than 0")));
+        }
+    }
     if args.concurrency == 0 {
         return Err(usage("--concurrency must be at least 1".into()));
     }
@@ -460,8 +480,8 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     if args.dry_run {
         println!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
         for spec in &specs {
-            let key = spec.key();
-            let filters = key.strip_prefix(&spec.schema.entity).unwrap_or("").trim();
+            let text = spec.filters_text();
+            let filters = text.trim();
             println!(
                 "{:<24} {:<8} {:<60} {}",
                 spec.schema.entity,
@@ -581,8 +601,30 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     let mut status = 0;
     for r in &results {
         let s = match &r.outcome {
-            job::JobOutcome::Committed(_) | job::JobOutcome::AlreadyLoaded(_) => 0,
-            job::JobOutcome::OverBudget(_) => exit::OVER_BUDGET,
+            job::JobOutcome::Committed(report) => {
+                if let Some(q) = &report.quarantine {
+                    eprintln!(
+                        "{}: {} rejected line(s) written to {}",
+                        r.entity,
+                        report.manifest.counts.rejected,
+                        q.display()
+                    );
+                }
+                0
+            }
+            job::JobOutcome::AlreadyLoaded(_) => 0,
+            job::JobOutcome::OverBudget(report) => {
+                eprintln!(
+                    "error: {}: {} line(s) rejected, more than --max-rejected allows; nothing committed; they are in {}; a rerun with a larger budget resumes the same export",
+                    r.entity,
+                    report.manifest.counts.rejected,
+                    report
+                        .quarantine
+                        .as_deref()
+                        .map_or_else(|| "the quarantine".into(), |q| q.display().to_string())
+                );
+                exit::OVER_BUDGET
+            }
             job::JobOutcome::Failed { reason, .. } => {
                 eprintln!("error: {}: {reason}", r.entity);
                 exit::SOME_FAILED

@@ -521,7 +521,8 @@ fn sigterm_stops_a_convert() {
     assert_status(&convert(&out, "first", &first).output().unwrap(), 0);
     let (more, _) = input(dir.path(), "more.jsonl", 200, 200);
     let mut cmd = bare_command();
-    cmd.args(["convert", "-e", ENTITY, "--export-id", "stdin", "--out"])
+    cmd.args(["convert", "-e", ENTITY, "--export-id", "stdin"])
+        .args(["--partition-by", "ConsumedUtc:year", "--out"])
         .arg(&out)
         .arg("-")
         .stdin(Stdio::piped());

@@ -112,24 +112,33 @@ impl Harness {
     /// names (committed): the same `Id` multiset, no duplicates, every row stamped with that
     /// export. Returns the export id.
     fn assert_loaded(&self, entity: &str) -> String {
+        let mut exports = self.assert_loaded_all(entity);
+        assert_eq!(exports.len(), 1, "{entity}: one export expected");
+        exports.remove(0)
+    }
+
+    /// Checks that `entity`'s table holds exactly the rows of the exports the state file
+    /// names for it (all committed; ledger entries have one per posting month), each once.
+    /// Returns the export ids.
+    fn assert_loaded_all(&self, entity: &str) -> Vec<String> {
         let state = self.state();
-        let job = state
-            .jobs
-            .values()
-            .find(|j| j.entity == entity)
-            .unwrap_or_else(|| panic!("no job for {entity} in {state:?}"));
-        assert!(job.committed, "{entity}: not committed: {job:?}");
-        let export_id = job.export_id.clone();
-        let expected = self
-            .mock
-            .expected_ids(&export_id)
-            .unwrap_or_else(|| panic!("{entity}: the mock does not know export {export_id}"));
-        assert!(
-            !expected.is_empty(),
-            "{entity}: export {export_id} is empty"
-        );
-        assert_ids(&self.out(), entity, &export_id, expected);
-        export_id
+        let jobs: Vec<_> = state.jobs.values().filter(|j| j.entity == entity).collect();
+        assert!(!jobs.is_empty(), "no job for {entity} in {state:?}");
+        let mut expected = Vec::new();
+        let mut exports = Vec::new();
+        for job in jobs {
+            assert!(job.committed, "{entity}: not committed: {job:?}");
+            let export_id = job.export_id.clone();
+            let ids = self
+                .mock
+                .expected_ids(&export_id)
+                .unwrap_or_else(|| panic!("{entity}: the mock does not know export {export_id}"));
+            assert!(!ids.is_empty(), "{entity}: export {export_id} is empty");
+            expected.extend(ids);
+            exports.push(export_id);
+        }
+        assert_ids(&self.out(), entity, &exports, expected);
+        exports
     }
 
     /// `<out>/<table>` exists in no form (nothing of the entity was committed).
@@ -213,7 +222,7 @@ fn table_rows(out: &Path, table: &str) -> Vec<(String, String)> {
 
 /// The table of `entity` holds exactly `expected` (as a multiset, which has no duplicates),
 /// every row from `export_id`.
-fn assert_ids(out: &Path, entity: &str, export_id: &str, mut expected: Vec<String>) {
+fn assert_ids(out: &Path, entity: &str, exports: &[String], mut expected: Vec<String>) {
     let unique: HashSet<String> = expected.iter().cloned().collect();
     assert_eq!(
         unique.len(),
@@ -223,12 +232,12 @@ fn assert_ids(out: &Path, entity: &str, export_id: &str, mut expected: Vec<Strin
     let rows = table_rows(out, &table(entity));
     let foreign: Vec<&String> = rows
         .iter()
-        .filter(|(_, e)| e != export_id)
+        .filter(|(_, e)| !exports.contains(e))
         .map(|(_, e)| e)
         .collect();
     assert!(
         foreign.is_empty(),
-        "{entity}: {} rows from other exports than {export_id}, e.g. {:?}",
+        "{entity}: {} rows from other exports than {exports:?}, e.g. {:?}",
         foreign.len(),
         foreign.first()
     );
@@ -254,7 +263,7 @@ fn assert_ids(out: &Path, entity: &str, export_id: &str, mut expected: Vec<Strin
             .filter(|id| !unique.contains(id.as_str()))
             .count();
         panic!(
-            "{entity}: table has {} rows, export {export_id} has {}: {missing} missing, {extra} not from the export",
+            "{entity}: table has {} rows, exports {exports:?} have {}: {missing} missing, {extra} not from them",
             got.len(),
             expected.len()
         );
@@ -320,13 +329,14 @@ async fn all_ten(gzip: bool) {
     assert_status(&o, 0);
     let mut exports = HashSet::new();
     for entity in schema::entity_names() {
-        exports.insert(h.assert_loaded(entity));
+        exports.extend(h.assert_loaded_all(entity));
     }
-    assert_eq!(exports.len(), 10);
+    // One export per entity type, two for ledger entries (the default posting months).
+    assert_eq!(exports.len(), 11);
     let stats = h.mock.stats();
-    assert_eq!(stats.exports_added, 10);
+    assert_eq!(stats.exports_added, 11);
     // Three files per export, each downloaded once.
-    assert_eq!(stats.downloads, 30, "{stats:?}");
+    assert_eq!(stats.downloads, 33, "{stats:?}");
     h.mock.shutdown().await;
 }
 
@@ -371,6 +381,42 @@ async fn a_pending_export_is_resumed_by_the_next_run() {
     let stats = h.mock.stats();
     assert_eq!((stats.exports_added, stats.add_requests), (1, 1));
     assert_eq!(h.assert_loaded("OrderItem"), export_id);
+    h.mock.shutdown().await;
+}
+
+/// 2b. The same without `--updated-end`: its default (now minus 5 minutes) moves between
+/// the runs, yet the next run resumes the export; a run after that exports the wider window
+/// afresh and its load replaces the last one's rows instead of adding them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_with_a_default_end_is_resumed_and_then_replaced() {
+    let h = Harness::start(MockConfig {
+        pending_polls: 6,
+        ..config(ROWS, Faults::default())
+    })
+    .await;
+    // Ten days back: one window of at most 180 days.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let start = mews_etl::calendar::format_utc_seconds(now - 10 * 86_400);
+    let window = ["--entity", "OrderItem", "--updated-start", start.as_str()];
+    let first = h
+        .run(&[&window[..], &["--timeout", "100ms"]].concat())
+        .await;
+    assert_status(&first, 7);
+    let export_id = h.export_id("OrderItem");
+    // The default end is to the second: make sure it has moved.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = h.run(&window).await;
+    assert_status(&second, 0);
+    assert_eq!(h.mock.stats().add_requests, 1, "{}", describe(&second));
+    assert_eq!(h.assert_loaded("OrderItem"), export_id);
+    let third = h.run(&window).await;
+    assert_status(&third, 0);
+    assert_eq!(h.mock.stats().exports_added, 2);
+    let latest = h.assert_loaded("OrderItem");
+    assert_ne!(latest, export_id, "the third run made a new export");
     h.mock.shutdown().await;
 }
 
@@ -728,7 +774,12 @@ async fn a_killed_run_is_resumed_by_the_next() {
     let link = h.out().join(table("OrderItem"));
     if std::fs::symlink_metadata(&link).is_ok() {
         let expected = h.mock.expected_ids(&export_id).unwrap();
-        assert_ids(&h.out(), "OrderItem", &export_id, expected);
+        assert_ids(
+            &h.out(),
+            "OrderItem",
+            std::slice::from_ref(&export_id),
+            expected,
+        );
     }
     let added = h.mock.stats().exports_added;
     assert_eq!(added, 1);
@@ -757,7 +808,7 @@ async fn dry_run_and_missing_tokens() {
             "{entity} not in the plan:\n{stdout}"
         );
     }
-    assert!(stdout.contains("10 export(s)"), "{stdout}");
+    assert!(stdout.contains("11 export(s)"), "{stdout}");
     assert!(!out.exists(), "--dry-run created {}", out.display());
 
     let mut cmd = bare_command();
@@ -787,7 +838,14 @@ async fn the_demo_loads_every_table_and_duckdb_reads_them() {
     assert_status(&o, 0);
     let summary = String::from_utf8_lossy(&o.stdout);
     for s in schema::all() {
-        assert_eq!(table_rows(&out, &s.table).len(), 300, "{}", s.table);
+        // Ledger entries come in two exports, the default posting months.
+        let exports = if s.entity == "LedgerEntry" { 2 } else { 1 };
+        assert_eq!(
+            table_rows(&out, &s.table).len(),
+            300 * exports,
+            "{}",
+            s.table
+        );
         assert!(
             summary
                 .lines()
@@ -906,6 +964,46 @@ async fn a_half_written_state_file_is_cleaned_up() {
         assert!(!f.exists(), "{} is still there", f.display());
     }
     h.mock.shutdown().await;
+}
+
+/// A state file that cannot be read is a problem of the output directory (exit 4, its
+/// path named), not a bug; nothing is exported. Zero poll intervals and timeouts are usage
+/// errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_and_zero_durations_are_refused() {
+    let h = Harness::start(config(ROWS, Faults::default())).await;
+    std::fs::create_dir_all(h.out().join(".mews-etl")).unwrap();
+    std::fs::write(h.state_path(), b"{\"format_version\":").unwrap();
+    let o = h.run(&["--entity", "Company"]).await;
+    assert_status(&o, 4);
+    assert!(stderr(&o).contains("state.json"), "{}", describe(&o));
+    assert_eq!(h.mock.stats().add_requests, 0);
+    let o = h.run(&["--entity", "Company", "--timeout", "0"]).await;
+    assert_status(&o, 2);
+    assert!(
+        stderr(&o).contains("--timeout must be more than 0"),
+        "{}",
+        describe(&o)
+    );
+    let out = h.out();
+    h.mock.shutdown().await;
+    let mut cmd = bare_command();
+    cmd.args([
+        "run",
+        "--demo",
+        "--dry-run",
+        "--poll-interval",
+        "0ms",
+        "--out",
+    ])
+    .arg(out);
+    let o = output(cmd).await;
+    assert_status(&o, 2);
+    assert!(
+        stderr(&o).contains("--poll-interval must be more than 0"),
+        "{}",
+        describe(&o)
+    );
 }
 
 /// `mews-etl mock-server --port 0` announces the port the system picked, and `run` loads

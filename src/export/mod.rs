@@ -37,12 +37,58 @@ pub struct ExportSpec {
     pub filters: Option<ExportFilters>,
     /// Append (filtered, incremental) or replace (a full snapshot).
     pub mode: WriteMode,
+    /// How the key names the filters: their bounds (` updated=<start>..<end>`), except a
+    /// window whose end was left to its default (` updated=2024-01-01T00:00:00Z..`) and a
+    /// default posting month (` posting=2024-11`). A later run asking the same then finds
+    /// this run's export to resume, and its load replaces this one's rows (a wider window
+    /// of the same start, the same month to a later day) instead of adding them again.
+    pub key_filters: String,
+}
+
+/// A window of a run's filter, in seconds (`UpdatedUtc`) or days (posting dates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// First instant or day.
+    pub start: i64,
+    /// End: exclusive for instants, inclusive for days.
+    pub end: i64,
+    /// Whether the end was left to its default (and so moves from one run to the next).
+    pub open_end: bool,
+}
+
+impl Window {
+    /// A window with a given end.
+    pub fn new(start: i64, end: i64) -> Self {
+        Window {
+            start,
+            end,
+            open_end: false,
+        }
+    }
 }
 
 impl ExportSpec {
     /// A stable key naming the job in the state file: entity, scope and filters, so the same
     /// request in a later run finds the export made for it.
     pub fn key(&self) -> String {
+        format!("{}{}", self.scope_key(), self.key_filters)
+    }
+
+    /// The filters as sent: ` updated=<start>..<end>`, ` posting=<start>..<end>`, or empty.
+    pub fn filters_text(&self) -> String {
+        let mut text = String::new();
+        if let Some(f) = &self.filters {
+            if let Some(u) = &f.updated_utc {
+                text.push_str(&format!(" updated={}..{}", u.start_utc, u.end_utc));
+            }
+            if let Some(l) = &f.ledger_entry_filters {
+                text.push_str(&format!(" posting={}..{}", l.posting.start, l.posting.end));
+            }
+        }
+        text
+    }
+
+    fn scope_key(&self) -> String {
         let mut key = self.schema.entity.clone();
         if let Some(scope) = &self.scope {
             if let Some(ids) = &scope.enterprise_ids {
@@ -50,14 +96,6 @@ impl ExportSpec {
             }
             if let Some(ids) = &scope.chain_ids {
                 key.push_str(&format!(" chains={}", ids.join(",")));
-            }
-        }
-        if let Some(f) = &self.filters {
-            if let Some(u) = &f.updated_utc {
-                key.push_str(&format!(" updated={}..{}", u.start_utc, u.end_utc));
-            }
-            if let Some(l) = &f.ledger_entry_filters {
-                key.push_str(&format!(" posting={}..{}", l.posting.start, l.posting.end));
             }
         }
         key
@@ -88,10 +126,12 @@ pub struct RunRequest {
     /// Enterprises or chains (at most 1000 ids each).
     pub scope: Option<ExportScope>,
     /// `UpdatedUtc` range, seconds since the epoch: `[start, end)`.
-    pub updated: Option<(i64, i64)>,
-    /// Ledger posting dates, inclusive, as days since the epoch.
-    pub posting: Option<(i64, i64)>,
-    /// Write mode; default: replace for unfiltered exports, append for filtered ones.
+    pub updated: Option<Window>,
+    /// Ledger posting dates, inclusive, as days since the epoch; `None`: the default months
+    /// ([`default_posting`]).
+    pub posting: Option<Window>,
+    /// Write mode; default: replace for unfiltered exports, append for filtered ones
+    /// (ledger entries, always filtered by posting date, included).
     pub mode: Option<WriteMode>,
 }
 
@@ -111,20 +151,54 @@ pub fn parse_day(text: &str) -> Result<i64, String> {
     crate::decode::parse_date_days(text.trim()).map(i64::from)
 }
 
-/// Default ledger posting window when none is given: the 31 days up to yesterday. Ledger
-/// entry exports must name one, and a month is what a daily or monthly load usually wants.
-pub fn default_posting(now_secs: i64) -> (i64, i64) {
-    let yesterday = now_secs.div_euclid(86_400) - 1;
-    (yesterday - 30, yesterday)
+/// Yesterday (UTC), the last posting day a run exports by default, in days since the epoch.
+pub fn yesterday(now_secs: i64) -> i64 {
+    now_secs.div_euclid(86_400) - 1
+}
+
+/// Default ledger posting windows when none is given (ledger entry exports must name one):
+/// the whole month before yesterday's, and yesterday's month up to yesterday, each an
+/// export and a load named by its month. A daily or monthly run thus replaces the months
+/// it exports and keeps the earlier ones; a month is complete once a run has seen its last
+/// day, and a run missed now and then (up to a month) leaves no gap.
+pub fn default_posting(now_secs: i64) -> Vec<(Window, String)> {
+    let last = yesterday(now_secs);
+    let (y, m, _) = crate::calendar::civil_from_days(last);
+    let this_month = crate::calendar::days_from_civil(y, m, 1);
+    let (py, pm, _) = crate::calendar::civil_from_days(this_month - 1);
+    let previous = crate::calendar::days_from_civil(py, pm, 1);
+    vec![
+        (
+            Window::new(previous, this_month - 1),
+            format!(" posting={py:04}-{pm:02}"),
+        ),
+        (
+            Window {
+                start: this_month,
+                end: last,
+                open_end: true,
+            },
+            format!(" posting={y:04}-{m:02}"),
+        ),
+    ]
 }
 
 /// Turns a request into exports: one per entity type and `UpdatedUtc` window of at most
 /// 180 days. `now_secs` is the current time, for checking that windows end at least five
 /// minutes in the past.
+///
+/// Each window's key names its bounds, except a last window whose end was left to its
+/// default: its key says only where it starts (see [`ExportSpec::key_filters`]). With
+/// `--mode replace`, only the first export of an entity type replaces its table; the
+/// others append to it, so that the table ends up holding the whole range.
 pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, String> {
-    let windows: Vec<Option<(i64, i64)>> = match request.updated {
+    let windows: Vec<Option<Window>> = match request.updated {
         None => vec![None],
-        Some((start, end)) => {
+        Some(Window {
+            start,
+            end,
+            open_end,
+        }) => {
             if end <= start {
                 return Err("--updated-end must be after --updated-start".into());
             }
@@ -138,11 +212,26 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
             let mut s = start;
             while s < end {
                 let e = (s + MAX_WINDOW_SECS).min(end);
-                out.push(Some((s, e)));
+                out.push(Some(Window {
+                    start: s,
+                    end: e,
+                    open_end: open_end && e == end,
+                }));
                 s = e;
             }
             out
         }
+    };
+    let postings: Vec<(Window, String)> = match request.posting {
+        Some(w) => {
+            let key = if w.open_end {
+                format!(" posting={}..", format_date(w.start))
+            } else {
+                format!(" posting={}..{}", format_date(w.start), format_date(w.end))
+            };
+            vec![(w, key)]
+        }
+        None => default_posting(now_secs),
     };
     if let Some(scope) = &request.scope {
         for list in [&scope.enterprise_ids, &scope.chain_ids]
@@ -159,37 +248,57 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
     }
     let mut specs = Vec::new();
     for schema in &request.entities {
+        let ledger = schema.entity == "LedgerEntry";
+        let postings: Vec<Option<&(Window, String)>> = if ledger {
+            postings.iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let first = specs.len();
         for window in &windows {
-            let updated_utc = window.map(|(s, e)| TimeInterval {
-                start_utc: format_utc_seconds(s),
-                end_utc: format_utc_seconds(e),
-            });
-            let ledger_entry_filters = (schema.entity == "LedgerEntry").then(|| {
-                let (s, e) = request.posting.unwrap_or_else(|| default_posting(now_secs));
-                LedgerEntryFilters {
+            for posting in &postings {
+                let updated_utc = window.map(|w| TimeInterval {
+                    start_utc: format_utc_seconds(w.start),
+                    end_utc: format_utc_seconds(w.end),
+                });
+                let updated_key = window.map(|w| match w.open_end {
+                    true => format!(" updated={}..", format_utc_seconds(w.start)),
+                    false => format!(
+                        " updated={}..{}",
+                        format_utc_seconds(w.start),
+                        format_utc_seconds(w.end)
+                    ),
+                });
+                let ledger_entry_filters = posting.map(|(w, _)| LedgerEntryFilters {
                     posting: DateInterval {
-                        start: format_date(s),
-                        end: format_date(e),
+                        start: format_date(w.start),
+                        end: format_date(w.end),
                     },
-                }
-            });
-            let filtered = updated_utc.is_some();
-            let filters = (updated_utc.is_some() || ledger_entry_filters.is_some()).then_some(
-                ExportFilters {
-                    updated_utc,
-                    ledger_entry_filters,
-                },
-            );
-            specs.push(ExportSpec {
-                schema,
-                scope: request.scope.clone(),
-                filters,
-                mode: request.mode.unwrap_or(if filtered {
-                    WriteMode::Append
-                } else {
-                    WriteMode::Replace
-                }),
-            });
+                });
+                let filtered = updated_utc.is_some() || ledger_entry_filters.is_some();
+                let key_filters = format!(
+                    "{}{}",
+                    updated_key.unwrap_or_default(),
+                    posting.map_or("", |(_, key)| key.as_str())
+                );
+                let mode = match request.mode {
+                    // The first export replaces the table, the others join it.
+                    Some(WriteMode::Replace) if specs.len() > first => WriteMode::Append,
+                    Some(mode) => mode,
+                    None if filtered => WriteMode::Append,
+                    None => WriteMode::Replace,
+                };
+                specs.push(ExportSpec {
+                    schema,
+                    scope: request.scope.clone(),
+                    filters: filtered.then_some(ExportFilters {
+                        updated_utc,
+                        ledger_entry_filters,
+                    }),
+                    mode,
+                    key_filters,
+                });
+            }
         }
     }
     Ok(specs)
@@ -232,6 +341,7 @@ mod tests {
     use super::*;
 
     fn request(updated: Option<(i64, i64)>) -> RunRequest {
+        let updated = updated.map(|(s, e)| Window::new(s, e));
         RunRequest {
             entities: vec![
                 crate::schema::find("OrderItem").unwrap(),
@@ -287,7 +397,123 @@ mod tests {
                 .unwrap()
                 .posting
                 .end,
-            "2024-12-30"
+            "2024-11-30"
+        );
+    }
+
+    fn posting(spec: &ExportSpec) -> (String, String) {
+        let p = &spec
+            .filters
+            .as_ref()
+            .unwrap()
+            .ledger_entry_filters
+            .as_ref()
+            .unwrap()
+            .posting;
+        (p.start.clone(), p.end.clone())
+    }
+
+    #[test]
+    fn default_ledger_months_are_loads_named_by_their_month() {
+        let ledger = |now: &str| {
+            let mut r = request(None);
+            r.entities.retain(|e| e.entity == "LedgerEntry");
+            plan(&r, parse_instant(now).unwrap()).unwrap()
+        };
+        // On the 1st, yesterday ends the month before: it is exported whole.
+        let first = ledger("2024-12-01T06:00:00Z");
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            posting(&first[0]),
+            ("2024-10-01".into(), "2024-10-31".into())
+        );
+        assert_eq!(
+            posting(&first[1]),
+            ("2024-11-01".into(), "2024-11-30".into())
+        );
+        let second = ledger("2024-12-02T06:00:00Z");
+        assert_eq!(
+            posting(&second[0]),
+            ("2024-11-01".into(), "2024-11-30".into())
+        );
+        assert_eq!(
+            posting(&second[1]),
+            ("2024-12-01".into(), "2024-12-01".into())
+        );
+        let later = ledger("2024-12-20T06:00:00Z");
+        assert_eq!(
+            posting(&later[1]),
+            ("2024-12-01".into(), "2024-12-19".into())
+        );
+        // November is one load whichever day it was exported, December too.
+        assert_eq!(first[1].load_id(), second[0].load_id());
+        assert_eq!(second[1].load_id(), later[1].load_id());
+        assert_ne!(second[0].load_id(), second[1].load_id());
+        assert!(first.iter().all(|s| s.mode == WriteMode::Append));
+        assert_eq!(first[1].key(), "LedgerEntry posting=2024-11");
+        // January's previous month is last year's December.
+        let january = ledger("2025-01-15T00:00:00Z");
+        assert_eq!(
+            posting(&january[0]),
+            ("2024-12-01".into(), "2024-12-31".into())
+        );
+    }
+
+    #[test]
+    fn a_default_end_keys_the_window_by_its_start() {
+        let start = parse_instant("2024-06-01").unwrap();
+        let open = |now: &str| {
+            let mut r = request(None);
+            r.entities.truncate(1);
+            r.updated = Some(Window {
+                start,
+                end: parse_instant(now).unwrap() - MIN_END_AGE_SECS,
+                open_end: true,
+            });
+            plan(&r, parse_instant(now).unwrap()).unwrap()
+        };
+        let a = open("2024-07-01T10:00:00Z");
+        let b = open("2024-07-02T10:00:00Z");
+        assert_eq!(a[0].key(), "OrderItem updated=2024-06-01T00:00:00Z..");
+        assert_eq!(a[0].key(), b[0].key());
+        assert_eq!(a[0].load_id(), b[0].load_id());
+        assert_ne!(a[0].filters_text(), b[0].filters_text());
+        assert!(a[0].filters_text().ends_with("..2024-07-01T09:55:00Z"));
+        // Over 180 days, only the last window's end moves.
+        let long = open("2025-01-10T00:00:00Z");
+        assert_eq!(long.len(), 2);
+        assert_eq!(
+            long[0].key(),
+            "OrderItem updated=2024-06-01T00:00:00Z..2024-11-28T00:00:00Z"
+        );
+        assert_eq!(long[1].key(), "OrderItem updated=2024-11-28T00:00:00Z..");
+    }
+
+    #[test]
+    fn replace_over_several_windows_replaces_once_then_appends() {
+        let now = parse_instant("2024-12-31T00:00:00Z").unwrap();
+        let mut r = request(Some((
+            parse_instant("2024-01-01").unwrap(),
+            parse_instant("2024-12-01").unwrap(),
+        )));
+        r.mode = Some(WriteMode::Replace);
+        let specs = plan(&r, now).unwrap();
+        let modes = |entity: &str| -> Vec<WriteMode> {
+            specs
+                .iter()
+                .filter(|s| s.schema.entity == entity)
+                .map(|s| s.mode)
+                .collect()
+        };
+        assert_eq!(modes("OrderItem"), [WriteMode::Replace, WriteMode::Append]);
+        assert_eq!(
+            modes("LedgerEntry"),
+            [
+                WriteMode::Replace,
+                WriteMode::Append,
+                WriteMode::Append,
+                WriteMode::Append
+            ]
         );
     }
 
