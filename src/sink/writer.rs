@@ -23,9 +23,9 @@
 //!   [`FINISH_AT_ONCE_SHARE`]) are finished one per encoding thread at a time. At most
 //!   [`WriterOptions::max_open_files`] partitions have rows set aside (one file each); past that bound, the largest
 //!   partition's rows are written as a smaller row group instead;
-//! - at most [`WriterOptions::max_open_files`] files are open, a bound on file handles;
-//!   opening one more closes the least recently used, whose partition continues in a new
-//!   file. Files roll over at [`WriterOptions::max_rows_per_file`].
+//! - at most [`WriterOptions::max_open_files`] Parquet files are open (and as many files
+//!   of rows set aside, above), a bound on file handles; opening one more closes the least
+//!   recently used, whose partition continues in a new file. Files roll over at [`WriterOptions::max_rows_per_file`].
 //!
 //! Every file keeps all columns, partition columns included: directory names serve pruning
 //! (and may be escaped or truncated), while the exact values stay in the data.
@@ -88,10 +88,11 @@ pub const SPLIT_ROWS_PER_PARTITION: usize = ENCODE_SLICE_ROWS;
 /// 4% of an unpartitioned load's CPU time.
 const COMBINE_BELOW_ROWS: usize = ENCODE_SLICE_ROWS / 2;
 
-/// Memory of the row group in progress as the parquet crate counts it (dictionaries, page
-/// buffers; completed pages wait on disk, see [`super::spill`]); past it, the row group
-/// ends early. A full row group of a wide entity stays well inside it (128 Ki order items:
-/// ≈ 13 MiB).
+/// Default of [`WriterOptions::encoded_bytes_budget`]: memory of the row groups in progress
+/// as the parquet crate counts it (dictionaries, page buffers; completed pages wait on
+/// disk, see [`super::spill`]); past it, a row group ends early. A full row group of a wide
+/// entity stays well inside it (128 Ki order items: ≈ 13 MiB); values that defeat the
+/// dictionaries and compress badly in every column do not.
 pub const ENCODED_BYTES_BUDGET: usize = 64 * 1024 * 1024;
 
 /// At the end of a load, partitions with at most `row_group_rows / FINISH_AT_ONCE_SHARE`
@@ -202,6 +203,10 @@ pub struct WriterOptions {
     /// gathered per partition, before they are split and set aside on disk (default
     /// [`BUFFERED_BYTES_BUDGET`]).
     pub buffered_bytes_budget: usize,
+    /// Memory of the row groups in progress (default [`ENCODED_BYTES_BUDGET`]): all of an
+    /// unpartitioned table's open files together, each of a partitioned table's files
+    /// (whose row groups are written one at a time, on each encoding thread at most one).
+    pub encoded_bytes_budget: usize,
 }
 
 impl Default for WriterOptions {
@@ -214,6 +219,7 @@ impl Default for WriterOptions {
             encode_threads: crate::config::default_threads(),
             plain_columns: Vec::new(),
             buffered_bytes_budget: BUFFERED_BYTES_BUDGET,
+            encoded_bytes_budget: ENCODED_BYTES_BUDGET,
         }
     }
 }
@@ -319,6 +325,8 @@ struct PartitionState {
     spilled: Option<SpilledRows>,
     /// The partition's complete files.
     written: Vec<WrittenFile>,
+    /// Most memory a row group in progress of the partition held, as measured.
+    peak_group_bytes: usize,
 }
 
 /// Where a partition's part of a split went.
@@ -665,7 +673,12 @@ impl PartitionedWriter {
             files = written.len(),
             partitions = self.partitions.len(),
             peak_gathered_mib = self.peak_buffered_bytes >> 20,
-            peak_row_groups_mib = self.peak_encoded_bytes >> 20,
+            peak_row_groups_mib = self
+                .partitions
+                .values()
+                .map(|s| s.peak_group_bytes)
+                .fold(self.peak_encoded_bytes, usize::max)
+                >> 20,
             peak_open_files = self.files.open_files.peak.load(Ordering::Relaxed),
             rows_set_aside = self.spilled_rows,
             splits = self.splits,
@@ -707,18 +720,28 @@ impl PartitionedWriter {
             pool: Arc::new(EncodePool::serial()),
             ..self.files.clone()
         };
-        let finished = self.files.pool.map(rest, |(key, mut state)| {
-            if let Some(file) = state.open.as_mut() {
-                file.writer.set_pool(serial.pool.clone());
+        // More encoding threads than open files allowed (not so on any usual machine):
+        // in waves, so that no more partitions than the room kept are in progress.
+        let wave = if self.files.options.encode_threads > at_once {
+            at_once.max(1)
+        } else {
+            rest.len().max(1)
+        };
+        while !rest.is_empty() {
+            let some: Vec<_> = rest.drain(..wave.min(rest.len())).collect();
+            let finished = self.files.pool.map(some, |(key, mut state)| {
+                if let Some(file) = state.open.as_mut() {
+                    file.writer.set_pool(serial.pool.clone());
+                }
+                // Several partitions at once: each reads its own rows back.
+                state.write_gathered(&serial, false, partitioned, None)?;
+                state.close_file(&serial)?;
+                Ok((key, state))
+            });
+            for done in finished {
+                let (key, state) = done?;
+                self.partitions.insert(key, state);
             }
-            // Several partitions at once: each reads its own rows back.
-            state.write_gathered(&serial, false, partitioned, None)?;
-            state.close_file(&serial)?;
-            Ok((key, state))
-        });
-        for done in finished {
-            let (key, state) = done?;
-            self.partitions.insert(key, state);
         }
         Ok(())
     }
@@ -802,7 +825,7 @@ impl PartitionedWriter {
                 }
             }
         }
-        while self.encoded_bytes() > ENCODED_BYTES_BUDGET {
+        while self.encoded_bytes() > self.files.options.encoded_bytes_budget {
             let largest = self
                 .partitions
                 .iter_mut()
@@ -838,6 +861,7 @@ impl PartitionedWriter {
                 pending_bytes: 0,
                 spilled: None,
                 written: Vec::new(),
+                peak_group_bytes: 0,
             };
             self.partitions.insert(key.clone(), state);
             self.partitions_seen += 1;
@@ -1112,9 +1136,11 @@ impl PartitionState {
                 self.open_file(files)?;
             }
             let file = self.open.as_mut().expect("opened above");
-            // The rows that still fit in this file, handed to the encoder in one call so
-            // that its threads share the work of all of them.
-            let room = files.options.max_rows_per_file - file.rows as usize;
+            // The rows that still fit in this file, handed to the encoder a few thousand
+            // per call (its threads share the work of a call), so that the memory of the
+            // row group in progress is measured between calls.
+            let room =
+                (files.options.max_rows_per_file - file.rows as usize).min(WRITE_THROUGH_ROWS);
             let mut chunk = Vec::new();
             let mut n = 0;
             while n < room {
@@ -1134,8 +1160,14 @@ impl PartitionState {
                     source,
                 })?;
             file.rows += n as u64;
+            // A partition writes a whole row group in one go: the budget on memory in
+            // progress holds within it too.
+            let group_bytes = file.writer.memory_size();
+            self.peak_group_bytes = self.peak_group_bytes.max(group_bytes);
             if file.rows as usize >= files.options.max_rows_per_file {
                 self.close_file(files)?;
+            } else if group_bytes > files.options.encoded_bytes_budget {
+                self.end_row_group()?;
             }
         }
         Ok(())
@@ -1594,6 +1626,29 @@ mod tests {
         }
     }
 
+    /// A partition writes a whole row group at once; past the budget on memory in progress
+    /// it ends the group early there too, and the rows keep their order.
+    #[test]
+    fn partitions_end_row_groups_early_past_the_encoded_budget() {
+        let kinds = ["a", "b"];
+        let options = WriterOptions {
+            row_group_rows: 100_000,
+            encoded_bytes_budget: 1,
+            ..WriterOptions::default()
+        };
+        let (files, lines, groups) = write_spread(&kinds, 40, options);
+        assert_eq!(files.len(), kinds.len());
+        for (path, rows) in &lines {
+            assert!(rows.is_sorted(), "{path}: rows keep their order");
+        }
+        let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=40 * BATCH_ROWS as i64).collect::<Vec<_>>());
+        for (path, sizes) in &groups {
+            assert!(sizes.len() > 1, "{path}: {sizes:?}");
+        }
+    }
+
     #[test]
     fn batches_wait_for_the_budget_and_are_split_together_in_order() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1734,6 +1789,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// More encoding threads than files allowed: the partitions finished at once at the
+    /// end stay within the bound (`write_spread` checks the peak of open files).
+    #[test]
+    fn finishing_at_once_keeps_to_the_open_files_bound_with_more_threads() {
+        let kinds = ["a", "b", "c", "d", "e", "f"];
+        // ≈ 20 000 rows a partition, all left for the end: several finishing at once.
+        let options = WriterOptions {
+            row_group_rows: 100_000,
+            max_open_files: 2,
+            encode_threads: 4,
+            ..WriterOptions::default()
+        };
+        let (_, lines, _) = write_spread(&kinds, 30, options);
+        let mut all: Vec<i64> = lines.values().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=30 * BATCH_ROWS as i64).collect::<Vec<_>>());
     }
 
     #[test]
