@@ -143,7 +143,8 @@ fn init_logging(cli: &Cli) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    // RUST_LOG, when set, refines the level chosen by flags (e.g. RUST_LOG=mews_etl=trace).
+    // RUST_LOG, when set, takes the place of the level chosen by flags (e.g.
+    // RUST_LOG=mews_etl=trace), for the person who wants another crate's logs too.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("mews_etl={level},mews_etl_cli={level},warn"))
     });
@@ -372,7 +373,10 @@ fn read_token(file: Option<&std::path::Path>, var: &str, flag: &str) -> Result<S
     };
     let value = value.trim();
     if value.is_empty() {
-        return Err(usage(format!("{var} is empty")));
+        return Err(usage(match file {
+            Some(path) => format!("{flag} {} is empty", path.display()),
+            None => format!("{var} is empty"),
+        }));
     }
     Ok(Secret::new(value))
 }
@@ -437,6 +441,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         if w.end < w.start {
             return Err(usage("--posting-end is before --posting-start".into()));
         }
+    }
+    if (args.posting_start.is_some() || args.posting_end.is_some())
+        && !entities.iter().any(|e| e.entity == "LedgerEntry")
+    {
+        tracing::warn!("--posting-start and --posting-end apply to LedgerEntry only, which this run does not export");
     }
     let request = RunRequest {
         entities,
@@ -545,6 +554,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         };
         let client = ApiClient::new(ApiConfig::new(platform_url, client_token, access_token))
             .map_err(|e| usage(e.to_string()))?;
+        if !args.demo {
+            // The default is the demo platform: a production token sent there is refused,
+            // and this line says where it went (the URL is checked by now: no credentials,
+            // no query).
+            tracing::info!(platform = %mews_etl::api::redact_url(&args.platform_url), "Connector API");
+        }
         let out = Arc::new(OutputDir::open(&args.out)?);
         let run_out = out.clone();
         let state_path = out
