@@ -61,6 +61,8 @@ pub struct RowContext {
     /// Indices of the array elements being decoded, outermost first, to name unknown
     /// properties inside arrays unambiguously (`Amount.TaxValues[1].Foo`).
     pub list_indices: Vec<usize>,
+    /// The names in `extra` so far, so that none is given twice.
+    extra_names: Vec<String>,
 }
 
 impl RowContext {
@@ -69,11 +71,15 @@ impl RowContext {
         self.drift.clear();
         self.extra.clear();
         self.list_indices.clear();
+        self.extra_names.clear();
     }
 
     /// Records an unknown property at `path_template` (with `[]` per enclosing array)
-    /// and keeps its raw JSON value for `_extra`.
-    pub fn unknown_property(&mut self, path_template: &str, name: &str, raw: &str) {
+    /// and keeps its raw JSON value for `_extra`. Returns `false`, recording nothing, if
+    /// `_extra` already has that name:
+    /// the property was given twice, or its path is another property's name (`"A.B"` at
+    /// the top and `B` inside `A`), and a reader of `_extra` would keep only one value.
+    pub fn unknown_property(&mut self, path_template: &str, name: &str, raw: &str) -> bool {
         let template = join_path(path_template, name);
         let mut concrete = String::with_capacity(template.len() + 4);
         let mut indices = self.list_indices.iter();
@@ -87,6 +93,9 @@ impl RowContext {
             rest = &rest[at + 2..];
         }
         concrete.push_str(rest);
+        if self.extra_names.contains(&concrete) {
+            return false;
+        }
         if !self.extra.is_empty() {
             self.extra.push(',');
         }
@@ -99,6 +108,8 @@ impl RowContext {
             kind: DriftKind::UnknownProperty,
             key: template.into(),
         });
+        self.extra_names.push(concrete);
+        true
     }
 }
 

@@ -76,8 +76,10 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
             return Err(format!("{text} is not a number"));
         }
         for &d in digits {
-            // Saturate: an absurd exponent is reported below, not overflowed.
-            exponent = (exponent * 10 + i64::from(d - b'0')).min(1_000_000);
+            // Saturate, far above any count of digits a line can hold (the shift below adds
+            // them to it): an exponent that large puts the value out of range whatever the
+            // digits, so it is reported as such, never overflowed nor mis-scaled.
+            exponent = (exponent * 10 + i64::from(d - b'0')).min(EXPONENT_CAP);
         }
         if exp_neg {
             exponent = -exponent;
@@ -115,6 +117,10 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
     };
     Ok(if negative { -value } else { value })
 }
+
+/// Largest exponent magnitude read as it is; beyond it, exponents saturate. Larger than
+/// the digits of any line (2⁵⁰ bytes), small enough that adding such counts cannot overflow.
+const EXPONENT_CAP: i64 = 1 << 50;
 
 /// The common case in one pass: `-?digits(.digits)?` with at most 18 digits and at most
 /// [`DECIMAL_SCALE`] of them fractional, accumulated in a `u64`. Returns the scaled value
@@ -319,6 +325,13 @@ mod tests {
         let max = "9".repeat(29) + "." + &"9".repeat(9);
         assert_eq!(d(&max), Ok(10i128.pow(38) - 1));
         assert_eq!(d(&format!("0000{}", "1")), Ok(1_000_000_000));
+        // Long digit strings with exponents that cancel them: exact, never mis-scaled
+        // (the exponent used to saturate at a million).
+        let zeros = "0".repeat(1_000_001);
+        assert_eq!(d(&format!("1{zeros}e-1000001")), Ok(1_000_000_000));
+        assert_eq!(d(&format!("1{zeros}e-1000000")), Ok(10_000_000_000));
+        assert_eq!(d(&format!("0.{zeros}1e1000001")), Ok(100_000_000));
+        assert_eq!(d(&format!("0.{zeros}1e1000002")), Ok(1_000_000_000));
     }
 
     #[test]
@@ -330,6 +343,7 @@ mod tests {
             .contains("digits"));
         assert!(d("1e30").is_err());
         assert!(d("1e999999999999").is_err());
+        assert!(d("1e-999999999999999999999999").is_err());
         assert!(d("abc").is_err());
         assert!(d("").is_err());
     }

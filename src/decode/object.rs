@@ -130,7 +130,10 @@ impl ColumnDecoder for ObjectDecoder {
                             // Named in the error, so a rejection (say, nesting too deep)
                             // says where, as it does for known properties.
                             let raw = cur.raw_value().map_err(|f| f.within(&key))?;
-                            ctx.unknown_property(&self.path, &key, raw);
+                            if !ctx.unknown_property(&self.path, &key, raw) {
+                                return Err(Fault::syntax(key_offset, "property appears twice")
+                                    .within(&key));
+                            }
                             continue;
                         }
                     }

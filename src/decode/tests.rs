@@ -94,6 +94,32 @@ fn each_rejection_reason() {
         &ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":1,\"UnitCount\":2")
     )
     .contains("appears twice"));
+    // Unknown properties too (a reader of `_extra` would keep one value), and a top-level
+    // name that is the path of a nested one.
+    let twice = reject_reason(
+        &ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":1,\"Foo\":1,\"Foo\":2"),
+    );
+    assert!(
+        twice.contains("appears twice") && twice.contains("Foo"),
+        "{twice}"
+    );
+    let clash = reject_reason(
+        &ORDER_ITEM
+            .replace("\"UnitCount\":1", "\"UnitCount\":1,\"Options.Bar\":1")
+            .replace(
+                "\"CanceledWithReservation\":false}",
+                "\"CanceledWithReservation\":false,\"Bar\":2}",
+            ),
+    );
+    assert!(
+        clash.contains("appears twice") && clash.contains("Bar"),
+        "{clash}"
+    );
+    // Either alone is kept in `_extra`.
+    let mut d = decoder();
+    let alone = ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":1,\"Options.Bar\":1");
+    d.decode_line(1, alone.as_bytes());
+    assert_eq!(d.flush().batch.num_rows(), 1);
     assert!(reject_reason(&format!("{ORDER_ITEM} x")).contains("after the object"));
     assert!(reject_reason(&ORDER_ITEM.replace(
         "93.46,\"GrossValue\":100,\"TaxValues\":[{",
