@@ -876,6 +876,76 @@ mod tests {
         assert!(seen > 100, "{seen} batches");
     }
 
+    /// Bytes after the end of a deflate stream are read too (as another stream, which they
+    /// are not): the source fails instead of loading what came before them as the whole
+    /// file, and the download reads to its end, where SizeInBytes is checked.
+    #[tokio::test]
+    async fn bytes_after_a_deflate_stream_fail_the_file() {
+        use crate::api::test_server::{Canned, TestServer};
+        use crate::api::{ApiClient, ApiConfig, Export, ExportFile, ExportStatus, Secret};
+        use async_compression::tokio::bufread::ZlibEncoder;
+        use tokio::io::AsyncReadExt;
+        let text = b"{\"Id\":\"a\"}\n".repeat(20);
+        let mut body = Vec::new();
+        ZlibEncoder::new(&text[..])
+            .read_to_end(&mut body)
+            .await
+            .unwrap();
+        body.extend_from_slice(b"{\"Id\":\"hidden\"}\n");
+        let server = TestServer::start([
+            Canned::bytes(200, body.clone()).header("Content-Encoding", "deflate")
+        ])
+        .await;
+        let client = ApiClient::new(ApiConfig::new(
+            server.url(),
+            Secret::new("c"),
+            Secret::new("a"),
+        ))
+        .unwrap();
+        let export = Export {
+            id: "e".into(),
+            status: ExportStatus::Success,
+            entity_type: "OrderItem".into(),
+            scope: None,
+            files: vec![ExportFile {
+                url: format!("{}/f/1?sig=x", server.url()),
+                size_in_bytes: body.len() as u64,
+            }],
+            expires_utc: None,
+            filters: None,
+        };
+        let plan = LoadPlan {
+            schema: crate::schema::find("OrderItem").unwrap(),
+            load_id: "t".into(),
+            export_id: "e".into(),
+            mode: WriteMode::Append,
+            partition: PartitionSpec::default(),
+            writer: WriterOptions::default(),
+            budget: ErrorBudget::Count(0),
+            max_line_bytes: 1 << 20,
+            batch_bytes: 1 << 16,
+            parallel_sources: 1,
+            decode_threads: 1,
+            progress: Default::default(),
+        };
+        let (tx, mut rx) = mpsc::channel::<Job>(100);
+        let jobs = JobSender {
+            tx,
+            in_flight: Arc::new(Semaphore::new(100)),
+        };
+        let source = LoadSource::Remote {
+            files: download::ExportFiles::new(client, &export),
+            index: 0,
+        };
+        let result = read_source(&plan, 0, &source, &BatchPool::default(), jobs).await;
+        rx.close();
+        match result {
+            Err(LoadError::Input(e)) => assert!(e.to_string().contains("127.0.0.1"), "{e}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("loaded a file without the bytes after its deflate stream"),
+        }
+    }
+
     #[test]
     fn load_ids_from_file_names() {
         assert_eq!(

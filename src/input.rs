@@ -260,8 +260,19 @@ fn multi_member_decoder<R: AsyncBufRead + Send + Unpin + 'static>(
             decoder.multiple_members(true);
             Box::new(decoder)
         }
-        Compression::Deflate => Box::new(ZlibDecoder::new(reader)),
-        Compression::Brotli => Box::new(BrotliDecoder::new(reader)),
+        // Single-stream formats, read as several too: otherwise their decoders stop at the
+        // end of the first stream, and bytes after it would go unread and unnoticed (with
+        // the download's check of SizeInBytes, made at the end of its body).
+        Compression::Deflate => {
+            let mut decoder = ZlibDecoder::new(reader);
+            decoder.multiple_members(true);
+            Box::new(decoder)
+        }
+        Compression::Brotli => {
+            let mut decoder = BrotliDecoder::new(reader);
+            decoder.multiple_members(true);
+            Box::new(decoder)
+        }
     }
 }
 

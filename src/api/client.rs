@@ -484,10 +484,16 @@ fn follow_safe_redirect(attempt: redirect::Attempt<'_>) -> redirect::Action {
     }
 }
 
-/// A 206 must start where we asked; resuming elsewhere would corrupt the file.
+/// A 206 must start where we asked; resuming elsewhere would corrupt the file. One without
+/// `Content-Range` (which HTTP requires of it) cannot be placed at all.
 fn check_content_range(headers: &HeaderMap, from_byte: u64, shown: &str) -> Result<(), ApiError> {
     let Some(value) = headers.get(CONTENT_RANGE) else {
-        return Ok(());
+        return Err(ApiError::Decode {
+            operation: OP_DOWNLOAD,
+            message: format!(
+                "{shown}: asked from byte {from_byte}, got a partial answer without Content-Range"
+            ),
+        });
     };
     let start = value
         .to_str()
@@ -1062,6 +1068,7 @@ mod tests {
             Canned::text(206, "56789").header("Content-Range", "bytes 5-9/10"),
             Canned::text(200, "0123456789"),
             Canned::text(206, "6789").header("Content-Range", "bytes 6-9/10"),
+            Canned::text(206, "56789"),
         ])
         .await;
         let client = client(&server);
@@ -1078,6 +1085,12 @@ mod tests {
         assert!(
             matches!(elsewhere, ApiError::Decode { .. }),
             "{elsewhere:?}"
+        );
+        // A partial answer that does not say where it starts cannot be placed.
+        let unplaced = client.download(&url, 5).await.unwrap_err();
+        assert!(
+            unplaced.to_string().contains("without Content-Range"),
+            "{unplaced:?}"
         );
 
         let requests = server.requests();

@@ -5,7 +5,8 @@
 //! Everything else fails at once: a 400, 401, 403 or 404 says the request or the credentials
 //! are wrong, and repeating it would only spend the rate limit.
 //!
-//! How long: on 429 the server's `Retry-After` (capped by [`RetryPolicy::max_delay`]), else
+//! How long: on 429 the server's `Retry-After`, in full (a retry sent earlier would be
+//! refused again and spend an attempt; a wait past the time left gives up instead), else
 //! exponential backoff with full jitter, so that many clients failing together do not come
 //! back together. Bounded twice: by a number of attempts and by a total time, whichever is
 //! reached first. Everything here is pure (the random source and the clock are arguments), so
@@ -21,7 +22,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Upper bound of the first backoff; it doubles with each further attempt.
     pub base_delay: Duration,
-    /// Longest single wait, also the cap on a server's `Retry-After`.
+    /// Longest single backoff (a server's `Retry-After` is waited in full, within
+    /// [`RetryPolicy::max_total`]).
     pub max_delay: Duration,
     /// No retry is started if waiting for it would take the call past this time since the
     /// first attempt — a bound on how long a caller can be kept waiting.
@@ -30,7 +32,7 @@ pub struct RetryPolicy {
 
 /// Default for [`RetryPolicy::max_attempts`]: five waits of at most 0.5 + 1 + 2 + 4 + 8 s
 /// without `Retry-After`, enough to ride out a brief outage; a 429's `Retry-After` may
-/// stretch each wait up to [`DEFAULT_MAX_DELAY`].
+/// stretch each wait, within [`DEFAULT_MAX_TOTAL`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// Default for [`RetryPolicy::base_delay`].
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_millis(500);
@@ -68,9 +70,9 @@ impl RetryPolicy {
         Duration::from_nanos(rng.u64(0..=ceiling_nanos))
     }
 
-    /// The wait before the next attempt: the server's `Retry-After` when it sent one (capped
-    /// by [`RetryPolicy::max_delay`], so a wild value cannot stall a load), else
-    /// [`RetryPolicy::backoff`].
+    /// The wait before the next attempt: the server's `Retry-After` when it sent one, else
+    /// [`RetryPolicy::backoff`]. A wild `Retry-After` cannot stall a load:
+    /// [`RetryPolicy::allows`] refuses a wait past [`RetryPolicy::max_total`].
     pub fn delay(
         &self,
         attempt: u32,
@@ -78,7 +80,7 @@ impl RetryPolicy {
         rng: &mut fastrand::Rng,
     ) -> Duration {
         match retry_after {
-            Some(wait) => wait.min(self.max_delay),
+            Some(wait) => wait,
             None => self.backoff(attempt, rng),
         }
     }
@@ -127,6 +129,11 @@ fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
         _ => return None,
     };
     let year: i64 = parts.next()?.parse().ok()?;
+    // Four digits, as the format has them: a wilder year would overflow the arithmetic
+    // below (and no server means it).
+    if !(1970..=9999).contains(&year) {
+        return None;
+    }
     let mut hms = parts.next()?.split(':');
     let hour: u64 = hms.next()?.parse().ok()?;
     let minute: u64 = hms.next()?.parse().ok()?;
@@ -138,7 +145,9 @@ fn parse_imf_fixdate(value: &str) -> Option<SystemTime> {
         return None;
     }
     let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + hour * 3600 + minute * 60 + second))
+    UNIX_EPOCH.checked_add(Duration::from_secs(
+        days * 86_400 + hour * 3600 + minute * 60 + second,
+    ))
 }
 
 #[cfg(test)]
@@ -168,13 +177,19 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_wins_but_is_capped() {
+    fn retry_after_is_waited_in_full_or_not_at_all() {
         let policy = RetryPolicy::default();
         let mut rng = fastrand::Rng::with_seed(1);
         let three = Some(Duration::from_secs(3));
         assert_eq!(policy.delay(1, three, &mut rng), Duration::from_secs(3));
-        let hour = Some(Duration::from_secs(3600));
-        assert_eq!(policy.delay(1, hour, &mut rng), policy.max_delay);
+        // Longer than a backoff, shorter than the time left: waited, not cut short (a retry
+        // sent before the server said would be refused again).
+        let two_minutes = policy.delay(1, Some(Duration::from_secs(120)), &mut rng);
+        assert_eq!(two_minutes, Duration::from_secs(120));
+        assert!(policy.allows(1, Duration::ZERO, two_minutes));
+        // Past the time left: no retry.
+        let hour = policy.delay(1, Some(Duration::from_secs(3600)), &mut rng);
+        assert!(!policy.allows(1, Duration::ZERO, hour));
     }
 
     #[test]
@@ -214,6 +229,11 @@ mod tests {
             "1.5",
             "Sunday, 06-Nov-94 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49:37 CET",
+            // Years that would overflow the arithmetic (a panic, before).
+            "Sun, 06 Nov 300000000000 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
         ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad}");
         }

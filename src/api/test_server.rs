@@ -15,6 +15,9 @@ pub struct Canned {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Sent as one chunk of a chunked body whose end never comes: the connection closes
+    /// after the last byte, as when a connection breaks just then.
+    unterminated: bool,
 }
 
 impl Canned {
@@ -29,6 +32,7 @@ impl Canned {
             status,
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
+            unterminated: false,
         }
     }
 
@@ -38,7 +42,14 @@ impl Canned {
             status,
             headers: Vec::new(),
             body,
+            unterminated: false,
         }
+    }
+
+    /// Sends the body chunked and closes the connection without the chunked body's end.
+    pub fn unterminated(mut self) -> Self {
+        self.unterminated = true;
+        self
     }
 
     /// Adds a header.
@@ -140,18 +151,32 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             .or_else(|| script.fallback.clone())
             .unwrap_or_else(|| Canned::text(500, "unscripted request"))
     };
-    let mut head = format!(
-        "HTTP/1.1 {} Canned\r\nContent-Length: {}\r\nConnection: close\r\n",
-        response.status,
-        response.body.len()
-    );
+    let mut head = if response.unterminated {
+        format!(
+            "HTTP/1.1 {} Canned\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",
+            response.status
+        )
+    } else {
+        format!(
+            "HTTP/1.1 {} Canned\r\nContent-Length: {}\r\nConnection: close\r\n",
+            response.status,
+            response.body.len()
+        )
+    };
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     // The client may have given up already (timeouts); nothing to do about it here.
     let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&response.body).await;
+    if response.unterminated {
+        let size = format!("{:x}\r\n", response.body.len());
+        let _ = stream.write_all(size.as_bytes()).await;
+        let _ = stream.write_all(&response.body).await;
+        let _ = stream.write_all(b"\r\n").await;
+    } else {
+        let _ = stream.write_all(&response.body).await;
+    }
     let _ = stream.shutdown().await;
 }
 

@@ -190,8 +190,8 @@ pub struct Export {
     /// The enterprises or chains covered.
     #[serde(default)]
     pub scope: Option<ExportScope>,
-    /// Files, once `Success`; empty otherwise.
-    #[serde(default)]
+    /// Files, once `Success`; empty otherwise (absent or `null` before).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub files: Vec<ExportFile>,
     /// When the files stop being available.
     #[serde(default)]
@@ -199,6 +199,11 @@ pub struct Export {
     /// Filters applied.
     #[serde(default)]
     pub filters: Option<ExportFilters>,
+}
+
+/// Reads `null` as an empty list, as a pending export's `Files` may be sent.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ExportFile>, D::Error> {
+    Ok(Option::<Vec<ExportFile>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Response of `exports/add`.
@@ -277,5 +282,9 @@ mod tests {
         assert_eq!(r.exports[0].status, ExportStatus::Success);
         assert_eq!(r.exports[0].files[0].size_in_bytes, 1_215_279);
         assert_eq!(r.exports[1].status, ExportStatus::Unknown);
+        // A pending export may carry `"Files": null`, or no `Files` at all.
+        let pending = r#"{"Exports":[{"Id":"p","Status":"Pending","EntityType":"Bill","Files":null},{"Id":"q","Status":"Processing","EntityType":"Bill"}]}"#;
+        let r: GetAllExportsResponse = serde_json::from_str(pending).unwrap();
+        assert!(r.exports.iter().all(|e| e.files.is_empty()));
     }
 }

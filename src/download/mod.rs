@@ -341,9 +341,17 @@ impl Body {
                     return Some(Ok(chunk));
                 }
                 Some(Err(e)) => {
+                    self.response = None;
+                    if self.received == self.expected && self.skip == 0 {
+                        // Every byte arrived before the connection broke (the body's end
+                        // was lost): the file is whole, and a range from its end would be
+                        // refused as beyond it.
+                        tracing::debug!(file = %self.name, error = %ApiError::transport("download", "", e).to_string(), "connection broke after the last byte");
+                        self.finished = true;
+                        return None;
+                    }
                     tracing::warn!(file = %self.name, received = self.received, error = %ApiError::transport("download", "", e).to_string(), "download interrupted; resuming");
                     self.last_error = "connection interrupted".into();
-                    self.response = None;
                 }
                 None => {
                     self.response = None;
@@ -433,6 +441,43 @@ mod tests {
         out
     }
 
+    fn export_of(server: &TestServer, size: usize) -> Arc<ExportFiles> {
+        let client = ApiClient::new(ApiConfig::new(
+            server.url(),
+            Secret::new("c"),
+            Secret::new("a"),
+        ))
+        .unwrap();
+        let export = Export {
+            id: "e".into(),
+            status: ExportStatus::Success,
+            entity_type: "OrderItem".into(),
+            scope: None,
+            files: vec![ExportFile {
+                url: format!("{}/f/1?sig=x", server.url()),
+                size_in_bytes: size as u64,
+            }],
+            expires_utc: None,
+            filters: None,
+        };
+        ExportFiles::new(client, &export)
+    }
+
+    /// A connection that breaks after the last byte (the chunked body's end lost) leaves
+    /// the file whole: no reconnection, which a server would refuse (416), and no error.
+    #[tokio::test]
+    async fn a_break_after_the_last_byte_ends_the_file() {
+        let text = b"{\"Id\":\"a\"}\n".repeat(50);
+        let server = TestServer::start([Canned::bytes(200, text.clone()).unterminated()]).await;
+        let (stream, counter, _) = open_file(export_of(&server, text.len()), 0).await.unwrap();
+        let mut reader = tokio_util::io::StreamReader::new(stream);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, text);
+        assert_eq!(counter.bytes(), text.len() as u64);
+        assert_eq!(server.requests().len(), 1);
+    }
+
     #[tokio::test]
     async fn declared_content_encodings_are_decoded_downstream() {
         let text = b"{\"Id\":\"a\"}\n{\"Id\":\"b\"}\n".repeat(100);
@@ -442,25 +487,7 @@ mod tests {
                 Canned::bytes(200, body.clone()).header("Content-Encoding", kind)
             ])
             .await;
-            let client = ApiClient::new(ApiConfig::new(
-                server.url(),
-                Secret::new("c"),
-                Secret::new("a"),
-            ))
-            .unwrap();
-            let export = Export {
-                id: "e".into(),
-                status: ExportStatus::Success,
-                entity_type: "OrderItem".into(),
-                scope: None,
-                files: vec![ExportFile {
-                    url: format!("{}/f/1?sig=x", server.url()),
-                    size_in_bytes: body.len() as u64,
-                }],
-                expires_utc: None,
-                filters: None,
-            };
-            let files = ExportFiles::new(client, &export);
+            let files = export_of(&server, body.len());
             let (stream, counter, name) = open_file(files, 0).await.unwrap();
             let mut reader = tokio_util::io::StreamReader::new(stream);
             tokio::io::AsyncBufReadExt::fill_buf(&mut reader)

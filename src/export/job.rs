@@ -75,7 +75,8 @@ pub enum Credentials {
     Unproven,
     /// The API accepted them.
     Accepted,
-    /// The API refused them (401 or 403), with its message.
+    /// The API refused them (401; a 403 is a refusal of one request, by the reference's
+    /// business rules, and says nothing of the tokens), with its message.
     Refused(String),
 }
 
@@ -214,7 +215,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                             .add_export(entity, spec.scope.clone(), spec.filters.clone())
                             .await;
                         *credentials = match &r {
-                            Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                            Err(e) if e.status() == Some(401) => {
                                 Credentials::Refused(e.to_string())
                             }
                             Err(_) => Credentials::Unproven,
