@@ -202,6 +202,23 @@ mod tests {
         assert!(!policy.allows(2, s(299), s(2)));
     }
 
+    /// Any year, day or time a header can name gives a wait or none, never a panic.
+    #[test]
+    fn no_date_overflows() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let now = SystemTime::now();
+        let mut years: Vec<i64> = vec![i64::MIN, i64::MAX, -1, 0, 1969, 1970, 9999, 10_000];
+        years.extend((0..2000).map(|_| rng.i64(..)));
+        for year in years {
+            let day = rng.u32(0..40);
+            let hour = rng.u64(..);
+            let header = format!("Sun, {day:02} Nov {year} {:02}:59:60 GMT", hour % 30);
+            if let Some(wait) = parse_retry_after(&header, now) {
+                assert!((1970..=9999).contains(&year), "{header}: {wait:?}");
+            }
+        }
+    }
+
     #[test]
     fn reads_retry_after_seconds_and_dates() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
