@@ -168,18 +168,13 @@ impl ExportFiles {
                     })
                 }
             }
-            if export.files.len() != state.0.len() {
-                return Err(DownloadError::Export {
+            let files =
+                match_files(&state.0, export.files).map_err(|message| DownloadError::Export {
                     export_id: self.export_id.clone(),
-                    message: format!(
-                        "now lists {} files instead of {}",
-                        export.files.len(),
-                        state.0.len()
-                    ),
-                });
-            }
+                    message,
+                })?;
             tracing::debug!(export_id = %self.export_id, "refreshed file URLs");
-            *state = (export.files, Instant::now());
+            *state = (files, Instant::now());
         }
         state
             .0
@@ -190,6 +185,56 @@ impl ExportFiles {
                 message: format!("has no file {}", index + 1),
             })
     }
+}
+
+/// Puts a refreshed list of an export's files in the order of the list before it: a file is
+/// the one with the same URL without its signature, or, where the URLs do not say, the one
+/// in the same place. Either way each must keep its size: a download resumes from a byte of
+/// the file it began with, never of another.
+fn match_files(
+    old: &[crate::api::ExportFile],
+    mut new: Vec<crate::api::ExportFile>,
+) -> Result<Vec<crate::api::ExportFile>, String> {
+    if new.len() != old.len() {
+        return Err(format!(
+            "now lists {} files instead of {}",
+            new.len(),
+            old.len()
+        ));
+    }
+    let key = |f: &crate::api::ExportFile| redact_url(&f.url);
+    let places: Option<Vec<usize>> = old
+        .iter()
+        .map(|o| {
+            let mut same = new.iter().enumerate().filter(|(_, n)| key(n) == key(o));
+            match (same.next(), same.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        })
+        .collect();
+    if let Some(places) = places {
+        let mut taken: Vec<Option<crate::api::ExportFile>> = new.drain(..).map(Some).collect();
+        new = places
+            .into_iter()
+            .filter_map(|i| taken.get_mut(i).and_then(Option::take))
+            .collect();
+        if new.len() != old.len() {
+            return Err("lists two files under one address".into());
+        }
+    }
+    for (i, (o, n)) in old.iter().zip(&new).enumerate() {
+        if o.size_in_bytes != n.size_in_bytes {
+            return Err(format!(
+                "file {} ({}) is now {} bytes instead of {}",
+                i + 1,
+                key(n),
+                n.size_in_bytes,
+                o.size_in_bytes
+            ));
+        }
+    }
+    Ok(new)
 }
 
 /// Progress of one download, readable while it runs.
@@ -461,6 +506,47 @@ mod tests {
             filters: None,
         };
         ExportFiles::new(client, &export)
+    }
+
+    fn file(url: &str, size: u64) -> ExportFile {
+        ExportFile {
+            url: url.into(),
+            size_in_bytes: size,
+        }
+    }
+
+    #[test]
+    fn refreshed_files_are_matched_by_address_then_place() {
+        let old = [
+            file("https://h/e-1.jsonl?sig=a", 10),
+            file("https://h/e-2.jsonl?sig=a", 20),
+        ];
+        // Listed the other way round, with new signatures: put back in place.
+        let swapped = vec![
+            file("https://h/e-2.jsonl?sig=b", 20),
+            file("https://h/e-1.jsonl?sig=b", 10),
+        ];
+        let matched = match_files(&old, swapped).unwrap();
+        assert_eq!(matched[0].url, "https://h/e-1.jsonl?sig=b");
+        assert_eq!(matched[1].url, "https://h/e-2.jsonl?sig=b");
+        // Addresses that say nothing (a new host): by place, sizes checked.
+        let moved = vec![file("https://g/x?sig=b", 10), file("https://g/y?sig=b", 20)];
+        assert_eq!(
+            match_files(&old, moved).unwrap()[1].url,
+            "https://g/y?sig=b"
+        );
+        let other = vec![file("https://g/x?sig=b", 20), file("https://g/y?sig=b", 10)];
+        assert!(match_files(&old, other)
+            .unwrap_err()
+            .contains("bytes instead of"));
+        let resized = vec![
+            file("https://h/e-1.jsonl?sig=b", 11),
+            file("https://h/e-2.jsonl?sig=b", 20),
+        ];
+        assert!(match_files(&old, resized).is_err());
+        assert!(match_files(&old, vec![file("https://h/e-1.jsonl", 10)])
+            .unwrap_err()
+            .contains("1 files instead of 2"));
     }
 
     /// A connection that breaks after the last byte (the chunked body's end lost) leaves

@@ -108,7 +108,15 @@ async fn run(inner: Weak<Inner>) {
         drop(me);
         tokio::time::sleep(interval).await;
         let Some(me) = inner.upgrade() else { return };
-        let ids: Vec<String> = me.waiting.lock().await.keys().cloned().collect();
+        let ids: Vec<String> = {
+            let mut waiting = me.waiting.lock().await;
+            // Waiters that gave up (their job timed out) are not asked about any more.
+            waiting.retain(|_, w| {
+                w.waiters.retain(|tx| !tx.is_closed());
+                !w.waiters.is_empty()
+            });
+            waiting.keys().cloned().collect()
+        };
         if ids.is_empty() {
             continue;
         }
@@ -152,10 +160,13 @@ async fn run(inner: Weak<Inner>) {
             }
             Err(e) => {
                 // The client already retried what was worth retrying: give up on this round's
-                // exports; each waiter reports the error for its entity.
-                for (_, w) in waiting.drain() {
-                    for tx in w.waiters {
-                        let _ = tx.send(Err(format!("polling export status: {e}")));
+                // exports; each waiter reports the error for its entity. Exports that began
+                // waiting during the call were not asked about: their turn is the next round.
+                for id in ids {
+                    if let Some(w) = waiting.remove(&id) {
+                        for tx in w.waiters {
+                            let _ = tx.send(Err(format!("polling export status: {e}")));
+                        }
                     }
                 }
             }
