@@ -81,6 +81,7 @@ enum Node {
     Text(TextHint),
     Integer,
     Decimal,
+    Double,
     Boolean,
     Timestamp,
     Date,
@@ -219,6 +220,7 @@ fn compile_node(dt: &DataType, name: &str, depth: usize) -> Node {
         DataType::String => Node::Text(text_hint(name, depth)),
         DataType::Integer => Node::Integer,
         DataType::Decimal => Node::Decimal,
+        DataType::Double => Node::Double,
         DataType::Boolean => Node::Boolean,
         DataType::Timestamp => Node::Timestamp,
         DataType::Date => Node::Date,
@@ -367,6 +369,7 @@ impl RowWriter<'_> {
             Node::Text(hint) => self.text(*hint, slot),
             Node::Integer => self.integer(),
             Node::Decimal => self.decimal(),
+            Node::Double => self.double(),
             Node::Boolean => {
                 let b: &[u8] = if self.rng.bool() { b"true" } else { b"false" };
                 self.out.extend_from_slice(b);
@@ -550,6 +553,22 @@ impl RowWriter<'_> {
                 }
             }
         }
+    }
+
+    /// A coordinate-like float in its shortest spelling (`50.08745150000001`); thorough
+    /// rows also get any finite float, from subnormals to the largest.
+    fn double(&mut self) {
+        let v = match self.variety {
+            Variety::Thorough if self.rng.u8(..4) == 0 => loop {
+                let v = f64::from_bits(self.rng.u64(..));
+                if v.is_finite() {
+                    break v;
+                }
+            },
+            _ => self.rng.f64() * 180.0 - 90.0,
+        };
+        // Rust's shortest round-trip spelling is valid JSON (`1e300`, `-0.0`, `5e-324`).
+        self.out.extend_from_slice(format!("{v:?}").as_bytes());
     }
 
     fn timestamp(&mut self) {
@@ -869,7 +888,8 @@ mod tests {
             (DataType::Integer, Value::Number(n)) => {
                 assert!(n.is_i64() || n.is_u64(), "{path}: {n}")
             }
-            (DataType::Decimal, Value::Number(_)) | (DataType::Boolean, Value::Bool(_)) => {}
+            (DataType::Decimal | DataType::Double, Value::Number(_))
+            | (DataType::Boolean, Value::Bool(_)) => {}
             (DataType::Timestamp, Value::String(s)) => assert!(is_timestamp(s), "{path}: {s}"),
             (DataType::Date, Value::String(s)) => assert!(is_date(s), "{path}: {s}"),
             (DataType::Json, Value::Object(_)) => {}

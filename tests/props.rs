@@ -19,7 +19,7 @@ mod common;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType as ArrowType, Date32Type, Decimal128Type, Int64Type, TimeUnit,
+    DataType as ArrowType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimeUnit,
     TimestampMicrosecondType,
 };
 use mews_etl::commit::OutputDir;
@@ -52,6 +52,8 @@ enum Value {
     Int(i64),
     /// Units of 10⁻⁹.
     Dec(i128),
+    /// Any finite float.
+    Dbl(f64),
     Bool(bool),
     Ts(Instant),
     /// Year, month, day; `bool`: spelled as a midnight-UTC date-time.
@@ -288,6 +290,16 @@ fn write_value(value: &Value, data_type: &DataType, rng: &mut Layout, out: &mut 
         (Value::Str(s), _) => write_string(s, rng, out),
         (Value::Int(v), _) => write_integer(*v, rng, out),
         (Value::Dec(units), _) => write_decimal(*units, rng, out),
+        // The shortest spelling, or with an exponent (`5.0e-3` → `5e-3`), as a JSON writer
+        // may put it.
+        (Value::Dbl(v), _) => {
+            let text = if rng.chance(3) {
+                format!("{v:e}")
+            } else {
+                format!("{v:?}")
+            };
+            out.push_str(&text);
+        }
         (Value::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
         (Value::Ts(instant), _) => {
             let text = instant.text(rng);
@@ -486,6 +498,15 @@ fn value_strategy(data_type: &DataType) -> BoxedStrategy<Value> {
         ]
         .prop_map(Value::Dec)
         .boxed(),
+        DataType::Double => prop_oneof![
+            -90.0f64..90.0,
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            Just(0.1 + 0.2),
+            Just(f64::MAX),
+            Just(f64::MIN_POSITIVE / 4.0),
+        ]
+        .prop_map(Value::Dbl)
+        .boxed(),
         DataType::Boolean => any::<bool>().prop_map(Value::Bool).boxed(),
         DataType::Timestamp => instant_strategy(),
         DataType::Date => (1i64..=9999, 1u32..=12, 1u32..=31, any::<bool>())
@@ -648,6 +669,15 @@ fn check(
             let got = array.as_primitive::<Decimal128Type>().value(i);
             if got != *units {
                 return fail(format!("expected {units} units, got {got}"));
+            }
+        }
+        (Value::Dbl(v), _) => {
+            let got = array
+                .as_primitive_opt::<Float64Type>()
+                .ok_or("not Float64")?
+                .value(i);
+            if got.to_bits() != v.to_bits() {
+                return fail(format!("expected {v:?}, got {got:?}"));
             }
         }
         (Value::Bool(b), _) => {

@@ -125,7 +125,7 @@ pub fn join_path(parent: &str, child: &str) -> String {
 /// Builds the decoder for a property type; `path` is the property's path template, used
 /// to name drift.
 pub fn make_decoder(data_type: &DataType, path: &str) -> Box<dyn ColumnDecoder> {
-    use super::{boolean, decimal, integer, list, object, string, timestamp};
+    use super::{boolean, decimal, double, integer, list, object, string, timestamp};
     match data_type {
         DataType::String => Box::new(string::StringDecoder::new(string::StringKind::Plain)),
         DataType::Enum(e) => Box::new(string::StringDecoder::new(string::StringKind::Enum {
@@ -136,6 +136,7 @@ pub fn make_decoder(data_type: &DataType, path: &str) -> Box<dyn ColumnDecoder> 
         DataType::Json => Box::new(string::StringDecoder::new(string::StringKind::Json)),
         DataType::Integer => Box::new(integer::IntegerDecoder::default()),
         DataType::Decimal => Box::new(decimal::DecimalDecoder::default()),
+        DataType::Double => Box::new(double::DoubleDecoder::default()),
         DataType::Boolean => Box::new(boolean::BooleanDecoder::default()),
         DataType::Timestamp => Box::new(timestamp::TimestampDecoder::default()),
         DataType::Date => Box::new(timestamp::DateDecoder::default()),

@@ -13,6 +13,7 @@
 mod boolean;
 pub mod column;
 mod decimal;
+mod double;
 mod fault;
 mod integer;
 pub mod json;

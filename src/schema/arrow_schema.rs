@@ -31,6 +31,7 @@ impl DataType {
             DataType::Decimal => {
                 ArrowType::Decimal128(super::DECIMAL_PRECISION, super::DECIMAL_SCALE)
             }
+            DataType::Double => ArrowType::Float64,
             DataType::Boolean => ArrowType::Boolean,
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             DataType::Date => ArrowType::Date32,

@@ -63,8 +63,12 @@ pub enum DataType {
     String,
     /// A 64-bit signed integer.
     Integer,
-    /// An exact decimal number (money, rates, coordinates): never a float.
+    /// An exact decimal number (money, rates): never a float.
     Decimal,
+    /// A binary floating-point number, for the few reference `number`s that are measures
+    /// rather than amounts (coordinates): a float's shortest spelling
+    /// (`50.08745150000001`) reads back as the very float the API held.
+    Double,
     /// `true` or `false`.
     Boolean,
     /// An ISO-8601 instant in UTC, stored to the microsecond.
@@ -87,7 +91,7 @@ impl DataType {
         match self {
             DataType::String | DataType::Enum(_) => "string",
             DataType::Integer => "integer",
-            DataType::Decimal => "decimal",
+            DataType::Decimal | DataType::Double => "decimal",
             DataType::Boolean => "boolean",
             DataType::Timestamp | DataType::Date => "date-time",
             DataType::Json | DataType::Object(..) => "object",
@@ -101,6 +105,7 @@ impl DataType {
             DataType::String => "string".into(),
             DataType::Integer => "integer".into(),
             DataType::Decimal => "decimal".into(),
+            DataType::Double => "double".into(),
             DataType::Boolean => "boolean".into(),
             DataType::Timestamp => "timestamp".into(),
             DataType::Date => "date".into(),
@@ -287,6 +292,7 @@ impl Resolver<'_> {
             "string" => DataType::String,
             "integer" => DataType::Integer,
             "decimal" => DataType::Decimal,
+            "double" => DataType::Double,
             "boolean" => DataType::Boolean,
             "timestamp" => DataType::Timestamp,
             "date" => DataType::Date,

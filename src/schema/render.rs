@@ -16,6 +16,7 @@ impl DataType {
                 super::DECIMAL_PRECISION,
                 super::DECIMAL_SCALE
             ),
+            DataType::Double => "DOUBLE".into(),
             DataType::Boolean => "BOOLEAN".into(),
             DataType::Timestamp => "TIMESTAMP WITH TIME ZONE".into(),
             DataType::Date => "DATE".into(),
@@ -129,6 +130,11 @@ pub fn type_table_markdown() -> String {
             DataType::Decimal,
             "`decimal` (reference `number`/`decimal`)",
             "DECIMAL(38,9), exact",
+        ),
+        (
+            DataType::Double,
+            "`double` (reference `number`: coordinates)",
+            "DOUBLE",
         ),
         (DataType::Boolean, "`boolean`", "BOOLEAN"),
         (

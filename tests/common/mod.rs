@@ -11,7 +11,7 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType as ArrowType, Date32Type, Decimal128Type, Int64Type, TimeUnit,
+    DataType as ArrowType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimeUnit,
     TimestampMicrosecondType,
 };
 use mews_etl::schema::{DataType, EntitySchema, LINEAGE_EXTRA, LINEAGE_LINE};
@@ -218,6 +218,20 @@ fn compare_present(
             let want = json.number(*scale)?;
             if got != want {
                 return Err(format!("JSON {}, column {}", json.raw, show(array, idx)));
+            }
+        }
+        DataType::Double => {
+            // The nearest float to the JSON text, as the standard library rounds it.
+            let want: f64 = json
+                .raw
+                .parse()
+                .map_err(|e| format!("JSON {} is not a number: {e}", json.raw))?;
+            let got = array
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(wrong_type)?
+                .value(idx);
+            if got.to_bits() != want.to_bits() {
+                return Err(format!("JSON {}, column {got:?}", json.raw));
             }
         }
         DataType::Boolean => {
