@@ -108,6 +108,15 @@ pub enum CommitError {
         /// The new load's.
         new: String,
     },
+    /// An append would put files with other columns (another version's schema) beside a
+    /// table's files.
+    #[error("table {table} holds load {load_id}, written with other columns (another version of mews-etl's schema): appending would mix them in one table; use --mode replace to rewrite the table with this load")]
+    SchemaMismatch {
+        /// The table.
+        table: String,
+        /// A load already in the table.
+        load_id: String,
+    },
     /// A manifest could not be read, parsed or written.
     #[error("manifest {path}: {source}")]
     Manifest {
@@ -372,6 +381,7 @@ impl OutputDir {
                 &kept_loads,
                 &manifest.load_id,
                 &manifest.partition_spec,
+                &manifest.schema_fingerprint,
             )?;
             for kept in kept_loads {
                 if kept.load_id == manifest.load_id {
@@ -476,16 +486,23 @@ impl OutputDir {
         }
     }
 
-    /// Checks, before any work, that load `load_id` with partitioning `partition_spec` may
-    /// be appended to `table`: the table's other loads must share its layout. The commit
-    /// checks again.
+    /// Checks, before any work, that load `load_id` with partitioning `partition_spec` and
+    /// columns `schema_fingerprint` may be appended to `table`: the table's other loads must
+    /// share its layout and columns. The commit checks again.
     pub fn check_append(
         &self,
         table: &str,
         load_id: &str,
         partition_spec: &str,
+        schema_fingerprint: &str,
     ) -> Result<(), CommitError> {
-        same_layout(table, &self.current_loads(table)?, load_id, partition_spec)
+        same_layout(
+            table,
+            &self.current_loads(table)?,
+            load_id,
+            partition_spec,
+            schema_fingerprint,
+        )
     }
 
     fn tables_root(&self) -> PathBuf {
@@ -789,26 +806,33 @@ fn write_manifest(dir: &Path, manifest: &LoadManifest) -> Result<(), CommitError
     Ok(())
 }
 
-/// Refuses an append whose partitioning differs from a load it would sit beside (a load
-/// with the same id is replaced, so its layout does not matter).
+/// Refuses an append whose partitioning or columns differ from a load it would sit beside
+/// (a load with the same id is replaced, so its own do not matter): readers take a table's
+/// files as one, and files of two layouts, or with a column of two types, do not read so.
 fn same_layout(
     table: &str,
     kept: &[LoadManifest],
     load_id: &str,
     partition_spec: &str,
+    schema_fingerprint: &str,
 ) -> Result<(), CommitError> {
-    match kept
-        .iter()
-        .find(|k| k.load_id != load_id && k.partition_spec != partition_spec)
-    {
-        Some(other) => Err(CommitError::LayoutMismatch {
-            table: table.to_owned(),
-            load_id: other.load_id.clone(),
-            kept: other.partition_spec.clone(),
-            new: partition_spec.to_owned(),
-        }),
-        None => Ok(()),
+    for other in kept.iter().filter(|k| k.load_id != load_id) {
+        if other.partition_spec != partition_spec {
+            return Err(CommitError::LayoutMismatch {
+                table: table.to_owned(),
+                load_id: other.load_id.clone(),
+                kept: other.partition_spec.clone(),
+                new: partition_spec.to_owned(),
+            });
+        }
+        if other.schema_fingerprint != schema_fingerprint {
+            return Err(CommitError::SchemaMismatch {
+                table: table.to_owned(),
+                load_id: other.load_id.clone(),
+            });
+        }
     }
+    Ok(())
 }
 
 /// Manifests in a version's `_loads`, ordered by commit time, then load id.
@@ -1061,6 +1085,20 @@ mod tests {
         out.commit(&s, &m).unwrap();
         let (s, m) = stage(&out, "l3", WriteMode::Replace, &[("2023-04", 2)]);
         out.commit(&s, &m).unwrap();
+        // Other columns (a later schema) are refused beside the table's loads too.
+        let (s, mut m) = stage(&out, "l4", WriteMode::Append, &[("2023-04", 2)]);
+        m.schema_fingerprint = "other".into();
+        let err = out.commit(&s, &m).unwrap_err();
+        assert!(
+            matches!(&err, CommitError::SchemaMismatch { load_id, .. } if load_id == "l3"),
+            "{err}"
+        );
+        assert!(out
+            .check_append(TABLE, "l4", "ConsumedUtc:month", "other")
+            .is_err());
+        assert!(out
+            .check_append(TABLE, "l3", "ConsumedUtc:month", "other")
+            .is_ok());
     }
 
     #[test]

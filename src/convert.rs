@@ -266,6 +266,7 @@ pub async fn load(
             &plan.schema.table,
             &plan.load_id,
             &plan.partition.to_string(),
+            &plan.schema.fingerprint(),
         )?;
     }
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
