@@ -883,7 +883,6 @@ mod tests {
     #[tokio::test]
     async fn bytes_after_a_deflate_stream_fail_the_file() {
         use crate::api::test_server::{Canned, TestServer};
-        use crate::api::{ApiClient, ApiConfig, Export, ExportFile, ExportStatus, Secret};
         use async_compression::tokio::bufread::ZlibEncoder;
         use tokio::io::AsyncReadExt;
         let text = b"{\"Id\":\"a\"}\n".repeat(20);
@@ -897,24 +896,6 @@ mod tests {
             Canned::bytes(200, body.clone()).header("Content-Encoding", "deflate")
         ])
         .await;
-        let client = ApiClient::new(ApiConfig::new(
-            server.url(),
-            Secret::new("c"),
-            Secret::new("a"),
-        ))
-        .unwrap();
-        let export = Export {
-            id: "e".into(),
-            status: ExportStatus::Success,
-            entity_type: "OrderItem".into(),
-            scope: None,
-            files: vec![ExportFile {
-                url: format!("{}/f/1?sig=x", server.url()),
-                size_in_bytes: body.len() as u64,
-            }],
-            expires_utc: None,
-            filters: None,
-        };
         let plan = LoadPlan {
             schema: crate::schema::find("OrderItem").unwrap(),
             load_id: "t".into(),
@@ -935,7 +916,7 @@ mod tests {
             in_flight: Arc::new(Semaphore::new(100)),
         };
         let source = LoadSource::Remote {
-            files: download::ExportFiles::new(client, &export),
+            files: download::one_file_export(&server, body.len()),
             index: 0,
         };
         let result = read_source(&plan, 0, &source, &BatchPool::default(), jobs).await;

@@ -467,11 +467,40 @@ pub async fn open_file(
     Ok((stream, counter, name))
 }
 
+/// The files of a successful export of one file of `size` bytes, served by `server` at
+/// `/f/1` (tests).
+#[cfg(test)]
+pub(crate) fn one_file_export(
+    server: &crate::api::test_server::TestServer,
+    size: usize,
+) -> Arc<ExportFiles> {
+    use crate::api::{ApiConfig, ExportFile, Secret};
+    let client = ApiClient::new(ApiConfig::new(
+        server.url(),
+        Secret::new("c"),
+        Secret::new("a"),
+    ))
+    .expect("client");
+    let export = Export {
+        id: "e".into(),
+        status: ExportStatus::Success,
+        entity_type: "OrderItem".into(),
+        scope: None,
+        files: vec![ExportFile {
+            url: format!("{}/f/1?sig=x", server.url()),
+            size_in_bytes: size as u64,
+        }],
+        expires_utc: None,
+        filters: None,
+    };
+    ExportFiles::new(client, &export)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::test_server::{Canned, TestServer};
-    use crate::api::{ApiConfig, ExportFile, Secret};
+    use crate::api::ExportFile;
     use tokio::io::AsyncReadExt;
 
     async fn encode(kind: &str, text: &[u8]) -> Vec<u8> {
@@ -484,28 +513,6 @@ mod tests {
         }
         .unwrap();
         out
-    }
-
-    fn export_of(server: &TestServer, size: usize) -> Arc<ExportFiles> {
-        let client = ApiClient::new(ApiConfig::new(
-            server.url(),
-            Secret::new("c"),
-            Secret::new("a"),
-        ))
-        .unwrap();
-        let export = Export {
-            id: "e".into(),
-            status: ExportStatus::Success,
-            entity_type: "OrderItem".into(),
-            scope: None,
-            files: vec![ExportFile {
-                url: format!("{}/f/1?sig=x", server.url()),
-                size_in_bytes: size as u64,
-            }],
-            expires_utc: None,
-            filters: None,
-        };
-        ExportFiles::new(client, &export)
     }
 
     fn file(url: &str, size: u64) -> ExportFile {
@@ -555,7 +562,9 @@ mod tests {
     async fn a_break_after_the_last_byte_ends_the_file() {
         let text = b"{\"Id\":\"a\"}\n".repeat(50);
         let server = TestServer::start([Canned::bytes(200, text.clone()).unterminated()]).await;
-        let (stream, counter, _) = open_file(export_of(&server, text.len()), 0).await.unwrap();
+        let (stream, counter, _) = open_file(one_file_export(&server, text.len()), 0)
+            .await
+            .unwrap();
         let mut reader = tokio_util::io::StreamReader::new(stream);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).await.unwrap();
@@ -573,7 +582,7 @@ mod tests {
                 Canned::bytes(200, body.clone()).header("Content-Encoding", kind)
             ])
             .await;
-            let files = export_of(&server, body.len());
+            let files = one_file_export(&server, body.len());
             let (stream, counter, name) = open_file(files, 0).await.unwrap();
             let mut reader = tokio_util::io::StreamReader::new(stream);
             tokio::io::AsyncBufReadExt::fill_buf(&mut reader)
