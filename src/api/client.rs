@@ -420,8 +420,27 @@ pub fn decode_response<R: DeserializeOwned>(
 ) -> Result<R, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
         operation,
-        message: scrub(&e.to_string(), secrets),
+        message: scrub(&without_quoted_values(&e.to_string()), secrets),
     })
+}
+
+/// A JSON error message without the values it quotes (`invalid type: string "…"`): a value
+/// in the wrong place may be a signed URL, whose signature must not reach a log. Field
+/// names, quoted with backticks, stay.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses and checks a platform address: https, or http to a loopback host; no user info,
@@ -1100,6 +1119,25 @@ mod tests {
         assert_eq!(requests[1].header("range"), Some("bytes=5-"));
         // Downloads are not API calls: no tokens, nothing in the body.
         assert!(requests[1].body.is_empty());
+    }
+
+    /// A signed URL where the reference has a list: the decode error says what is wrong
+    /// and where, but not the value, which carries a signature.
+    #[test]
+    fn decode_errors_do_not_quote_values() {
+        let body = br#"{"Exports":[{"Id":"x","Status":"Success","EntityType":"Bill","Files":"https://h/f?sig=SECRETSIG"}]}"#;
+        let error =
+            decode_response::<GetAllExportsResponse>("exports/getAll", body, &[]).unwrap_err();
+        let text = error.to_string();
+        assert_no_secret(&text);
+        assert!(
+            text.contains("invalid type") && text.contains("line 1"),
+            "{text}"
+        );
+        let missing = decode_response::<GetAllExportsResponse>("exports/getAll", b"{}", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("`Exports`"), "{missing}");
     }
 
     #[tokio::test]
