@@ -285,6 +285,40 @@ impl Body {
         }
     }
 
+    /// Records the `Content-Encoding` of the file's first response, and checks that every
+    /// later one (a resumption) declares the same: the bytes of two encodings spliced
+    /// together would decode to nonsense, or worse, to other lines.
+    fn same_encoding(&self, response: &reqwest::Response) -> Result<(), DownloadError> {
+        // Byte offsets (ranges, SizeInBytes) count the encoded bytes, so the encoding is
+        // decoded downstream, never by the HTTP client.
+        let declared = response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Compression::from_content_encoding);
+        let Ok(mut first) = self.counter.encoding.lock() else {
+            return Ok(());
+        };
+        if self.received == 0 {
+            *first = declared;
+            return Ok(());
+        }
+        if *first == declared {
+            return Ok(());
+        }
+        let name = |c: Option<Compression>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        Err(DownloadError::Export {
+            export_id: self.files.export_id.clone(),
+            message: format!(
+                "{}: resumed at byte {} with Content-Encoding {} where the file began with {}",
+                self.name,
+                self.received,
+                name(declared),
+                name(*first)
+            ),
+        })
+    }
+
     async fn connect(&mut self) -> Result<(), DownloadError> {
         loop {
             if self.attempts > MAX_RECONNECTS {
@@ -298,18 +332,7 @@ impl Body {
             self.stale_url = false;
             match self.files.client.download(&url, self.received).await {
                 Ok(response) => {
-                    if self.received == 0 {
-                        // Byte offsets (ranges, SizeInBytes) count the encoded bytes, so the
-                        // encoding is decoded downstream, never by the HTTP client.
-                        let declared = response
-                            .headers()
-                            .get(reqwest::header::CONTENT_ENCODING)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(Compression::from_content_encoding);
-                        if let Ok(mut e) = self.counter.encoding.lock() {
-                            *e = declared;
-                        }
-                    }
+                    self.same_encoding(&response)?;
                     self.skip = 0;
                     self.response = Some(response.bytes_stream().boxed());
                     return Ok(());
@@ -322,6 +345,7 @@ impl Body {
                         Some(200) if self.received > 0 => {
                             match self.files.client.download(&url, 0).await {
                                 Ok(response) => {
+                                    self.same_encoding(&response)?;
                                     self.skip = self.received;
                                     self.response = Some(response.bytes_stream().boxed());
                                     return Ok(());
@@ -554,6 +578,33 @@ mod tests {
         assert!(match_files(&old, vec![file("https://h/e-1.jsonl", 10)])
             .unwrap_err()
             .contains("1 files instead of 2"));
+    }
+
+    /// A resumption that declares another encoding than the file began with is refused,
+    /// not spliced.
+    #[tokio::test]
+    async fn a_resumption_in_another_encoding_fails_the_file() {
+        let text = b"{\"Id\":\"a\"}\n".repeat(50);
+        let half = text.len() / 2;
+        let range = format!("bytes {half}-{}/{}", text.len() - 1, text.len());
+        let server = TestServer::start([
+            Canned::bytes(200, text[..half].to_vec()).unterminated(),
+            Canned::bytes(206, text[half..].to_vec())
+                .header("Content-Range", &range)
+                .header("Content-Encoding", "gzip"),
+        ])
+        .await;
+        let (stream, _, _) = open_file(one_file_export(&server, text.len()), 0)
+            .await
+            .unwrap();
+        let mut reader = tokio_util::io::StreamReader::new(stream);
+        let mut out = Vec::new();
+        let error = reader.read_to_end(&mut out).await.unwrap_err();
+        assert!(
+            error.to_string().contains("Content-Encoding gzip"),
+            "{error}"
+        );
+        assert_eq!(server.requests().len(), 2);
     }
 
     /// A connection that breaks after the last byte (the chunked body's end lost) leaves
