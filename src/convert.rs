@@ -824,28 +824,33 @@ mod tests {
         assert_eq!(most, 1);
     }
 
-    /// The reading stage stops framing once the batches in flight hold every place, however
-    /// much room the queue to the decoders has, and goes on as soon as one is given back.
-    #[tokio::test]
-    async fn framing_waits_for_a_place_in_flight() {
-        let schema = crate::schema::find("OrderItem").expect("schema");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("lines.jsonl");
-        std::fs::write(&path, "{\"Id\":\"x\"}\n".repeat(1000)).expect("write");
-        let plan = LoadPlan {
-            schema,
+    /// An OrderItem load of one source read into line batches of `batch_bytes`, for tests of
+    /// the reading stage alone.
+    fn reading_plan(batch_bytes: usize) -> LoadPlan {
+        LoadPlan {
+            schema: crate::schema::find("OrderItem").expect("schema"),
             load_id: "t".into(),
-            export_id: "t".into(),
+            export_id: "e".into(),
             mode: WriteMode::Append,
             partition: PartitionSpec::default(),
             writer: WriterOptions::default(),
             budget: ErrorBudget::Count(0),
             max_line_bytes: 1 << 20,
-            batch_bytes: 64,
+            batch_bytes,
             parallel_sources: 1,
             decode_threads: 1,
             progress: Default::default(),
-        };
+        }
+    }
+
+    /// The reading stage stops framing once the batches in flight hold every place, however
+    /// much room the queue to the decoders has, and goes on as soon as one is given back.
+    #[tokio::test]
+    async fn framing_waits_for_a_place_in_flight() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lines.jsonl");
+        std::fs::write(&path, "{\"Id\":\"x\"}\n".repeat(1000)).expect("write");
+        let plan = reading_plan(64);
         let (tx, mut rx) = mpsc::channel::<Job>(1000);
         let in_flight = Arc::new(Semaphore::new(3));
         let jobs = JobSender {
@@ -896,20 +901,7 @@ mod tests {
             Canned::bytes(200, body.clone()).header("Content-Encoding", "deflate")
         ])
         .await;
-        let plan = LoadPlan {
-            schema: crate::schema::find("OrderItem").unwrap(),
-            load_id: "t".into(),
-            export_id: "e".into(),
-            mode: WriteMode::Append,
-            partition: PartitionSpec::default(),
-            writer: WriterOptions::default(),
-            budget: ErrorBudget::Count(0),
-            max_line_bytes: 1 << 20,
-            batch_bytes: 1 << 16,
-            parallel_sources: 1,
-            decode_threads: 1,
-            progress: Default::default(),
-        };
+        let plan = reading_plan(1 << 16);
         let (tx, mut rx) = mpsc::channel::<Job>(100);
         let jobs = JobSender {
             tx,

@@ -79,10 +79,10 @@ impl ExportSpec {
         let mut text = String::new();
         if let Some(f) = &self.filters {
             if let Some(u) = &f.updated_utc {
-                text.push_str(&format!(" updated={}..{}", u.start_utc, u.end_utc));
+                text.push_str(&bounds("updated", &u.start_utc, Some(&u.end_utc)));
             }
             if let Some(l) = &f.ledger_entry_filters {
-                text.push_str(&format!(" posting={}..{}", l.posting.start, l.posting.end));
+                text.push_str(&bounds("posting", &l.posting.start, Some(&l.posting.end)));
             }
         }
         text
@@ -149,6 +149,11 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
 /// Parses a date (`2024-01-31`) into days since the epoch.
 pub fn parse_day(text: &str) -> Result<i64, String> {
     crate::decode::parse_date_days(text.trim()).map(i64::from)
+}
+
+/// ` <name>=<start>..<end>`, or ` <name>=<start>..` for an end left to its default.
+fn bounds(name: &str, start: &str, end: Option<&str>) -> String {
+    format!(" {name}={start}..{}", end.unwrap_or_default())
 }
 
 /// Yesterday (UTC), the last posting day a run exports by default, in days since the epoch.
@@ -224,12 +229,8 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
     };
     let postings: Vec<(Window, String)> = match request.posting {
         Some(w) => {
-            let key = if w.open_end {
-                format!(" posting={}..", format_date(w.start))
-            } else {
-                format!(" posting={}..{}", format_date(w.start), format_date(w.end))
-            };
-            vec![(w, key)]
+            let end = (!w.open_end).then(|| format_date(w.end));
+            vec![(w, bounds("posting", &format_date(w.start), end.as_deref()))]
         }
         None => default_posting(now_secs),
     };
@@ -261,13 +262,9 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
                     start_utc: format_utc_seconds(w.start),
                     end_utc: format_utc_seconds(w.end),
                 });
-                let updated_key = window.map(|w| match w.open_end {
-                    true => format!(" updated={}..", format_utc_seconds(w.start)),
-                    false => format!(
-                        " updated={}..{}",
-                        format_utc_seconds(w.start),
-                        format_utc_seconds(w.end)
-                    ),
+                let updated_key = window.map(|w| {
+                    let end = (!w.open_end).then(|| format_utc_seconds(w.end));
+                    bounds("updated", &format_utc_seconds(w.start), end.as_deref())
                 });
                 let ledger_entry_filters = posting.map(|(w, _)| LedgerEntryFilters {
                     posting: DateInterval {
