@@ -11,11 +11,12 @@
 //! Export rows come from [`Generator`](crate::generate) and depend only on the server seed
 //! and the export id. `SizeInBytes` must be exact, so each file is generated once while the
 //! export is being "processed" (the `getAll` call that first reports `Success` waits for that
-//! pass), and that pass also writes the bytes to a spool file: an anonymous temporary file in
-//! a directory the server creates ([`MockConfig::spool`], [`MockConfig::spool_dir`]) and
-//! removes when it stops. Downloads read the spool in chunks, so the generating work is not
+//! pass), and that pass also writes the bytes to a spool file: an anonymous temporary file
+//! (it has no name, so its disk is freed when the server closes it or the process ends,
+//! however it ends) in the system's temporary directory or [`MockConfig::spool_dir`].
+//! Downloads read the spool in chunks, so the generating work is not
 //! done twice and does not compete with the client for CPU while it downloads. Without a
-//! spool file (spooling off, the directory or a file could not be made, the disk filled up)
+//! spool file (spooling off, the directory missing, a file could not be made, the disk filled up)
 //! a file is regenerated while it is streamed instead, with the same bytes. Either way a
 //! blocking thread feeds a bounded queue of chunks: a multi-gigabyte export costs a few
 //! chunks of memory per download.
@@ -86,8 +87,8 @@ pub struct MockConfig {
     /// download. Needs temporary disk as large as the exports' files; if the spool cannot be
     /// created the server regenerates instead. Spooling is done on Unix only.
     pub spool: bool,
-    /// Where the server creates its spool directory (removed when it stops); `None` is the
-    /// system's temporary directory.
+    /// The directory the server makes its spool files in (files without names, which
+    /// leave nothing behind); `None` is the system's temporary directory.
     pub spool_dir: Option<PathBuf>,
     /// Faults to inject.
     pub faults: Faults,
@@ -321,7 +322,7 @@ struct Shared {
     config: MockConfig,
     /// `http://127.0.0.1:PORT`, the prefix of signed file URLs.
     base_url: String,
-    /// The spool directory measuring passes create their files in; `None` when the server
+    /// The directory measuring passes create their spool files in; `None` when the server
     /// regenerates files for every download.
     spool_dir: Option<PathBuf>,
     /// Key of the URL signatures; random per server, so a URL from one run (or one test)
@@ -384,10 +385,6 @@ impl Shared {
 pub struct MockServer {
     shared: Arc<Shared>,
     task: JoinHandle<std::io::Result<()>>,
-    /// Owns the spool directory: removed when the server is dropped (after `shutdown`, or
-    /// in place of it). Its files have no names, so a killed process leaves at most the
-    /// empty directory.
-    spool: Option<tempfile::TempDir>,
 }
 
 impl MockServer {
@@ -408,15 +405,15 @@ impl MockServer {
         }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        let spool = if config.spool && cfg!(unix) {
-            create_spool_dir(config.spool_dir.as_deref())
+        let spool_dir = if config.spool && cfg!(unix) {
+            spool_dir(config.spool_dir.as_deref())
         } else {
             None
         };
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             base_url: format!("http://{local}"),
-            spool_dir: spool.as_ref().map(|d| d.path().to_owned()),
+            spool_dir,
             url_key: signing::random_key(),
             clock: Clock::default(),
             counters: Counters::default(),
@@ -437,17 +434,12 @@ impl MockServer {
                 .await
         });
         tracing::info!(base_url = %shared.base_url, "mock connector api listening");
-        Ok(MockServer {
-            shared,
-            task,
-            spool,
-        })
+        Ok(MockServer { shared, task })
     }
 
-    /// The directory holding this server's spool files, if it spools; it is removed when
-    /// the server is shut down or dropped.
+    /// The directory this server makes its (nameless) spool files in, if it spools.
     pub fn spool_dir(&self) -> Option<&Path> {
-        self.spool.as_ref().map(tempfile::TempDir::path)
+        self.shared.spool_dir.as_deref()
     }
 
     /// The platform address, `http://127.0.0.1:PORT`; the API is at
@@ -559,19 +551,15 @@ pub async fn serve_forever(
     waited
 }
 
-/// A new spool directory in `parent` (the system temporary directory if `None`), or `None`
-/// with a warning if it cannot be created: the server then regenerates files instead.
-fn create_spool_dir(parent: Option<&Path>) -> Option<tempfile::TempDir> {
-    let parent = parent.map_or_else(std::env::temp_dir, Path::to_owned);
-    match tempfile::Builder::new()
-        .prefix("mews-etl-mock-spool-")
-        .tempdir_in(&parent)
-    {
-        Ok(dir) => Some(dir),
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %parent.display(), "mock: cannot create a spool directory; files will be regenerated for each download");
-            None
-        }
+/// The directory spool files go to: `dir`, or the system's temporary directory; `None`
+/// (files regenerated for each download) if it is not a directory.
+fn spool_dir(dir: Option<&Path>) -> Option<PathBuf> {
+    let dir = dir.map_or_else(std::env::temp_dir, Path::to_owned);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        tracing::warn!(dir = %dir.display(), "mock: the spool directory is not a directory; files will be regenerated for each download");
+        None
     }
 }
 
