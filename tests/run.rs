@@ -492,6 +492,46 @@ async fn a_failed_export_fails_only_its_entity() {
     h.mock.shutdown().await;
 }
 
+/// A 403 to one entity type's `exports/add` (a business rule refusing that request) fails
+/// that entity alone: unlike a 401, it says nothing of the tokens, so the other entity
+/// types still export and commit, even when the refused request was the run's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_export_fails_only_its_entity() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            forbid_entity: Some("Company".into()),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    let o = h
+        .run(&[
+            "--entity",
+            "Company",
+            "--entity",
+            "OrderItem",
+            "--entity",
+            "Bill",
+        ])
+        .await;
+    assert_status(&o, 7);
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: Company:") && err.contains("403") && err.contains("not enabled"),
+        "{}",
+        describe(&o)
+    );
+    assert!(!err.contains("not attempted"), "{}", describe(&o));
+    h.assert_not_committed("Company");
+    h.assert_loaded("OrderItem");
+    h.assert_loaded("Bill");
+    let stats = h.mock.stats();
+    assert_eq!((stats.forbidden, stats.unauthorized), (1, 0), "{stats:?}");
+    assert_eq!(stats.exports_added, 2, "{stats:?}");
+    h.mock.shutdown().await;
+}
+
 /// 5. An export that expires before its files are read is replaced by one new export, and
 /// its rows arrive once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

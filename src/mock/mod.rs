@@ -114,6 +114,9 @@ pub struct Faults {
     pub short_body: Option<u32>,
     /// Exports of this entity type end `Failed` instead of `Success`.
     pub fail_entity: Option<String>,
+    /// `exports/add` for this entity type answers 403, a business rule's refusal of that one
+    /// request (`guidelines/responses.md`), which says nothing of the tokens.
+    pub forbid_entity: Option<String>,
     /// The first export of this entity type turns `Expired` as soon as a `getAll` has listed
     /// its files once: later `getAll`s report it `Expired` and its files answer 404. Later
     /// exports of the entity behave normally.
@@ -211,7 +214,8 @@ pub struct MockStats {
     pub unauthorized: u64,
     /// 400 responses (invalid requests, export already pending).
     pub bad_requests: u64,
-    /// 403 responses (bad or expired file signatures).
+    /// 403 responses (bad or expired file signatures, `exports/add` refused by
+    /// [`Faults::forbid_entity`]).
     pub forbidden: u64,
     /// 404 responses (unknown paths, exports or files).
     pub not_found: u64,

@@ -60,6 +60,13 @@ fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
         Err(message) => return api_error(&shared, StatusCode::BAD_REQUEST, message, &request_id),
     };
     let config = &shared.config;
+    if config.faults.forbid_entity.as_deref() == Some(entity.entity.as_str()) {
+        let message = format!(
+            "Exports of {} are not enabled for this enterprise.",
+            entity.entity
+        );
+        return api_error(&shared, StatusCode::FORBIDDEN, message, &request_id);
+    }
     let new = NewExport {
         seed: config.seed,
         rows: config.rows_for(&entity.entity),
@@ -331,6 +338,7 @@ fn api_error(shared: &Shared, status: StatusCode, message: String, request_id: &
     match status {
         StatusCode::BAD_REQUEST => bump(&counters.bad_requests),
         StatusCode::UNAUTHORIZED => bump(&counters.unauthorized),
+        StatusCode::FORBIDDEN => bump(&counters.forbidden),
         StatusCode::TOO_MANY_REQUESTS => bump(&counters.rate_limited),
         _ => 0,
     };
