@@ -18,6 +18,8 @@ pub struct Canned {
     /// Sent as one chunk of a chunked body whose end never comes: the connection closes
     /// after the last byte, as when a connection breaks just then.
     unterminated: bool,
+    /// How long the server waits, once the request is read, before answering.
+    delay: std::time::Duration,
 }
 
 impl Canned {
@@ -33,6 +35,7 @@ impl Canned {
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
             unterminated: false,
+            delay: std::time::Duration::ZERO,
         }
     }
 
@@ -43,12 +46,19 @@ impl Canned {
             headers: Vec::new(),
             body,
             unterminated: false,
+            delay: std::time::Duration::ZERO,
         }
     }
 
     /// Sends the body chunked and closes the connection without the chunked body's end.
     pub fn unterminated(mut self) -> Self {
         self.unterminated = true;
+        self
+    }
+
+    /// Answers only `delay` after the request has arrived, as a slow server would.
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
         self
     }
 
@@ -151,6 +161,7 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             .or_else(|| script.fallback.clone())
             .unwrap_or_else(|| Canned::text(500, "unscripted request"))
     };
+    tokio::time::sleep(response.delay).await;
     let mut head = if response.unterminated {
         format!(
             "HTTP/1.1 {} Canned\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",

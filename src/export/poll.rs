@@ -173,3 +173,114 @@ async fn run(inner: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_server::{Canned, TestServer};
+    use crate::api::{ApiConfig, Secret};
+
+    /// Polls every 50 ms: the pause starts at the cap when the cap is below
+    /// [`INITIAL_POLL_INTERVAL`], and never grows past it.
+    const CAP: Duration = Duration::from_millis(50);
+
+    fn poller(server: &TestServer) -> Poller {
+        let config = ApiConfig::new(server.url(), Secret::new("client"), Secret::new("access"));
+        Poller::new(ApiClient::new(config).unwrap(), CAP)
+    }
+
+    fn exports(listed: &[(&str, &str)]) -> Canned {
+        let exports: Vec<String> = listed
+            .iter()
+            .map(|(id, status)| {
+                format!(
+                    r#"{{"Id":"{id}","Status":"{status}","EntityType":"OrderItem","Scope":null,"Files":[],"ExpiresUtc":null,"Filters":null}}"#
+                )
+            })
+            .collect();
+        Canned::json(200, &format!(r#"{{"Exports":[{}]}}"#, exports.join(",")))
+    }
+
+    fn asked(server: &TestServer) -> Vec<Vec<String>> {
+        server
+            .requests()
+            .iter()
+            .map(|r| {
+                let mut ids: Vec<String> = r.json()["ExportIds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|id| id.as_str().unwrap().to_owned())
+                    .collect();
+                ids.sort();
+                ids
+            })
+            .collect()
+    }
+
+    /// Waits until the server has received `n` requests.
+    async fn requests_reach(server: &TestServer, n: usize) {
+        while server.requests().len() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A job that stopped waiting (its timeout) takes its export out of the polls: later
+    /// rounds ask only about the exports still waited for.
+    #[tokio::test]
+    async fn an_export_nobody_waits_for_is_not_asked_about() {
+        let server = TestServer::start_with_fallback(
+            [],
+            Some(exports(&[("a", "Processing"), ("b", "Processing")])),
+        )
+        .await;
+        let poller = poller(&server);
+        let a = tokio::spawn({
+            let poller = poller.clone();
+            async move { poller.wait_final("a").await }
+        });
+        requests_reach(&server, 1).await;
+        a.abort();
+        let _ = a.await;
+        let b = tokio::spawn({
+            let poller = poller.clone();
+            async move { poller.wait_final("b").await }
+        });
+        // The round under way when `a` gave up may still ask about it; the two after it not.
+        let asked_before = server.requests().len();
+        requests_reach(&server, asked_before + 3).await;
+        b.abort();
+        let asked = asked(&server);
+        assert_eq!(asked[0], ["a"], "{asked:?}");
+        for ids in &asked[asked_before + 1..] {
+            assert_eq!(ids, &["b"], "{asked:?}");
+        }
+    }
+
+    /// A round that fails fails the exports it asked about, not one that began waiting while
+    /// it was under way: that one is asked about in the next round.
+    #[tokio::test]
+    async fn a_failed_round_fails_only_the_exports_it_asked_about() {
+        let server =
+            TestServer::start_with_fallback(
+                [Canned::json(400, r#"{"Message":"Invalid request."}"#)
+                    .after(Duration::from_secs(1))],
+                Some(exports(&[("a", "Success"), ("b", "Success")])),
+            )
+            .await;
+        let poller = poller(&server);
+        let a = tokio::spawn({
+            let poller = poller.clone();
+            async move { poller.wait_final("a").await }
+        });
+        // The first round, about `a` alone, has reached the server, which answers a second
+        // later: `b` begins waiting meanwhile.
+        requests_reach(&server, 1).await;
+        let b = poller.wait_final("b").await;
+        let a = a.await.unwrap();
+        let error = a.expect_err("the failed round did not fail export a");
+        assert!(error.contains("400"), "{error}");
+        assert_eq!(b.expect("export b failed").status, ExportStatus::Success);
+        assert_eq!(asked(&server), [vec!["a"], vec!["b"]]);
+    }
+}
