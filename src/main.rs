@@ -3,6 +3,7 @@
 
 mod bars;
 mod cli;
+mod console;
 mod signals;
 mod summary;
 
@@ -16,6 +17,7 @@ use cli::{
     Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs,
     SchemaFormat,
 };
+use console::{say, shout};
 use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
@@ -148,9 +150,16 @@ fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("mews_etl={level},mews_etl_cli={level},warn"))
     });
+    // Colours only for a terminal (cron mail and orchestrators' log files get plain lines)
+    // and not with NO_COLOR set; a failed write of a log line is dropped, not reported by a
+    // panic (`2>&1 | head` closes stderr early).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .log_internal_errors(false);
     match cli.log_format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -178,7 +187,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", describe_error(&f.error));
+            shout!("error: {}", describe_error(&f.error));
             ExitCode::from(f.status)
         }
     }
@@ -206,9 +215,9 @@ fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
     };
     for s in schemas {
         match args.format {
-            SchemaFormat::Text => println!("{}", s.describe()),
-            SchemaFormat::Duckdb => println!("{}", s.duckdb_ddl()),
-            SchemaFormat::Arrow => println!("{:#?}", s.arrow_schema()),
+            SchemaFormat::Text => say!("{}", s.describe()),
+            SchemaFormat::Duckdb => say!("{}", s.duckdb_ddl()),
+            SchemaFormat::Arrow => say!("{:#?}", s.arrow_schema()),
         }
     }
     Ok(())
@@ -338,9 +347,12 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
             ))
         }
     };
-    summary::print(&[summary::Row::from_report(&report)]);
+    say!(
+        "{}",
+        summary::render(&[summary::Row::from_report(&report)]).trim_end()
+    );
     if let Some(q) = &report.quarantine {
-        eprintln!(
+        shout!(
             "{} rejected line(s) written to {}",
             report.manifest.counts.rejected,
             q.display()
@@ -487,11 +499,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     }
 
     if args.dry_run {
-        println!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
+        say!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
         for spec in &specs {
             let text = spec.filters_text();
             let filters = text.trim();
-            println!(
+            say!(
                 "{:<24} {:<8} {:<60} {}",
                 spec.schema.entity,
                 spec.mode.to_string(),
@@ -503,7 +515,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 args.out.join(&spec.schema.table).display()
             );
         }
-        println!("{} export(s); nothing was changed (--dry-run)", specs.len());
+        say!("{} export(s); nothing was changed (--dry-run)", specs.len());
         return Ok(());
     }
 
@@ -612,13 +624,13 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     };
 
     let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
-    summary::print(&rows);
+    say!("{}", summary::render(&rows).trim_end());
     let mut status = 0;
     for r in &results {
         let s = match &r.outcome {
             job::JobOutcome::Committed(report) => {
                 if let Some(q) = &report.quarantine {
-                    eprintln!(
+                    shout!(
                         "{}: {} rejected line(s) written to {}",
                         r.entity,
                         report.manifest.counts.rejected,
@@ -629,7 +641,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
             job::JobOutcome::AlreadyLoaded(_) => 0,
             job::JobOutcome::OverBudget(report) => {
-                eprintln!(
+                shout!(
                     "error: {}: {} line(s) rejected, more than --max-rejected allows; nothing committed; they are in {}; a rerun with a larger budget resumes the same export",
                     r.entity,
                     report.manifest.counts.rejected,
@@ -641,11 +653,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 exit::OVER_BUDGET
             }
             job::JobOutcome::Failed { reason, .. } => {
-                eprintln!("error: {}: {reason}", r.entity);
+                shout!("error: {}: {reason}", r.entity);
                 exit::SOME_FAILED
             }
             job::JobOutcome::Conflict { reason } => {
-                eprintln!("error: {}: {reason}", r.entity);
+                shout!("error: {}: {reason}", r.entity);
                 exit::CONFLICT
             }
         };
@@ -687,7 +699,7 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let (client_token, access_token) = (config.client_token.clone(), config.access_token.clone());
     let announce = move |url: &str| {
-        eprintln!(
+        shout!(
             "serving the Connector API mock on {url} (client token {client_token}, access token {access_token}); Ctrl-C stops"
         );
     };

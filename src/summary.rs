@@ -111,14 +111,19 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Prints the table, then any drift, to stdout.
-pub fn print(rows: &[Row]) {
-    println!(
+/// The table, then any drift, one line each.
+pub fn render(rows: &[Row]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
         "{:<24} {:<38} {:>5} {:>12} {:>12} {:>9} {:>11} {:>8}  status",
         "entity", "export", "files", "lines", "rows", "rejected", "bytes", "seconds"
     );
     for r in rows {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<24} {:<38} {:>5} {:>12} {:>12} {:>9} {:>11} {:>8.2}  {}",
             r.entity,
             r.export_id,
@@ -133,7 +138,8 @@ pub fn print(rows: &[Row]) {
     }
     for r in rows {
         for d in &r.drift {
-            println!("drift: {} {d}", r.entity);
+            let _ = writeln!(out, "drift: {} {d}", r.entity);
         }
     }
+    out
 }

@@ -563,6 +563,63 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
 }
 
+/// Output whose reader has gone (`mews-etl schema | head -1`, a log collector that died)
+/// ends neither the program nor a load with a panic; and logs sent anywhere but a terminal
+/// carry no colour codes.
+#[test]
+fn closed_pipes_and_log_files_get_no_panic_and_no_colours() {
+    let env = Env::new();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/sample/order_item.jsonl"
+    );
+    let spawn = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+            .args(args)
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the program can have written anything.
+        drop(child.stdout.take());
+        child
+    };
+    let schema = spawn(&["schema"]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&schema.stderr);
+    assert_eq!(schema.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = env.out();
+    let mut convert = spawn(&[
+        "convert",
+        "--entity",
+        "OrderItem",
+        "--out",
+        out.to_str().unwrap(),
+        sample,
+    ]);
+    drop(convert.stderr.take());
+    assert_eq!(convert.wait().unwrap().code(), Some(0));
+    assert!(out.join("order_item").exists());
+
+    let logged = spawn(&[
+        "convert",
+        "--entity",
+        "OrderItem",
+        "--out",
+        out.to_str().unwrap(),
+        sample,
+    ])
+    .wait_with_output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&logged.stderr);
+    assert_eq!(logged.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+}
+
 #[test]
 fn an_independent_reader_loads_the_output() {
     // DuckDB reads the table as a data engineer would. CI installs it (.ci/run); elsewhere
