@@ -289,6 +289,19 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     {
         return Err(usage("stdin (-) can be given only once".into()));
     }
+    // One file given twice would load its rows twice into one load.
+    let mut seen = std::collections::HashMap::new();
+    for (given, source) in args.files.iter().zip(&sources) {
+        if let Source::Path(path) = source {
+            if let Ok(real) = std::fs::canonicalize(path) {
+                if let Some(first) = seen.insert(real, given) {
+                    return Err(usage(format!(
+                        "{given} is the same file as {first}: each file can be given once"
+                    )));
+                }
+            }
+        }
+    }
     let export_id = match &args.export_id {
         Some(id) if id.trim().is_empty() => {
             return Err(usage("--export-id must not be empty".into()))

@@ -558,6 +558,15 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // One file given twice, by the same or another path, would load its rows twice.
+    let o = env.convert(&["--entity", "OrderItem", "a.jsonl", "./a.jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("./a.jsonl is the same file as a.jsonl"),
+        "{stderr}"
+    );
+    assert!(!env.out().join("order_item").exists());
     let o = env.convert(&["--entity", "OrderItem", "missing.jsonl"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
