@@ -384,6 +384,38 @@ async fn a_pending_export_is_resumed_by_the_next_run() {
     h.mock.shutdown().await;
 }
 
+/// 2a. An export the state file names but the API no longer lists (purged, or added by a
+/// server that has stopped, as every `--demo` run starts its own) does not wedge the output
+/// directory: the next run warns, adds a new export of the same window and loads it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_the_api_no_longer_lists_is_replaced() {
+    let pending = MockConfig {
+        pending_polls: 6,
+        ..config(ROWS, Faults::default())
+    };
+    let mut h = Harness::start(pending.clone()).await;
+    let first = h
+        .run(&["--entity", "OrderItem", "--timeout", "100ms"])
+        .await;
+    assert_status(&first, 7);
+    let gone = h.export_id("OrderItem");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let fresh = MockServer::start(pending, addr).await.unwrap();
+    std::mem::replace(&mut h.mock, fresh).shutdown().await;
+
+    let second = h.run(&["--entity", "OrderItem"]).await;
+    assert_status(&second, 0);
+    let err = stderr(&second);
+    assert!(
+        err.contains("no longer lists the export") && err.contains(&gone),
+        "{}",
+        describe(&second)
+    );
+    assert_eq!(h.mock.stats().exports_added, 1);
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
 /// 2b. The same without `--updated-end`: its default (now minus 5 minutes) moves between
 /// the runs, yet the next run resumes the export; a run after that exports the wider window
 /// afresh and its load replaces the last one's rows instead of adding them again.

@@ -1,7 +1,7 @@
 //! One export from add to commit: add it (or resume the one the state file names), wait for
 //! a final status, download and load its files as one load, and record the commit.
 
-use super::poll::Poller;
+use super::poll::{Poller, WaitError};
 use super::state::{JobState, RunState};
 use super::ExportSpec;
 use crate::api::{ApiClient, ApiError};
@@ -193,7 +193,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 if created >= MAX_EXPORTS_PER_JOB {
                     return failed(
                         None,
-                        format!("{created} exports expired before their files could be read"),
+                        format!("{created} exports expired or disappeared before their files could be read"),
                     );
                 }
                 let added = {
@@ -275,20 +275,36 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         }
 
-        let export =
-            match tokio::time::timeout(ctx.timeout, ctx.poller.wait_final(&export_id)).await {
-                Ok(Ok(e)) => e,
-                Ok(Err(e)) => return failed(Some(&export_id), e),
-                Err(_) => {
-                    return failed(
-                        Some(&export_id),
-                        format!(
-                            "still not finished after {:?}; a rerun resumes it",
-                            ctx.timeout
-                        ),
-                    )
+        let export = match tokio::time::timeout(ctx.timeout, ctx.poller.wait_final(&export_id))
+            .await
+        {
+            Ok(Ok(e)) => e,
+            Ok(Err(WaitError::NotListed(_))) => {
+                // Gone: purged by the API, or added by a server that has since stopped
+                // (each `--demo` run starts a new one). Nothing of it was loaded (that
+                // was checked above), so a new export of the same window replaces it;
+                // waiting for this one again would fail every later run the same way.
+                tracing::warn!(entity = %entity, export_id = %export_id, "exports/getAll no longer lists the export; starting a new one");
+                if let Err(e) = update_state(ctx, |s| {
+                    s.jobs.remove(key);
+                })
+                .await
+                {
+                    return failed(Some(&export_id), e);
                 }
-            };
+                continue;
+            }
+            Ok(Err(e)) => return failed(Some(&export_id), e.to_string()),
+            Err(_) => {
+                return failed(
+                    Some(&export_id),
+                    format!(
+                        "still not finished after {:?}; a rerun resumes it",
+                        ctx.timeout
+                    ),
+                )
+            }
+        };
         match export.status {
             crate::api::ExportStatus::Success => {}
             crate::api::ExportStatus::Expired => {

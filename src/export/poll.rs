@@ -21,7 +21,22 @@ pub const POLL_GROWTH: f64 = 1.5;
 /// Rounds an export may be missing from `exports/getAll` before waiting for it fails.
 pub const MISSING_ROUNDS: u32 = 3;
 
-type Waiter = oneshot::Sender<Result<Export, String>>;
+type Waiter = oneshot::Sender<Result<Export, WaitError>>;
+
+/// Why waiting for an export ended without its final status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WaitError {
+    /// `exports/getAll` did not list the export in [`MISSING_ROUNDS`] rounds: it is gone
+    /// (purged by the API, or added on another platform or by a server that has stopped).
+    #[error("export {0} is not listed by exports/getAll")]
+    NotListed(String),
+    /// Asking `exports/getAll` failed (after the client's retries).
+    #[error("polling export status: {0}")]
+    Poll(String),
+    /// The poller's task ended.
+    #[error("the poller stopped")]
+    Stopped,
+}
 
 /// One export being waited for.
 #[derive(Default)]
@@ -72,7 +87,7 @@ impl Poller {
 
     /// Waits until `export_id` is Success, Failed or Expired, and returns it; an error when
     /// the API cannot be asked or no longer lists the export.
-    pub async fn wait_final(&self, export_id: &str) -> Result<Export, String> {
+    pub async fn wait_final(&self, export_id: &str) -> Result<Export, WaitError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut waiting = self.inner.waiting.lock().await;
@@ -83,7 +98,7 @@ impl Poller {
                 .push(tx);
         }
         self.inner.wake.notify_one();
-        rx.await.map_err(|_| "the poller stopped".to_owned())?
+        rx.await.map_err(|_| WaitError::Stopped)?
     }
 }
 
@@ -144,9 +159,8 @@ async fn run(inner: Weak<Inner>) {
                         (None, Some(w)) => {
                             w.polls += 1;
                             w.missing += 1;
-                            (w.missing >= MISSING_ROUNDS).then(|| {
-                                Err(format!("export {id} is not listed by exports/getAll"))
-                            })
+                            (w.missing >= MISSING_ROUNDS)
+                                .then(|| Err(WaitError::NotListed(id.clone())))
                         }
                     };
                     if let Some(result) = done {
@@ -165,7 +179,7 @@ async fn run(inner: Weak<Inner>) {
                 for id in ids {
                     if let Some(w) = waiting.remove(&id) {
                         for tx in w.waiters {
-                            let _ = tx.send(Err(format!("polling export status: {e}")));
+                            let _ = tx.send(Err(WaitError::Poll(e.to_string())));
                         }
                     }
                 }
@@ -279,7 +293,10 @@ mod tests {
         let b = poller.wait_final("b").await;
         let a = a.await.unwrap();
         let error = a.expect_err("the failed round did not fail export a");
-        assert!(error.contains("400"), "{error}");
+        assert!(
+            matches!(&error, WaitError::Poll(e) if e.contains("400")),
+            "{error}"
+        );
         assert_eq!(b.expect("export b failed").status, ExportStatus::Success);
         assert_eq!(asked(&server), [vec!["a"], vec!["b"]]);
     }
