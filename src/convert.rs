@@ -207,7 +207,7 @@ pub fn load_id_from_file_name(name: &str) -> String {
 
 /// Whether `text` is a UUID in its usual spelling (`3fa85f64-5717-4562-b3fc-2c963f66afa6`),
 /// as the API's export ids are.
-fn is_uuid(text: &str) -> bool {
+pub(crate) fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
         && groups

@@ -514,7 +514,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     if args.dry_run {
         say!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
         for spec in &specs {
-            let text = spec.filters_text();
+            let text = format!("{}{}", spec.scope_text(), spec.filters_text());
             let filters = text.trim();
             say!(
                 "{:<24} {:<8} {:<60} {}",

@@ -89,7 +89,12 @@ impl ExportSpec {
     }
 
     fn scope_key(&self) -> String {
-        let mut key = self.schema.entity.clone();
+        format!("{}{}", self.schema.entity, self.scope_text())
+    }
+
+    /// The scope as sent: ` enterprises=<ids>`, ` chains=<ids>`, or empty.
+    pub fn scope_text(&self) -> String {
+        let mut key = String::new();
         if let Some(scope) = &self.scope {
             if let Some(ids) = &scope.enterprise_ids {
                 key.push_str(&format!(" enterprises={}", ids.join(",")));
@@ -217,10 +222,13 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
             let mut s = start;
             while s < end {
                 let e = (s + MAX_WINDOW_SECS).min(end);
+                // Every window of a range whose end was left to its default is known by its
+                // start alone: the first is the one a run before the range passed 180
+                // days exported (and keyed by that start), so its load replaces that one's.
                 out.push(Some(Window {
                     start: s,
                     end: e,
-                    open_end: open_end && e == end,
+                    open_end,
                 }));
                 s = e;
             }
@@ -234,11 +242,20 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
         }
         None => default_posting(now_secs),
     };
-    if let Some(scope) = &request.scope {
-        for list in [&scope.enterprise_ids, &scope.chain_ids]
-            .into_iter()
-            .flatten()
-        {
+    // Sorted and without repeats, so that the key (and so the load) of a scope does not
+    // depend on the order its ids were given in.
+    let mut scope = request.scope.clone();
+    if let Some(scope) = &mut scope {
+        for (flag, list) in [
+            ("--enterprise-id", &mut scope.enterprise_ids),
+            ("--chain-id", &mut scope.chain_ids),
+        ] {
+            let Some(list) = list else { continue };
+            if let Some(bad) = list.iter().find(|id| !crate::convert::is_uuid(id)) {
+                return Err(format!("{flag} {bad:?} is not a GUID"));
+            }
+            list.sort_by_key(|id| id.to_ascii_lowercase());
+            list.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
             if list.len() > crate::api::MAX_IDS_PER_REQUEST {
                 return Err(format!(
                     "at most {} enterprise or chain ids per export",
@@ -282,12 +299,15 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
                     // The first export replaces the table, the others join it.
                     Some(WriteMode::Replace) if specs.len() > first => WriteMode::Append,
                     Some(mode) => mode,
-                    None if filtered => WriteMode::Append,
+                    // A scoped export holds some enterprises' rows: its load joins the
+                    // other scopes' instead of replacing them (the same scope again
+                    // replaces its own load).
+                    None if filtered || scope.is_some() => WriteMode::Append,
                     None => WriteMode::Replace,
                 };
                 specs.push(ExportSpec {
                     schema,
-                    scope: request.scope.clone(),
+                    scope: scope.clone(),
                     filters: filtered.then_some(ExportFilters {
                         updated_utc,
                         ledger_entry_filters,
@@ -476,14 +496,51 @@ mod tests {
         assert_eq!(a[0].load_id(), b[0].load_id());
         assert_ne!(a[0].filters_text(), b[0].filters_text());
         assert!(a[0].filters_text().ends_with("..2024-07-01T09:55:00Z"));
-        // Over 180 days, only the last window's end moves.
+        // Over 180 days, each window is known by its start: the first replaces the load of
+        // the run before the range grew past 180 days, instead of repeating its rows.
         let long = open("2025-01-10T00:00:00Z");
         assert_eq!(long.len(), 2);
-        assert_eq!(
-            long[0].key(),
-            "OrderItem updated=2024-06-01T00:00:00Z..2024-11-28T00:00:00Z"
-        );
+        assert_eq!(long[0].key(), a[0].key());
+        assert!(long[0].filters_text().ends_with("..2024-11-28T00:00:00Z"));
         assert_eq!(long[1].key(), "OrderItem updated=2024-11-28T00:00:00Z..");
+        assert_eq!(open("2025-01-11T00:00:00Z")[1].key(), long[1].key());
+    }
+
+    #[test]
+    fn a_scope_keys_its_load_whatever_the_order_of_its_ids_and_appends() {
+        let now = parse_instant("2024-12-31T00:00:00Z").unwrap();
+        let (a, b) = (
+            "4913AA98-bb2c-4d57-a7b7-3a3326342702",
+            "11111111-bb2c-4d57-a7b7-3a3326342702",
+        );
+        let scoped = |ids: &[&str]| {
+            let mut r = request(None);
+            r.entities.truncate(1);
+            r.scope = Some(ExportScope {
+                enterprise_ids: Some(ids.iter().map(|s| s.to_string()).collect()),
+                chain_ids: None,
+            });
+            plan(&r, now)
+        };
+        let ab = scoped(&[a, b]).unwrap();
+        let ba = scoped(&[b, a, &a.to_lowercase()]).unwrap();
+        assert_eq!(ab[0].key(), ba[0].key());
+        assert_eq!(ab[0].load_id(), ba[0].load_id());
+        assert_eq!(
+            ba[0]
+                .scope
+                .as_ref()
+                .unwrap()
+                .enterprise_ids
+                .as_ref()
+                .unwrap()
+                .len(),
+            2
+        );
+        // Another enterprise's load is kept beside this one.
+        assert_eq!(ab[0].mode, WriteMode::Append);
+        let err = scoped(&[a, "not-a-guid"]).unwrap_err();
+        assert!(err.contains("--enterprise-id \"not-a-guid\""), "{err}");
     }
 
     #[test]

@@ -28,11 +28,16 @@ const MAX_INTERVAL_MICROS: i64 = 180 * 24 * 3600 * 1_000_000;
 pub(super) type Sizes = Option<Result<Arc<[MeasuredFile]>, String>>;
 
 /// All exports of one server.
-#[derive(Default)]
 pub(super) struct Registry {
     exports: HashMap<String, ExportRecord>,
     /// Exports created so far; numbers the derived export ids.
     added: u64,
+    /// Exports created so far of each entity type; numbers their row seeds.
+    added_by_entity: HashMap<&'static str, u64>,
+    /// Drawn when the server starts and mixed into export ids: two servers never hand out
+    /// the same id, so a run into an output directory that a previous server's export was
+    /// loaded into is not taken for that load (its rows do not depend on the id).
+    id_salt: u64,
     /// Whether the `expire_entity_once` fault has been given to an export already.
     expiry_used: bool,
 }
@@ -88,6 +93,17 @@ pub(super) enum Transition {
 }
 
 impl Registry {
+    /// An empty registry whose export ids are salted with `id_salt`.
+    pub(super) fn new(id_salt: u64) -> Self {
+        Registry {
+            exports: HashMap::new(),
+            added: 0,
+            added_by_entity: HashMap::new(),
+            id_salt,
+            expiry_used: false,
+        }
+    }
+
     /// The export with this id.
     pub(super) fn get(&self, id: &str) -> Option<&ExportRecord> {
         self.exports.get(id)
@@ -117,12 +133,15 @@ impl Registry {
 
     /// The id the next export will get.
     pub(super) fn next_id(&self, seed: u64) -> String {
-        super::signing::derived_uuid("mews-etl mock export", seed, self.added + 1)
+        super::signing::derived_uuid("mews-etl mock export", seed ^ self.id_salt, self.added + 1)
     }
 
-    /// Row seed of an export: the server seed mixed with the export id.
-    pub(super) fn row_seed(seed: u64, id: &str) -> u64 {
-        seed ^ super::signing::hash64(id)
+    /// Row seed of the next export of `entity`: the server seed mixed with the entity type
+    /// and how many of its exports came before, so the n-th export of an entity type holds
+    /// the same rows on every server with that seed, whatever the order of the others.
+    pub(super) fn next_row_seed(&self, seed: u64, entity: &str) -> u64 {
+        let before = self.added_by_entity.get(entity).copied().unwrap_or(0);
+        seed ^ super::signing::hash64(&format!("{entity}/{before}"))
     }
 
     /// Records a new `Pending` export (already validated and checked with
@@ -137,6 +156,10 @@ impl Registry {
         new: &NewExport<'_>,
     ) -> &ExportRecord {
         self.added += 1;
+        *self
+            .added_by_entity
+            .entry(entity.entity.as_str())
+            .or_default() += 1;
         let expires_when_listed =
             !self.expiry_used && new.expire_entity_once == Some(entity.entity.as_str());
         self.expiry_used |= expires_when_listed;

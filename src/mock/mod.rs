@@ -63,7 +63,8 @@ pub struct MockConfig {
     pub client_token: String,
     /// The `AccessToken` accepted; any other gets 401.
     pub access_token: String,
-    /// Mixed into every export id and every generated row.
+    /// Mixed into every generated row (and every export id, with a salt drawn when the
+    /// server starts: ids differ from one server to the next, rows do not).
     pub seed: u64,
     /// Rows in each export, for entities without an entry in `rows_by_entity`.
     pub rows: u64,
@@ -423,7 +424,10 @@ impl MockServer {
             counters: Counters::default(),
             request_log: Mutex::new(Vec::new()),
             signatures: Mutex::new(std::collections::BTreeSet::new()),
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::new({
+                let key = signing::random_key();
+                u64::from_le_bytes(std::array::from_fn(|i| key[i]))
+            })),
             stopping: Arc::new(AtomicBool::new(false)),
             shutdown,
             config,

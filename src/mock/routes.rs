@@ -1,7 +1,7 @@
 //! HTTP handlers: the two export operations and signed, range-capable file downloads.
 
 use super::content::{self, Ending, ExportContent, MeasuredFile, Slice, CHUNK_QUEUE};
-use super::lifecycle::{self, NewExport, Registry, Sizes, Transition};
+use super::lifecycle::{self, NewExport, Sizes, Transition};
 use super::{bump, signing, Shared};
 use crate::api::{
     AddExportRequest, AddExportResponse, ErrorBody, ExportFile, ExportStatus, GetAllExportsRequest,
@@ -84,7 +84,7 @@ fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
         let id = registry.next_id(new.seed);
         let content = Arc::new(ExportContent::new(
             entity,
-            Registry::row_seed(new.seed, &id),
+            registry.next_row_seed(new.seed, &entity.entity),
             new.rows,
             new.files,
             new.gzip,
