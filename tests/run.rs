@@ -416,6 +416,51 @@ async fn an_export_the_api_no_longer_lists_is_replaced() {
     h.mock.shutdown().await;
 }
 
+/// 2c. An entity type with several windows (ledger entries: two posting months). While
+/// one window's export is pending the API refuses to add another of the entity type, so a
+/// run whose wait timed out does not try the next window (exit 7, not a conflict), and a
+/// run that finds a later window's export recorded resumes that one first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_window_is_resumed_before_the_others_are_added() {
+    let h = Harness::start(MockConfig {
+        pending_polls: 6,
+        ..config(ROWS, Faults::default())
+    })
+    .await;
+    let first = h
+        .run(&["--entity", "LedgerEntry", "--timeout", "100ms"])
+        .await;
+    assert_status(&first, 7);
+    let err = stderr(&first);
+    assert!(err.contains("still pending"), "{}", describe(&first));
+    assert_eq!(h.mock.stats().add_requests, 1);
+
+    // As if the run had been killed while it waited for the second month's export: the
+    // pending export is recorded under the later window's key.
+    let mut state = h.state();
+    assert_eq!(state.jobs.len(), 1, "{state:?}");
+    let (first_key, job) = state.jobs.pop_first().unwrap();
+    let (entity, month) = first_key.split_once(" posting=").unwrap();
+    let (y, m) = month.split_once('-').unwrap();
+    let (y, m): (u32, u32) = (y.parse().unwrap(), m.parse().unwrap());
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    state
+        .jobs
+        .insert(format!("{entity} posting={y:04}-{m:02}"), job);
+    state.save(&h.state_path()).unwrap();
+
+    let second = h.run(&["--entity", "LedgerEntry"]).await;
+    assert_status(&second, 0);
+    let stats = h.mock.stats();
+    assert_eq!(
+        (stats.exports_added, stats.add_requests),
+        (2, 2),
+        "{stats:?}"
+    );
+    assert_eq!(h.assert_loaded_all("LedgerEntry").len(), 2);
+    h.mock.shutdown().await;
+}
+
 /// 2b. The same without `--updated-end`: its default (now minus 5 minutes) moves between
 /// the runs, yet the next run resumes the export; a run after that exports the wider window
 /// afresh and its load replaces the last one's rows instead of adding them again.

@@ -339,18 +339,78 @@ pub async fn run_all(
             None => groups.push(vec![spec]),
         }
     }
-    let results = futures::future::join_all(groups.into_iter().map(|group| {
+    let results = futures::future::join_all(groups.into_iter().map(|mut group| {
         let ctx = ctx.clone();
         async move {
+            resumable_first(&ctx, &mut group).await;
             let mut out = Vec::with_capacity(group.len());
+            // The API runs one export per entity type at a time: while one of this group's
+            // is still pending (its wait timed out), the next cannot be added.
+            let mut pending: Option<String> = None;
             for spec in &group {
-                out.push(job::run_job(&ctx, spec).await);
+                if let Some(id) = &pending {
+                    out.push(job::JobResult {
+                        entity: spec.schema.entity.clone(),
+                        key: spec.key(),
+                        outcome: job::JobOutcome::Failed {
+                            export_id: None,
+                            reason: format!(
+                                "not attempted: export {id} of the same entity type is still pending (the API runs one at a time); a rerun resumes it, then adds this one"
+                            ),
+                        },
+                        elapsed: std::time::Duration::ZERO,
+                    });
+                    continue;
+                }
+                let result = job::run_job(&ctx, spec).await;
+                if let job::JobOutcome::Failed {
+                    export_id: Some(id),
+                    ..
+                } = &result.outcome
+                {
+                    if ctx.poller.last_status(id).is_some_and(|s| !s.is_final()) {
+                        pending = Some(id.clone());
+                    }
+                }
+                out.push(result);
             }
             out
         }
     }))
     .await;
     results.into_iter().flatten().collect()
+}
+
+/// Puts first the windows of one entity type whose export a previous run recorded and did
+/// not commit: while such an export is pending the API refuses to add another of the entity
+/// type, so the windows before it could not start. The window that replaces the table (with
+/// `--mode replace`) stays the first to commit.
+async fn resumable_first(ctx: &job::RunContext, group: &mut [ExportSpec]) {
+    let resumable: Vec<bool> = {
+        let state = ctx.state.lock().await;
+        group
+            .iter()
+            .map(|spec| state.jobs.get(&spec.key()).is_some_and(|j| !j.committed))
+            .collect()
+    };
+    if !resumable.iter().skip(1).any(|&r| r) {
+        return;
+    }
+    let replaces = group.first().map(|s| s.mode) == Some(WriteMode::Replace);
+    let mut order: Vec<usize> = (0..group.len()).collect();
+    // Stable: the resumable ones keep their order, and so do the others.
+    order.sort_by_key(|&i| !resumable[i]);
+    let reordered: Vec<ExportSpec> = order.iter().map(|&i| group[i].clone()).collect();
+    group.clone_from_slice(&reordered);
+    if replaces {
+        for (i, spec) in group.iter_mut().enumerate() {
+            spec.mode = if i == 0 {
+                WriteMode::Replace
+            } else {
+                WriteMode::Append
+            };
+        }
+    }
 }
 
 #[cfg(test)]
