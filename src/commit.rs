@@ -794,10 +794,13 @@ fn write_manifest(dir: &Path, manifest: &LoadManifest) -> Result<(), CommitError
         path: path.clone(),
         source,
     })?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".manifest-")
-        .tempfile_in(dir)
-        .at("creating file in", dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".manifest-");
+    // Readable as the data files are (the umask decides), not only by the owner as
+    // temporary files are made: whoever may read the table may read what its loads hold.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).at("creating file in", dir)?;
     tmp.write_all(&json).at("writing", tmp.path())?;
     tmp.as_file().sync_all().at("syncing", tmp.path())?;
     tmp.persist(&path)

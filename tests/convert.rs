@@ -661,3 +661,46 @@ fn an_independent_reader_loads_the_output() {
     assert!(text.contains("2023-03-31 00:00:00+00"), "{text}");
     assert!(text.contains("3, '2023-03'"), "{text}");
 }
+
+/// A load without rows leaves one file with the table's columns and no rows, so that an
+/// empty table reads as one (a glob that matches nothing is an error to DuckDB); in a
+/// partitioned table it sits in the null partition, so the key column is there too.
+#[test]
+fn an_empty_load_leaves_a_readable_empty_table() {
+    let env = Env::new();
+    let f = env.write("empty.jsonl", b"");
+    for partition in ["ConsumedUtc:month", "none"] {
+        assert_ok(&env.convert(&[
+            "--entity",
+            "OrderItem",
+            "--mode",
+            "replace",
+            "--partition-by",
+            partition,
+            f.to_str().unwrap(),
+        ]));
+        let files = common::parquet_files(&env.out().join("order_item"));
+        assert_eq!(files.len(), 1, "{partition}: {files:?}");
+        // The manifest is as readable as the data files (not owner-only, as temporary
+        // files are made).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+            let manifest = env.out().join("order_item/_loads/empty.json");
+            assert_eq!(mode(&manifest), mode(&files[0]));
+        }
+        let table = common::read_table(&env.out(), "order_item");
+        assert_eq!(table.num_rows(), 0);
+        if !common::duckdb_available() {
+            continue;
+        }
+        let sql = format!(
+            "import duckdb; print(duckdb.sql(\"select count(*), count(Id) from read_parquet('{}/order_item/**/*.parquet', hive_partitioning=true)\").fetchall())",
+            env.out().display()
+        );
+        let o = Command::new("python3").args(["-c", &sql]).output().unwrap();
+        assert_ok(&o);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("(0, 0)"));
+    }
+}

@@ -616,6 +616,23 @@ impl PartitionedWriter {
     /// durable, and lists the files.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         self.split_incoming(true)?;
+        if self.partitions.is_empty() {
+            // A load without rows still leaves a file, with the table's columns and no row
+            // group: a table of empty loads is then an empty table to readers, where a glob
+            // that matches no file is an error (DuckDB, Spark). Partitioned, it goes where
+            // rows with null keys would, so hive readers see the key columns too.
+            let key = PartitionKey {
+                values: self
+                    .spec
+                    .fields
+                    .iter()
+                    .map(|f| (f.key_name(), None))
+                    .collect(),
+            };
+            self.partition(&key)?;
+            let state = self.partitions.get_mut(&key).expect("made above");
+            state.open_file(&self.files)?;
+        }
         // The files of partitions with nothing left to write are complete.
         for state in self.partitions.values_mut() {
             if state.rows_left() == 0 {
