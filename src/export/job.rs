@@ -257,6 +257,8 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         };
         let load_id = spec.load_id();
+        ctx.progress
+            .set_state(entity, "exporting", Some(&export_id));
 
         // A crash between commit and the state update leaves a committed load that the
         // state does not know of: finish the bookkeeping instead of loading it again.
