@@ -209,6 +209,13 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
             end,
             open_end,
         }) => {
+            if end <= start && open_end {
+                return Err(format!(
+                    "--updated-start {} is not before the default end of the window, now minus 5 minutes ({}); give a start in the past",
+                    format_utc_seconds(start),
+                    format_utc_seconds(end)
+                ));
+            }
             if end <= start {
                 return Err("--updated-end must be after --updated-start".into());
             }
@@ -564,6 +571,18 @@ mod tests {
         assert!(long[0].filters_text().ends_with("..2024-11-28T00:00:00Z"));
         assert_eq!(long[1].key(), "OrderItem updated=2024-11-28T00:00:00Z..");
         assert_eq!(open("2025-01-11T00:00:00Z")[1].key(), long[1].key());
+        // A start in the future is named as such, not as an end before it.
+        let mut future = request(None);
+        future.updated = Some(Window {
+            start: parse_instant("2025-02-01").unwrap(),
+            end: parse_instant("2025-01-10T00:00:00Z").unwrap() - MIN_END_AGE_SECS,
+            open_end: true,
+        });
+        let err = plan(&future, parse_instant("2025-01-10T00:00:00Z").unwrap()).unwrap_err();
+        assert!(
+            err.contains("--updated-start 2025-02-01T00:00:00Z is not before the default end"),
+            "{err}"
+        );
     }
 
     #[test]
