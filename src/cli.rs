@@ -138,7 +138,7 @@ pub struct RunArgs {
 /// Flags of `mock-server`.
 #[derive(Debug, Args)]
 pub struct MockServerArgs {
-    /// Port on 127.0.0.1 (0 picks a free one and prints it).
+    /// Port on 127.0.0.1 (0 picks a free one; the URL is logged to stderr).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Rows per export.
