@@ -1012,7 +1012,7 @@ async fn the_demo_loads_every_table_and_duckdb_reads_them() {
     let o = std::process::Command::new("python3")
         .args([
             "-c",
-            "import duckdb, sys; print(sum(r[1] for r in duckdb.sql(sys.argv[1]).fetchall()))",
+            "import duckdb, sys; print(sum(r[2] for r in duckdb.sql(sys.argv[1]).fetchall()))",
             &sql,
         ])
         .output()
