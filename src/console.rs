@@ -3,6 +3,35 @@
 //! into exit status 101.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether logs are JSON (`--log-format json`): problems are then log events too, so that a
+/// log collector gets them as records instead of stray text lines.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`problem`] and [`notice`] log events (JSON logs) or plain lines (text).
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// A problem the run ends with: `error: …` on stderr, or an error event in JSON logs.
+pub fn problem(args: std::fmt::Arguments<'_>) {
+    if JSON.load(Ordering::Relaxed) {
+        tracing::error!("{args}");
+    } else {
+        err(format_args!("error: {args}"));
+    }
+}
+
+/// News a person must see even with `-q` in text (a quarantine file); a warning event in
+/// JSON logs.
+pub fn notice(args: std::fmt::Arguments<'_>) {
+    if JSON.load(Ordering::Relaxed) {
+        tracing::warn!("{args}");
+    } else {
+        err(args);
+    }
+}
 
 /// Writes one line to standard output. A reader that has gone away is not an error of
 /// ours (the output was only for it); any other failure is logged, since the summary is
@@ -37,4 +66,14 @@ macro_rules! shout {
     ($($arg:tt)*) => { $crate::console::err(format_args!($($arg)*)) };
 }
 
-pub(crate) use {say, shout};
+/// See [`problem`].
+macro_rules! fail {
+    ($($arg:tt)*) => { $crate::console::problem(format_args!($($arg)*)) };
+}
+
+/// See [`notice`].
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::console::notice(format_args!($($arg)*)) };
+}
+
+pub(crate) use {fail, note, say, shout};

@@ -342,6 +342,17 @@ pub async fn load(
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
     let outcome = if plan.budget.allows(manifest.counts.rejected, lines) {
         let committed = out.commit(&staging, &manifest)?;
+        tracing::info!(
+            entity = %manifest.entity,
+            load_id = %manifest.load_id,
+            export_id = %manifest.export_id,
+            rows = manifest.counts.rows_written,
+            rejected = manifest.counts.rejected,
+            files = manifest.files.len(),
+            version = committed.version,
+            rows_in_table = committed.rows_in_table,
+            "load committed"
+        );
         LoadOutcome::Committed {
             version: committed.version,
         }

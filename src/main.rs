@@ -17,7 +17,7 @@ use cli::{
     Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs,
     SchemaFormat,
 };
-use console::{say, shout};
+use console::{fail, note, say, shout};
 use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
@@ -160,6 +160,7 @@ fn init_logging(cli: &Cli) {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .log_internal_errors(false);
+    console::set_json(matches!(cli.log_format, LogFormat::Json));
     match cli.log_format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -187,7 +188,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            shout!("error: {}", describe_error(&f.error));
+            fail!("{}", describe_error(&f.error));
             ExitCode::from(f.status)
         }
     }
@@ -365,7 +366,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         summary::render(&[summary::Row::from_report(&report)]).trim_end()
     );
     if let Some(q) = &report.quarantine {
-        shout!(
+        note!(
             "{} rejected line(s) written to {}",
             report.manifest.counts.rejected,
             q.display()
@@ -643,7 +644,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         let s = match &r.outcome {
             job::JobOutcome::Committed(report) => {
                 if let Some(q) = &report.quarantine {
-                    shout!(
+                    note!(
                         "{}: {} rejected line(s) written to {}",
                         r.entity,
                         report.manifest.counts.rejected,
@@ -654,8 +655,8 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
             job::JobOutcome::AlreadyLoaded(_) => 0,
             job::JobOutcome::OverBudget(report) => {
-                shout!(
-                    "error: {}: {} line(s) rejected, more than --max-rejected allows; nothing committed; they are in {}; a rerun with a larger budget resumes the same export",
+                fail!(
+                    "{}: {} line(s) rejected, more than --max-rejected allows; nothing committed; they are in {}; a rerun with a larger budget resumes the same export",
                     r.entity,
                     report.manifest.counts.rejected,
                     report
@@ -666,11 +667,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 exit::OVER_BUDGET
             }
             job::JobOutcome::Failed { reason, .. } => {
-                shout!("error: {}: {reason}", r.entity);
+                fail!("{}: {reason}", r.entity);
                 exit::SOME_FAILED
             }
             job::JobOutcome::Conflict { reason } => {
-                shout!("error: {}: {reason}", r.entity);
+                fail!("{}: {reason}", r.entity);
                 exit::CONFLICT
             }
         };

@@ -627,6 +627,35 @@ fn closed_pipes_and_log_files_get_no_panic_and_no_colours() {
     assert_eq!(logged.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("INFO"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "{stderr}");
+
+    // With JSON logs, the error the program ends with is a JSON record too.
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args([
+            "--log-format",
+            "json",
+            "convert",
+            "--entity",
+            "OrderItem",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("missing.jsonl")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let records: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        records.iter().any(|r| r["level"] == "ERROR"
+            && r["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("missing.jsonl"))),
+        "{stderr}"
+    );
 }
 
 #[test]
