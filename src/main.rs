@@ -512,6 +512,31 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         return Err(usage("--concurrency must be at least 1".into()));
     }
 
+    // Checked before a dry run too, so that a dry run says whether the real one could
+    // start: the tokens are read and the platform URL validated, and no request is sent.
+    let client = if args.demo {
+        if args.platform_url != mews_etl::api::DEMO_PLATFORM_URL
+            || args.client_token_file.is_some()
+            || args.access_token_file.is_some()
+        {
+            tracing::warn!("--demo uses its embedded mock: the platform URL and token files given are not used");
+        }
+        None
+    } else {
+        let client_token = read_token(
+            args.client_token_file.as_deref(),
+            "MEWS_CLIENT_TOKEN",
+            "--client-token-file",
+        )?;
+        let access_token = read_token(
+            args.access_token_file.as_deref(),
+            "MEWS_ACCESS_TOKEN",
+            "--access-token-file",
+        )?;
+        let config = ApiConfig::new(args.platform_url.clone(), client_token, access_token);
+        Some(ApiClient::new(config).map_err(|e| usage(e.to_string()))?)
+    };
+
     if args.dry_run {
         say!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
         for spec in &specs {
@@ -548,44 +573,31 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     };
     let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
     let (results, out) = runtime.block_on(async {
-        let (platform_url, client_token, access_token, mock) = if args.demo {
-            let mut config = MockConfig::demo();
-            config.rows = args.demo_rows;
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let mock = MockServer::start(config.clone(), addr)
-                .await
-                .context("starting the embedded mock API")?;
-            tracing::info!(url = %mock.base_url(), "demo: embedded Connector API mock started");
-            (
-                mock.base_url(),
-                Secret::new(config.client_token),
-                Secret::new(config.access_token),
-                Some(mock),
-            )
-        } else {
-            (
-                args.platform_url.clone(),
-                read_token(
-                    args.client_token_file.as_deref(),
-                    "MEWS_CLIENT_TOKEN",
-                    "--client-token-file",
-                )?,
-                read_token(
-                    args.access_token_file.as_deref(),
-                    "MEWS_ACCESS_TOKEN",
-                    "--access-token-file",
-                )?,
-                None,
-            )
+        let (client, mock) = match client {
+            Some(client) => {
+                // The default is the demo platform: a production token sent there is
+                // refused, and this line says where it went (the URL is checked by now: no
+                // credentials, no query).
+                tracing::info!(platform = %mews_etl::api::redact_url(&args.platform_url), "Connector API");
+                (client, None)
+            }
+            None => {
+                let mut config = MockConfig::demo();
+                config.rows = args.demo_rows;
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                let mock = MockServer::start(config.clone(), addr)
+                    .await
+                    .context("starting the embedded mock API")?;
+                tracing::info!(url = %mock.base_url(), "demo: embedded Connector API mock started");
+                let config = ApiConfig::new(
+                    mock.base_url(),
+                    Secret::new(config.client_token),
+                    Secret::new(config.access_token),
+                );
+                let client = ApiClient::new(config).map_err(|e| usage(e.to_string()))?;
+                (client, Some(mock))
+            }
         };
-        let client = ApiClient::new(ApiConfig::new(platform_url, client_token, access_token))
-            .map_err(|e| usage(e.to_string()))?;
-        if !args.demo {
-            // The default is the demo platform: a production token sent there is refused,
-            // and this line says where it went (the URL is checked by now: no credentials,
-            // no query).
-            tracing::info!(platform = %mews_etl::api::redact_url(&args.platform_url), "Connector API");
-        }
         let out = Arc::new(OutputDir::open(&args.out)?);
         let run_out = out.clone();
         let state_path = out

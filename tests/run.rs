@@ -928,12 +928,18 @@ async fn dry_run_and_missing_tokens() {
     assert!(stdout.contains("11 export(s)"), "{stdout}");
     assert!(!out.exists(), "--dry-run created {}", out.display());
 
-    let mut cmd = bare_command();
-    cmd.args(["run", "--out"]).arg(&out);
-    let o = output(cmd).await;
-    assert_status(&o, 2);
-    assert!(stderr(&o).contains("MEWS_CLIENT_TOKEN"), "{}", describe(&o));
-    assert!(!out.exists(), "a usage error created {}", out.display());
+    // Without tokens, a run and its dry run alike stop at once, naming what is missing.
+    for dry_run in [false, true] {
+        let mut cmd = bare_command();
+        cmd.args(["run", "--out"]).arg(&out);
+        if dry_run {
+            cmd.arg("--dry-run");
+        }
+        let o = output(cmd).await;
+        assert_status(&o, 2);
+        assert!(stderr(&o).contains("MEWS_CLIENT_TOKEN"), "{}", describe(&o));
+        assert!(!out.exists(), "a usage error created {}", out.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
