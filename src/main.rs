@@ -209,6 +209,45 @@ fn describe_error(error: &anyhow::Error) -> String {
     text
 }
 
+/// Refuses a load that would replace an earlier load of the same id without reading all of
+/// its files: `convert <export>-1.jsonl`, then `convert <export>-2.jsonl` (both load
+/// `<export>`) would leave only the second file's rows.
+fn refuse_partial_reload(
+    out: &OutputDir,
+    schema: &EntitySchema,
+    load_id: &str,
+    sources: &[Source],
+) -> Result<(), Failure> {
+    let Ok(loads) = out.current_loads(&schema.table) else {
+        // An unreadable table is reported by the load itself, with its path.
+        return Ok(());
+    };
+    let Some(earlier) = loads.iter().find(|m| m.load_id == load_id) else {
+        return Ok(());
+    };
+    let base = |name: &str| {
+        std::path::Path::new(name)
+            .file_name()
+            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned())
+    };
+    let given: std::collections::HashSet<String> =
+        sources.iter().map(|s| base(&s.display_name())).collect();
+    let dropped: Vec<String> = earlier
+        .sources
+        .iter()
+        .map(|s| base(&s.name))
+        .filter(|name| !given.contains(name))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "load {load_id} of table {} holds the rows of {} too, which this convert does not read; it would replace them. Give all of the load's files in one convert, name this one apart with --export-id, or use --mode replace",
+        schema.table,
+        dropped.join(", ")
+    )))
+}
+
 fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
     let schemas: Vec<&EntitySchema> = match &args.entity {
         Some(name) => vec![find_entity(name)?],
@@ -343,6 +382,9 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         .context("starting the async runtime")?;
     let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
     let out = OutputDir::open(&args.out)?;
+    if mode == WriteMode::Append {
+        refuse_partial_reload(&out, schema, &plan.load_id, &sources)?;
+    }
     tracing::info!(entity = %schema.entity, load_id = %plan.load_id, files = sources.len(), "converting");
     let report = runtime.block_on(async {
         tokio::select! {

@@ -424,6 +424,36 @@ fn converting_the_same_load_twice_keeps_its_rows_once() {
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), n_other);
 }
 
+/// An export's part files are one load: converting them one at a time would make the
+/// second replace the first's rows, so it is refused, naming the file left out; all parts
+/// in one convert replace the load whole.
+#[test]
+fn a_reload_without_all_of_a_loads_files_is_refused() {
+    let env = Env::new();
+    let schema = schema::find("OrderItem").unwrap();
+    let mut g = Generator::new(schema, 9, Variety::Realistic);
+    let export = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+    let mut parts = Vec::new();
+    for (n, rows) in [(1u64, 0..30u64), (2, 30..50)] {
+        let mut text = Vec::new();
+        g.write_lines(rows.start, rows.end - rows.start, &mut text)
+            .unwrap();
+        parts.push(env.write(&format!("{export}-{n}.jsonl"), &text));
+    }
+    let [one, two] = [parts[0].to_str().unwrap(), parts[1].to_str().unwrap()];
+    assert_ok(&env.convert(&["--entity", "OrderItem", one]));
+    let o = env.convert(&["--entity", "OrderItem", two]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(&format!("{export}-1.jsonl")), "{stderr}");
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 30);
+    assert_ok(&env.convert(&["--entity", "OrderItem", one, two]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // Named apart, or in replace mode, a part loads on its own.
+    assert_ok(&env.convert(&["--entity", "OrderItem", "--mode", "replace", two]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 20);
+}
+
 #[test]
 fn dated_file_names_are_separate_loads_and_layouts_do_not_mix() {
     let env = Env::new();
