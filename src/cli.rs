@@ -73,8 +73,8 @@ pub struct RunArgs {
     /// Run against the embedded mock API on 127.0.0.1 with synthetic data; no tokens needed.
     #[arg(long)]
     pub demo: bool,
-    /// Entity types to export (repeatable; default: all ten).
-    #[arg(long = "entity", short)]
+    /// Entity types to export (repeatable, or comma-separated; default: all ten).
+    #[arg(long = "entity", short, value_delimiter = ',')]
     pub entities: Vec<String>,
     /// Export these enterprises only (repeatable, at most 1000).
     #[arg(long = "enterprise-id")]

@@ -169,8 +169,11 @@ fn init_logging(cli: &Cli) {
 
 fn find_entity(name: &str) -> Result<&'static EntitySchema, Failure> {
     schema::find(name).ok_or_else(|| {
+        let hint = schema::closest(name)
+            .map(|s| format!("did you mean {}? ", s.entity))
+            .unwrap_or_default();
         usage(format!(
-            "unknown entity type {name:?}; expected one of: {}",
+            "unknown entity type {name:?}; {hint}expected one of: {}",
             schema::entity_names().join(", ")
         ))
     })

@@ -88,9 +88,49 @@ pub fn entity_names() -> Vec<&'static str> {
     all().iter().map(|s| s.entity.as_str()).collect()
 }
 
+/// The entity type whose name is closest to `name` (a typo or a plural: `OrdrItem`,
+/// `Payments`), if any is within a few edits of it.
+pub fn closest(name: &str) -> Option<&'static EntitySchema> {
+    let name = name.to_ascii_lowercase().replace(['_', '-'], "");
+    all()
+        .iter()
+        .map(|s| (edit_distance(&name, &s.entity.to_ascii_lowercase()), s))
+        .filter(|(d, s)| *d <= 2.max(s.entity.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, s)| s)
+}
+
+/// Levenshtein distance between two ASCII-ish names (by chars).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_entity_type_finds_the_closest() {
+        let name = |n: &str| closest(n).map(|s| s.entity.as_str());
+        assert_eq!(name("OrdrItem"), Some("OrderItem"));
+        assert_eq!(name("Payments"), Some("Payment"));
+        assert_eq!(name("reservatoin"), Some("Reservation"));
+        assert_eq!(name("ledger-entries"), Some("LedgerEntry"));
+        assert_eq!(name("Invoice"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 
     #[test]
     fn every_embedded_schema_parses() {
