@@ -60,16 +60,16 @@ fn describe_props(out: &mut String, props: &[Property], indent: usize) {
             (false, true) => " deprecated",
             (false, false) => "",
         };
-        let _ = writeln!(
-            out,
-            "{:indent$}{:<w$} {}{}",
+        let ty = format!("{}{flags}", p.data_type.spelling());
+        let line = format!(
+            "{:indent$}{:<w$} {ty:<40} {}",
             "",
             p.name,
-            p.data_type.spelling(),
-            flags,
+            p.description,
             indent = indent,
             w = 32usize.saturating_sub(indent)
         );
+        let _ = writeln!(out, "{}", line.trim_end());
         let mut t = &p.data_type;
         while let DataType::Array(inner) = t {
             t = inner;
@@ -95,7 +95,7 @@ impl EntitySchema {
         );
         describe_props(&mut out, &self.properties, 2);
         for (name, ty, what) in LINEAGE_COLUMNS {
-            let _ = writeln!(out, "  {name:<30} {} ({what})", ty.to_lowercase());
+            let _ = writeln!(out, "  {name:<30} {:<40} {what}", ty.to_lowercase());
         }
         out
     }
