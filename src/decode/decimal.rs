@@ -194,8 +194,7 @@ impl PrimitiveKind for Decimal {
                 return Ok(v);
             }
         }
-        parse_decimal(text, DECIMAL_SCALE as u32)
-            .map_err(|e| Fault::mismatch(at, Self::EXPECTED, e))
+        parse_decimal(text, DECIMAL_SCALE as u32).map_err(|e| Fault::invalid(at, Self::EXPECTED, e))
     }
 
     fn array(values: ScalarBuffer<i128>, nulls: Option<NullBuffer>) -> ArrayRef {

@@ -32,7 +32,7 @@ impl PrimitiveKind for Double {
     fn parse(cur: &mut Cursor<'_>) -> Result<f64, Fault> {
         let at = cur.offset();
         let text = cur.raw_number()?;
-        parse_double(text).map_err(|e| Fault::mismatch(at, Self::EXPECTED, e))
+        parse_double(text).map_err(|e| Fault::invalid(at, Self::EXPECTED, e))
     }
 
     fn array(values: ScalarBuffer<f64>, nulls: Option<NullBuffer>) -> ArrayRef {

@@ -37,6 +37,12 @@ impl Fault {
         Fault::syntax(offset, format!("expected {expected}, found {found}"))
     }
 
+    /// A value of the right JSON kind that does not read as `expected`, for the reason
+    /// `why` (a sentence naming the value).
+    pub fn invalid(offset: usize, expected: &str, why: impl fmt::Display) -> Self {
+        Fault::syntax(offset, format!("expected {expected}: {why}"))
+    }
+
     /// Prefixes the property path with `name`, as the error leaves a nested decoder.
     pub fn within(mut self, name: &str) -> Self {
         self.0.path.push(name.to_owned());

@@ -27,8 +27,13 @@ pub fn parse_integer(text: &str) -> Result<i64, String> {
         }
         return Ok(if digits.len() == b.len() { v } else { -v });
     }
-    let scaled = parse_decimal(text, 0)
-        .map_err(|e| e.replace("fractional digits", "fractional digits in an integer"))?;
+    let scaled = parse_decimal(text, 0).map_err(|e| {
+        if e.contains("fractional digits") {
+            format!("{text} has a fractional part")
+        } else {
+            e
+        }
+    })?;
     i64::try_from(scaled).map_err(|_| format!("{text} is out of the 64-bit integer range"))
 }
 
@@ -49,7 +54,7 @@ impl PrimitiveKind for Integer {
             cur.rewind(at);
         }
         let text = cur.raw_number()?;
-        parse_integer(text).map_err(|e| Fault::mismatch(at, Self::EXPECTED, e))
+        parse_integer(text).map_err(|e| Fault::invalid(at, Self::EXPECTED, e))
     }
 
     fn array(values: ScalarBuffer<i64>, nulls: Option<NullBuffer>) -> ArrayRef {

@@ -243,9 +243,17 @@ fn two_digits_of(hi: u8, lo: u8) -> Option<u32> {
 
 fn timestamp_error(s: &str, bad: BadTime) -> String {
     match bad {
+        BadTime::Form if lacks_offset(s) => {
+            format!("{s:?} has no UTC offset (Z or ±hh:mm), so the instant it names is unknown")
+        }
         BadTime::Form => format!("{s:?} is not an ISO-8601 date-time"),
         BadTime::TooPrecise => format!("{s:?} is more precise than a microsecond"),
     }
+}
+
+/// Whether `s` reads as a date-time once `Z` is added: a local time without its offset.
+fn lacks_offset(s: &str) -> bool {
+    s.len() >= 19 && timestamp_micros(format!("{s}Z").as_bytes()).is_ok()
 }
 
 /// Parses an ISO-8601 date-time into microseconds since the epoch, UTC.
@@ -330,7 +338,7 @@ impl Timestamp {
             }
         }
         parse_timestamp_micros(&raw.to_cow()?)
-            .map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
+            .map_err(|e| Fault::invalid(raw.offset, Self::EXPECTED, e))
     }
 }
 
@@ -353,7 +361,7 @@ impl PrimitiveKind for Date {
                 return Ok(v);
             }
         }
-        parse_date_days(&raw.to_cow()?).map_err(|e| Fault::mismatch(raw.offset, Self::EXPECTED, e))
+        parse_date_days(&raw.to_cow()?).map_err(|e| Fault::invalid(raw.offset, Self::EXPECTED, e))
     }
 
     fn array(values: ScalarBuffer<i32>, nulls: Option<NullBuffer>) -> ArrayRef {
@@ -446,6 +454,9 @@ mod tests {
         assert!(parse_timestamp_micros("2023-03-28T07:28")
             .unwrap_err()
             .contains("is not an ISO-8601 date-time"));
+        assert!(parse_timestamp_micros("2024-01-14T02:21:31.5")
+            .unwrap_err()
+            .contains("has no UTC offset"));
         assert!(parse_date_days("2023-03-31T10:00:00Z")
             .unwrap_err()
             .contains("is a date-time, not a date"));
