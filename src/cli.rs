@@ -98,7 +98,8 @@ pub struct RunArgs {
     #[arg(long, requires = "posting_start")]
     pub posting_end: Option<String>,
     /// append or replace. Default: replace for unfiltered exports (full snapshots), append
-    /// for filtered ones (--updated-start windows, ledger posting dates). With replace, an
+    /// for filtered or scoped ones (--updated-start windows, ledger posting dates,
+    /// --enterprise-id or --chain-id). With replace, an
     /// entity type's first export replaces its table and the others append to it.
     #[arg(long)]
     pub mode: Option<String>,

@@ -168,6 +168,8 @@ fn init_logging(cli: &Cli) {
 }
 
 fn find_entity(name: &str) -> Result<&'static EntitySchema, Failure> {
+    // `--entity "OrderItem, Bill"` splits into "OrderItem" and " Bill".
+    let name = name.trim();
     schema::find(name).ok_or_else(|| {
         let hint = schema::closest(name)
             .map(|s| format!("did you mean {}? ", s.entity))

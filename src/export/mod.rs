@@ -135,8 +135,8 @@ pub struct RunRequest {
     /// Ledger posting dates, inclusive, as days since the epoch; `None`: the default months
     /// ([`default_posting`]).
     pub posting: Option<Window>,
-    /// Write mode; default: replace for unfiltered exports, append for filtered ones
-    /// (ledger entries, always filtered by posting date, included).
+    /// Write mode; default: replace for unfiltered, unscoped exports, append for filtered
+    /// or scoped ones (ledger entries, always filtered by posting date, included).
     pub mode: Option<WriteMode>,
 }
 
@@ -197,8 +197,8 @@ pub fn default_posting(now_secs: i64) -> Vec<(Window, String)> {
 /// 180 days. `now_secs` is the current time, for checking that windows end at least five
 /// minutes in the past.
 ///
-/// Each window's key names its bounds, except a last window whose end was left to its
-/// default: its key says only where it starts (see [`ExportSpec::key_filters`]). With
+/// Each window's key names its bounds, except the windows of a range whose end was left to
+/// its default: their keys say only where they start (see [`ExportSpec::key_filters`]). With
 /// `--mode replace`, only the first export of an entity type replaces its table; the
 /// others append to it, so that the table ends up holding the whole range.
 pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, String> {
@@ -261,8 +261,12 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
             if let Some(bad) = list.iter().find(|id| !crate::convert::is_uuid(id)) {
                 return Err(format!("{flag} {bad:?} is not a GUID"));
             }
-            list.sort_by_key(|id| id.to_ascii_lowercase());
-            list.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+            // GUIDs are the same in either case; one spelling keeps one key.
+            for id in list.iter_mut() {
+                id.make_ascii_lowercase();
+            }
+            list.sort();
+            list.dedup();
             if list.len() > crate::api::MAX_IDS_PER_REQUEST {
                 return Err(format!(
                     "at most {} enterprise or chain ids per export",
@@ -375,7 +379,9 @@ pub async fn run_all(
                     ..
                 } = &result.outcome
                 {
-                    if ctx.poller.last_status(id).is_some_and(|s| !s.is_final()) {
+                    // No status seen (the wait ended before the first poll answered) is
+                    // as pending as one seen pending.
+                    if ctx.poller.last_status(id).is_none_or(|s| !s.is_final()) {
                         pending = Some(id.clone());
                     }
                 }
@@ -603,7 +609,9 @@ mod tests {
         };
         let ab = scoped(&[a, b]).unwrap();
         let ba = scoped(&[b, a, &a.to_lowercase()]).unwrap();
+        let lower = scoped(&[&b.to_lowercase(), &a.to_lowercase()]).unwrap();
         assert_eq!(ab[0].key(), ba[0].key());
+        assert_eq!(ab[0].key(), lower[0].key());
         assert_eq!(ab[0].load_id(), ba[0].load_id());
         assert_eq!(
             ba[0]

@@ -18,7 +18,8 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// Growth of the pause after each round that found exports still running.
 pub const POLL_GROWTH: f64 = 1.5;
 
-/// Rounds an export may be missing from `exports/getAll` before waiting for it fails.
+/// Rounds in a row an export may be missing from `exports/getAll` before waiting for it
+/// fails.
 pub const MISSING_ROUNDS: u32 = 3;
 
 type Waiter = oneshot::Sender<Result<Export, WaitError>>;
@@ -42,7 +43,7 @@ pub enum WaitError {
 #[derive(Default)]
 struct Waiting {
     waiters: Vec<Waiter>,
-    /// Rounds in which `exports/getAll` did not list it.
+    /// Rounds in a row in which `exports/getAll` did not list it.
     missing: u32,
     /// Rounds that asked about it: its pause grows with this, so a new export is asked
     /// about soon even while older ones are polled rarely.
@@ -154,6 +155,8 @@ async fn run(inner: Weak<Inner>) {
                         (Some(e), Some(_)) if e.status.is_final() => Some(Ok((*e).clone())),
                         (Some(_), Some(w)) => {
                             w.polls += 1;
+                            // Missing rounds count in a row: one listing ends a gap.
+                            w.missing = 0;
                             None
                         }
                         (None, Some(w)) => {
@@ -269,6 +272,29 @@ mod tests {
         for ids in &asked[asked_before + 1..] {
             assert_eq!(ids, &["b"], "{asked:?}");
         }
+    }
+
+    /// An export missing from a few rounds now and then, never [`MISSING_ROUNDS`] in a row,
+    /// is still waited for.
+    #[tokio::test]
+    async fn only_rounds_missing_in_a_row_give_an_export_up() {
+        let missing = || exports(&[]);
+        let listed = || exports(&[("a", "Processing")]);
+        let server = TestServer::start_with_fallback(
+            [
+                missing(),
+                missing(),
+                listed(),
+                missing(),
+                missing(),
+                listed(),
+            ],
+            Some(exports(&[("a", "Success")])),
+        )
+        .await;
+        let done = poller(&server).wait_final("a").await.expect("given up");
+        assert_eq!(done.status, ExportStatus::Success);
+        assert_eq!(server.requests().len(), 7);
     }
 
     /// A round that fails fails the exports it asked about, not one that began waiting while

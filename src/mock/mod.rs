@@ -8,8 +8,9 @@
 //!  GET  /files/{export_id}/{n}?exp&sig    file n (1-based) of a Success export, Range-capable
 //! ```
 //!
-//! Export rows come from [`Generator`](crate::generate) and depend only on the server seed
-//! and the export id. `SizeInBytes` must be exact, so each file is generated once while the
+//! Export rows come from [`Generator`](crate::generate) and depend only on the server seed,
+//! the entity type and how many of its exports came before (export ids also carry a salt
+//! drawn when the server starts, so no two servers share one). `SizeInBytes` must be exact, so each file is generated once while the
 //! export is being "processed" (the `getAll` call that first reports `Success` waits for that
 //! pass), and that pass also writes the bytes to a spool file: an anonymous temporary file
 //! (it has no name, so its disk is freed when the server closes it or the process ends,

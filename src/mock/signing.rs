@@ -53,8 +53,8 @@ fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
         .into()
 }
 
-/// A version-4-shaped UUID derived from `(tag, seed, counter)`: export ids look like the
-/// API's and are the same in every run with the same seed, so test failures reproduce.
+/// A version-4-shaped UUID derived from `(tag, seed, counter)`, so export ids look like the
+/// API's (the registry salts `seed` per server).
 pub(super) fn derived_uuid(tag: &str, seed: u64, counter: u64) -> String {
     let digest = Sha256::new()
         .chain_update(tag.as_bytes())
