@@ -14,23 +14,35 @@ pub fn set_json(json: bool) {
     JSON.store(json, Ordering::Relaxed);
 }
 
-/// A problem the run ends with: `error: …` on stderr, or an error event in JSON logs.
+/// A problem the run ends with: `error: …` on stderr, or an `ERROR` record in JSON logs.
 pub fn problem(args: std::fmt::Arguments<'_>) {
     if JSON.load(Ordering::Relaxed) {
-        tracing::error!("{args}");
+        record("ERROR", args);
     } else {
         err(format_args!("error: {args}"));
     }
 }
 
-/// News a person must see even with `-q` in text (a quarantine file); a warning event in
-/// JSON logs.
+/// News a person must see even with `-q` (a quarantine file): a line on stderr, or a
+/// `WARN` record in JSON logs.
 pub fn notice(args: std::fmt::Arguments<'_>) {
     if JSON.load(Ordering::Relaxed) {
-        tracing::warn!("{args}");
+        record("WARN", args);
     } else {
         err(args);
     }
+}
+
+/// A JSON log record in the shape of the log's others, written past the log filter: `-q`
+/// or a `RUST_LOG` naming other crates must not hide what the run ended with.
+fn record(level: &str, args: std::fmt::Arguments<'_>) {
+    let line = serde_json::json!({
+        "timestamp": mews_etl::manifest::rfc3339_utc(std::time::SystemTime::now()),
+        "level": level,
+        "fields": { "message": args.to_string() },
+        "target": "mews_etl",
+    });
+    err(format_args!("{line}"));
 }
 
 /// Writes one line to standard output. A reader that has gone away is not an error of

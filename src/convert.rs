@@ -351,6 +351,9 @@ pub async fn load(
             files = manifest.files.len(),
             version = committed.version,
             rows_in_table = committed.rows_in_table,
+            // The load alone (download or read, decode, write, commit), without the wait
+            // for an export: what compares `run` with `convert` of the same files.
+            load_seconds = started.elapsed().as_secs_f64(),
             "load committed"
         );
         LoadOutcome::Committed {

@@ -370,16 +370,6 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         match loaded {
             Ok(report) => match report.outcome {
                 LoadOutcome::Committed { version } => {
-                    // The load alone (download, decode, write, commit), without the wait for
-                    // the export: what to compare with `convert` of the same files.
-                    tracing::info!(
-                        entity = %entity,
-                        export_id = %export_id,
-                        rows = report.manifest.counts.rows_written,
-                        version,
-                        load_seconds = report.elapsed.as_secs_f64(),
-                        "load committed"
-                    );
                     crate::crash::point("before-state-update");
                     let r = update_state(ctx, |s| {
                         if let Some(j) = s.jobs.get_mut(key) {
