@@ -230,10 +230,15 @@ fn refuse_partial_reload(
     let Some(earlier) = loads.iter().find(|m| m.load_id == load_id) else {
         return Ok(());
     };
+    // By file name without a compression extension: `x.jsonl.gz` is `x.jsonl` recompressed.
     let base = |name: &str| {
-        std::path::Path::new(name)
+        let file = std::path::Path::new(name)
             .file_name()
-            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned())
+            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
+        [".gz", ".gzip", ".zst", ".zstd"]
+            .iter()
+            .find_map(|ext| file.strip_suffix(ext).map(str::to_owned))
+            .unwrap_or(file)
     };
     let given: std::collections::HashSet<String> =
         sources.iter().map(|s| base(&s.display_name())).collect();
@@ -247,7 +252,7 @@ fn refuse_partial_reload(
         return Ok(());
     }
     Err(usage(format!(
-        "load {load_id} of table {} holds the rows of {} too, which this convert does not read; it would replace them. Give all of the load's files in one convert, name this one apart with --export-id, or use --mode replace",
+        "load {load_id} of table {} holds the rows of {} too, which this convert does not read; it would replace them. Give all of the load's files in one convert, or name this load apart with --export-id if its rows are not those of the load already there",
         schema.table,
         dropped.join(", ")
     )))

@@ -489,6 +489,12 @@ async fn a_window_with_a_default_end_is_resumed_and_then_replaced() {
     assert_status(&second, 0);
     assert_eq!(h.mock.stats().add_requests, 1, "{}", describe(&second));
     assert_eq!(h.assert_loaded("OrderItem"), export_id);
+    // The run says that the window it loaded ends where the first run's did.
+    assert!(
+        stderr(&second).contains("rows updated after its end arrive with the next run"),
+        "{}",
+        describe(&second)
+    );
     let third = h.run(&window).await;
     assert_status(&third, 0);
     assert_eq!(h.mock.stats().exports_added, 2);

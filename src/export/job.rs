@@ -184,6 +184,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 .filter(|j| !j.committed)
                 .map(|j| j.export_id.clone())
         };
+        let resumed = resumable.is_some();
         let export_id = match resumable {
             Some(id) => {
                 tracing::info!(entity = %entity, export_id = %id, "resuming the export a previous run started");
@@ -308,7 +309,17 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         };
         match export.status {
-            crate::api::ExportStatus::Success => {}
+            crate::api::ExportStatus::Success => {
+                // A window whose end was left to its default is resumed as the earlier run
+                // asked for it: the rows updated since its end come with the next run, whose
+                // export of the window replaces this load.
+                if let Some(asked) = export.filters.as_ref().filter(|_| resumed) {
+                    let (was, now) = (super::filters_text(Some(asked)), spec.filters_text());
+                    if was != now {
+                        tracing::warn!(entity = %entity, export_id = %export_id, resumed = %was.trim(), planned = %now.trim(), "loading the export a previous run started, for its window; rows updated after its end arrive with the next run");
+                    }
+                }
+            }
             crate::api::ExportStatus::Expired => {
                 tracing::warn!(entity = %entity, export_id = %export_id, "export expired before it was read; starting a new one");
                 if let Err(e) = update_state(ctx, |s| {

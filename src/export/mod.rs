@@ -76,16 +76,7 @@ impl ExportSpec {
 
     /// The filters as sent: ` updated=<start>..<end>`, ` posting=<start>..<end>`, or empty.
     pub fn filters_text(&self) -> String {
-        let mut text = String::new();
-        if let Some(f) = &self.filters {
-            if let Some(u) = &f.updated_utc {
-                text.push_str(&bounds("updated", &u.start_utc, Some(&u.end_utc)));
-            }
-            if let Some(l) = &f.ledger_entry_filters {
-                text.push_str(&bounds("posting", &l.posting.start, Some(&l.posting.end)));
-            }
-        }
-        text
+        filters_text(self.filters.as_ref())
     }
 
     fn scope_key(&self) -> String {
@@ -154,6 +145,20 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
 /// Parses a date (`2024-01-31`) into days since the epoch.
 pub fn parse_day(text: &str) -> Result<i64, String> {
     crate::decode::parse_date_days(text.trim()).map(i64::from)
+}
+
+/// Export filters as text: ` updated=<start>..<end>`, ` posting=<start>..<end>`, or empty.
+pub fn filters_text(filters: Option<&ExportFilters>) -> String {
+    let mut text = String::new();
+    if let Some(f) = filters {
+        if let Some(u) = &f.updated_utc {
+            text.push_str(&bounds("updated", &u.start_utc, Some(&u.end_utc)));
+        }
+        if let Some(l) = &f.ledger_entry_filters {
+            text.push_str(&bounds("posting", &l.posting.start, Some(&l.posting.end)));
+        }
+    }
+    text
 }
 
 /// ` <name>=<start>..<end>`, or ` <name>=<start>..` for an end left to its default.
