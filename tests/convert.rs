@@ -631,28 +631,20 @@ fn closed_pipes_and_log_files_get_no_panic_and_no_colours() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let out = env.out();
-    let mut convert = spawn(&[
+    let convert = [
         "convert",
         "--entity",
         "OrderItem",
         "--out",
         out.to_str().unwrap(),
         sample,
-    ]);
-    drop(convert.stderr.take());
-    assert_eq!(convert.wait().unwrap().code(), Some(0));
+    ];
+    let mut closed = spawn(&convert);
+    drop(closed.stderr.take());
+    assert_eq!(closed.wait().unwrap().code(), Some(0));
     assert!(out.join("order_item").exists());
 
-    let logged = spawn(&[
-        "convert",
-        "--entity",
-        "OrderItem",
-        "--out",
-        out.to_str().unwrap(),
-        sample,
-    ])
-    .wait_with_output()
-    .unwrap();
+    let logged = spawn(&convert).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&logged.stderr);
     assert_eq!(logged.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("INFO"), "{stderr}");

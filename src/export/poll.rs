@@ -235,6 +235,15 @@ mod tests {
             .collect()
     }
 
+    /// Waits for `id` on a task of its own.
+    fn spawn_wait(
+        poller: &Poller,
+        id: &'static str,
+    ) -> tokio::task::JoinHandle<Result<Export, WaitError>> {
+        let poller = poller.clone();
+        tokio::spawn(async move { poller.wait_final(id).await })
+    }
+
     /// Waits until the server has received `n` requests.
     async fn requests_reach(server: &TestServer, n: usize) {
         while server.requests().len() < n {
@@ -252,17 +261,11 @@ mod tests {
         )
         .await;
         let poller = poller(&server);
-        let a = tokio::spawn({
-            let poller = poller.clone();
-            async move { poller.wait_final("a").await }
-        });
+        let a = spawn_wait(&poller, "a");
         requests_reach(&server, 1).await;
         a.abort();
         let _ = a.await;
-        let b = tokio::spawn({
-            let poller = poller.clone();
-            async move { poller.wait_final("b").await }
-        });
+        let b = spawn_wait(&poller, "b");
         // The round under way when `a` gave up may still ask about it; the two after it not.
         let asked_before = server.requests().len();
         requests_reach(&server, asked_before + 3).await;
@@ -309,10 +312,7 @@ mod tests {
             )
             .await;
         let poller = poller(&server);
-        let a = tokio::spawn({
-            let poller = poller.clone();
-            async move { poller.wait_final("a").await }
-        });
+        let a = spawn_wait(&poller, "a");
         // The first round, about `a` alone, has reached the server, which answers a second
         // later: `b` begins waiting meanwhile.
         requests_reach(&server, 1).await;
