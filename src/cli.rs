@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// append or replace. Default: replace for unfiltered exports (full snapshots), append
     /// for filtered or scoped ones (--updated-start windows, ledger posting dates,
     /// --enterprise-id or --chain-id). With replace, an
-    /// entity type's first export replaces its table and the others append to it.
+    /// entity type's first export to commit replaces its table and the others append to it.
     #[arg(long)]
     pub mode: Option<String>,
     /// Platform address.

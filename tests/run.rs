@@ -593,6 +593,63 @@ async fn a_forbidden_export_fails_only_its_entity() {
     assert_eq!(stats.exports_added, 2, "{stats:?}");
 }
 
+/// With `--mode replace` over two windows, the first window's export failing hands the
+/// replacing on to the second: the table ends with the second window's rows alone, not
+/// with them beside what it held before the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_passes_to_the_next_window_when_the_first_fails() {
+    let h = Harness::start(config(
+        ROWS,
+        Faults {
+            fail_entity_once: Some("OrderItem".into()),
+            ..Faults::default()
+        },
+    ))
+    .await;
+    // The table before the run: a load of some other rows.
+    let earlier = h.dir.path().join("earlier.jsonl");
+    let mut text = Vec::new();
+    mews_etl::generate::Generator::new(
+        schema::find("OrderItem").unwrap(),
+        77,
+        mews_etl::generate::Variety::Realistic,
+    )
+    .write_lines(0, 40, &mut text)
+    .unwrap();
+    std::fs::write(&earlier, text).unwrap();
+    let mut convert = bare_command();
+    convert
+        .args(["-q", "convert", "--entity", "OrderItem", "--out"])
+        .arg(h.out())
+        .arg(&earlier);
+    assert_status(&output(convert).await, 0);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = |days_ago: i64| mews_etl::calendar::format_utc_seconds(now - days_ago * 86_400);
+    let (start, end) = (day(300), day(1));
+    let o = h
+        .run(&[
+            "--entity",
+            "OrderItem",
+            "--mode",
+            "replace",
+            "--updated-start",
+            start.as_str(),
+            "--updated-end",
+            end.as_str(),
+        ])
+        .await;
+    assert_status(&o, 7);
+    assert_eq!(h.mock.stats().failed_exports, 1);
+    // Only the second window's export is left, committed, and the table holds its rows
+    // alone.
+    h.assert_loaded("OrderItem");
+    h.mock.shutdown().await;
+}
+
 /// 5. An export that expires before its files are read is replaced by one new export, and
 /// its rows arrive once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,7 +363,14 @@ pub async fn run_all(
             // The API runs one export per entity type at a time: while one of this group's
             // is still pending (its wait timed out), the next cannot be added.
             let mut pending: Option<String> = None;
-            for spec in &group {
+            // With `--mode replace`, the first window that commits replaces the table; one
+            // that fails or is refused before it hands that on, so the table never keeps its
+            // old rows beside the new windows.
+            let mut replace_due = group.first().is_some_and(|s| s.mode == WriteMode::Replace);
+            for spec in &mut group {
+                if replace_due {
+                    spec.mode = WriteMode::Replace;
+                }
                 if let Some(id) = &pending {
                     out.push(job::JobResult {
                         entity: spec.schema.entity.clone(),
@@ -379,6 +386,7 @@ pub async fn run_all(
                     continue;
                 }
                 let result = job::run_job(&ctx, spec).await;
+                replace_due &= !result.is_committed();
                 if let job::JobOutcome::Failed {
                     export_id: Some(id),
                     ..

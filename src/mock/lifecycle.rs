@@ -77,6 +77,8 @@ pub(super) struct NewExport<'a> {
     pub(super) gzip: bool,
     /// Entity type whose exports end `Failed`.
     pub(super) fail_entity: Option<&'a str>,
+    /// Entity type whose first export ends `Failed`.
+    pub(super) fail_entity_once: Option<&'a str>,
     /// Entity type whose first export expires after one listing.
     pub(super) expire_entity_once: Option<&'a str>,
 }
@@ -93,6 +95,13 @@ pub(super) enum Transition {
 }
 
 impl Registry {
+    /// Whether the next export of `entity` is to end `Failed` (the `fail_entity` and
+    /// `fail_entity_once` faults).
+    pub(super) fn will_fail(&self, new: &NewExport<'_>, entity: &str) -> bool {
+        new.fail_entity == Some(entity)
+            || (new.fail_entity_once == Some(entity) && !self.added_by_entity.contains_key(entity))
+    }
+
     /// An empty registry whose export ids are salted with `id_salt`.
     pub(super) fn new(id_salt: u64) -> Self {
         Registry {
@@ -155,6 +164,7 @@ impl Registry {
         sizes: watch::Receiver<Sizes>,
         new: &NewExport<'_>,
     ) -> &ExportRecord {
+        let fails = self.will_fail(new, &entity.entity);
         self.added += 1;
         *self
             .added_by_entity
@@ -173,7 +183,7 @@ impl Registry {
             polls: 0,
             status: ExportStatus::Pending,
             expires_utc: None,
-            will_fail: new.fail_entity == Some(entity.entity.as_str()),
+            will_fail: fails,
             expires_when_listed,
             listed: false,
         };

@@ -116,6 +116,8 @@ pub struct Faults {
     pub short_body: Option<u32>,
     /// Exports of this entity type end `Failed` instead of `Success`.
     pub fail_entity: Option<String>,
+    /// The first export of this entity type ends `Failed`; later ones succeed.
+    pub fail_entity_once: Option<String>,
     /// `exports/add` for this entity type answers 403, a business rule's refusal of that one
     /// request (`guidelines/responses.md`), which says nothing of the tokens.
     pub forbid_entity: Option<String>,

@@ -73,6 +73,7 @@ fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
         files: config.files_per_export,
         gzip: config.gzip,
         fail_entity: config.faults.fail_entity.as_deref(),
+        fail_entity_once: config.faults.fail_entity_once.as_deref(),
         expire_entity_once: config.faults.expire_entity_once.as_deref(),
     };
     let export = {
@@ -89,7 +90,7 @@ fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
             new.files,
             new.gzip,
         ));
-        let sizes = if new.fail_entity == Some(entity.entity.as_str()) {
+        let sizes = if registry.will_fail(&new, &entity.entity) {
             // A failing export never lists files, so there is nothing to measure.
             watch::channel(Some(Ok(Arc::from(Vec::new())))).1
         } else {
