@@ -231,4 +231,7 @@ pub enum SchemaFormat {
     Duckdb,
     /// The Arrow schema as JSON-like text.
     Arrow,
+    /// One JSON object per entity (a line each): columns with their schema, Arrow and
+    /// DuckDB types, nullability and descriptions.
+    Json,
 }

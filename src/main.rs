@@ -268,6 +268,7 @@ fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
             SchemaFormat::Text => say!("{}", s.describe()),
             SchemaFormat::Duckdb => say!("{}", s.duckdb_ddl()),
             SchemaFormat::Arrow => say!("{:#?}", s.arrow_schema()),
+            SchemaFormat::Json => say!("{}", s.describe_json()),
         }
     }
     Ok(())

@@ -121,6 +121,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_json_listing_names_every_column_of_the_arrow_schema_in_order() {
+        for s in all() {
+            let json = s.describe_json();
+            let columns = json["columns"].as_array().unwrap();
+            let arrow = s.arrow_schema();
+            assert_eq!(columns.len(), arrow.fields().len(), "{}", s.entity);
+            for (c, f) in columns.iter().zip(arrow.fields()) {
+                assert_eq!(c["name"], f.name().as_str());
+                assert_eq!(c["arrow"], f.data_type().to_string());
+                assert_eq!(c["nullable"], f.is_nullable());
+                assert!(!c["duckdb"].as_str().unwrap().is_empty());
+            }
+            assert_eq!(json["table"], s.table.as_str());
+        }
+    }
+
+    #[test]
     fn a_misspelt_entity_type_finds_the_closest() {
         let name = |n: &str| closest(n).map(|s| s.entity.as_str());
         assert_eq!(name("OrdrItem"), Some("OrderItem"));

@@ -100,6 +100,56 @@ impl EntitySchema {
         out
     }
 
+    /// The table's columns as one JSON object, for tools that generate DDL or checks: entity,
+    /// table, default partitioning, and per column its name, schema type, Arrow type (as
+    /// Arrow spells it), DuckDB type, nullability, whether the API marks it required, and its
+    /// description; the lineage columns last.
+    pub fn describe_json(&self) -> serde_json::Value {
+        let arrow = self.arrow_schema();
+        let arrow_type = |name: &str| {
+            arrow
+                .field_with_name(name)
+                .map(|f| (f.data_type().to_string(), f.is_nullable()))
+                .unwrap_or_default()
+        };
+        let mut columns: Vec<serde_json::Value> = self
+            .properties
+            .iter()
+            .map(|p| {
+                let (arrow, nullable) = arrow_type(&p.name);
+                serde_json::json!({
+                    "name": p.name,
+                    "type": p.data_type.spelling(),
+                    "arrow": arrow,
+                    "duckdb": p.data_type.duckdb_type(),
+                    "nullable": nullable,
+                    "required": p.required,
+                    "deprecated": p.deprecated,
+                    "description": p.description,
+                })
+            })
+            .collect();
+        for (name, duckdb, what) in LINEAGE_COLUMNS {
+            let (arrow, nullable) = arrow_type(name);
+            columns.push(serde_json::json!({
+                "name": name,
+                "type": "lineage",
+                "arrow": arrow,
+                "duckdb": duckdb,
+                "nullable": nullable,
+                "required": false,
+                "deprecated": false,
+                "description": what,
+            }));
+        }
+        serde_json::json!({
+            "entity": self.entity,
+            "table": self.table,
+            "partition_by": self.default_partition_spec().to_string(),
+            "columns": columns,
+        })
+    }
+
     /// A DuckDB `CREATE TABLE` statement with the table's exact column types.
     pub fn duckdb_ddl(&self) -> String {
         let mut cols: Vec<String> = self
