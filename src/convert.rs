@@ -184,15 +184,7 @@ pub enum LoadSource {
 /// an export id (a UUID): in any other name a trailing number is part of the name
 /// (`orders-2024-06-01.jsonl` and `orders-2024-06-02.jsonl` are two loads, not one).
 pub fn load_id_from_file_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let mut stem = base;
-    for ext in [
-        ".gz", ".gzip", ".zst", ".zstd", ".jsonl", ".ndjson", ".json", ".txt",
-    ] {
-        if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
-            stem = &stem[..stem.len() - ext.len()];
-        }
-    }
+    let mut stem = source_stem(name);
     if let Some((head, part)) = stem.rsplit_once('-') {
         if is_uuid(head)
             && !part.is_empty()
@@ -203,6 +195,20 @@ pub fn load_id_from_file_name(name: &str) -> String {
         }
     }
     distinct_load_id(stem)
+}
+
+/// A source's file name without directories, compression and JSON Lines extensions:
+/// `dir/export-1.jsonl.gz` is `export-1`, whatever it was compressed with.
+pub fn source_stem(name: &str) -> &str {
+    let mut stem = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    for ext in [
+        ".gz", ".gzip", ".zst", ".zstd", ".jsonl", ".ndjson", ".json", ".txt",
+    ] {
+        if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
+            stem = &stem[..stem.len() - ext.len()];
+        }
+    }
+    stem
 }
 
 /// Whether `text` is a UUID in its usual spelling (`3fa85f64-5717-4562-b3fc-2c963f66afa6`),

@@ -22,7 +22,9 @@ use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
 use mews_etl::config::ErrorBudget;
-use mews_etl::convert::{load_files, load_id_from_file_name, LoadError, LoadOutcome, LoadPlan};
+use mews_etl::convert::{
+    load_files, load_id_from_file_name, source_stem, LoadError, LoadOutcome, LoadPlan,
+};
 use mews_etl::export::poll::Poller;
 use mews_etl::export::state::RunState;
 use mews_etl::input::Source;
@@ -230,23 +232,14 @@ fn refuse_partial_reload(
     let Some(earlier) = loads.iter().find(|m| m.load_id == load_id) else {
         return Ok(());
     };
-    // By file name without a compression extension: `x.jsonl.gz` is `x.jsonl` recompressed.
-    let base = |name: &str| {
-        let file = std::path::Path::new(name)
-            .file_name()
-            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
-        [".gz", ".gzip", ".zst", ".zstd"]
-            .iter()
-            .find_map(|ext| file.strip_suffix(ext).map(str::to_owned))
-            .unwrap_or(file)
-    };
-    let given: std::collections::HashSet<String> =
-        sources.iter().map(|s| base(&s.display_name())).collect();
-    let dropped: Vec<String> = earlier
+    // By name without directories or extensions: `x.jsonl.gz` is `x.jsonl` recompressed.
+    let given: Vec<String> = sources.iter().map(Source::display_name).collect();
+    let given: std::collections::HashSet<&str> = given.iter().map(|n| source_stem(n)).collect();
+    let dropped: Vec<&str> = earlier
         .sources
         .iter()
-        .map(|s| base(&s.name))
-        .filter(|name| !given.contains(name))
+        .map(|s| s.name.as_str())
+        .filter(|name| !given.contains(source_stem(name)))
         .collect();
     if dropped.is_empty() {
         return Ok(());

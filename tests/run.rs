@@ -36,6 +36,24 @@ fn config(rows: u64, faults: Faults) -> MockConfig {
     }
 }
 
+/// The same, with exports `Pending` for six polls: a run waiting 100 ms at 50 ms per poll
+/// cannot see the end.
+fn pending_config() -> MockConfig {
+    MockConfig {
+        pending_polls: 6,
+        ..config(ROWS, Faults::default())
+    }
+}
+
+/// The instant `days` days before now, to the second, as `--updated-start` takes it.
+fn days_ago(days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    mews_etl::calendar::format_utc_seconds(now - days * 86_400)
+}
+
 /// A mock and a temporary output directory.
 struct Harness {
     mock: MockServer,
@@ -356,12 +374,7 @@ async fn all_ten_entities_load_exactly_from_gzip_files() {
 /// it instead of adding another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_export_is_resumed_by_the_next_run() {
-    let h = Harness::start(MockConfig {
-        // Six Pending polls: a run waiting 100 ms at 50 ms per poll cannot see the end.
-        pending_polls: 6,
-        ..config(ROWS, Faults::default())
-    })
-    .await;
+    let h = Harness::start(pending_config()).await;
     let first = h
         .run(&["--entity", "OrderItem", "--timeout", "100ms"])
         .await;
@@ -389,18 +402,14 @@ async fn a_pending_export_is_resumed_by_the_next_run() {
 /// directory: the next run warns, adds a new export of the same window and loads it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_the_api_no_longer_lists_is_replaced() {
-    let pending = MockConfig {
-        pending_polls: 6,
-        ..config(ROWS, Faults::default())
-    };
-    let mut h = Harness::start(pending.clone()).await;
+    let mut h = Harness::start(pending_config()).await;
     let first = h
         .run(&["--entity", "OrderItem", "--timeout", "100ms"])
         .await;
     assert_status(&first, 7);
     let gone = h.export_id("OrderItem");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let fresh = MockServer::start(pending, addr).await.unwrap();
+    let fresh = MockServer::start(pending_config(), addr).await.unwrap();
     std::mem::replace(&mut h.mock, fresh).shutdown().await;
 
     let second = h.run(&["--entity", "OrderItem"]).await;
@@ -422,11 +431,7 @@ async fn an_export_the_api_no_longer_lists_is_replaced() {
 /// run that finds a later window's export recorded resumes that one first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_window_is_resumed_before_the_others_are_added() {
-    let h = Harness::start(MockConfig {
-        pending_polls: 6,
-        ..config(ROWS, Faults::default())
-    })
-    .await;
+    let h = Harness::start(pending_config()).await;
     let first = h
         .run(&["--entity", "LedgerEntry", "--timeout", "100ms"])
         .await;
@@ -466,17 +471,9 @@ async fn a_pending_window_is_resumed_before_the_others_are_added() {
 /// afresh and its load replaces the last one's rows instead of adding them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_with_a_default_end_is_resumed_and_then_replaced() {
-    let h = Harness::start(MockConfig {
-        pending_polls: 6,
-        ..config(ROWS, Faults::default())
-    })
-    .await;
+    let h = Harness::start(pending_config()).await;
     // Ten days back: one window of at most 180 days.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let start = mews_etl::calendar::format_utc_seconds(now - 10 * 86_400);
+    let start = days_ago(10);
     let window = ["--entity", "OrderItem", "--updated-start", start.as_str()];
     let first = h
         .run(&[&window[..], &["--timeout", "100ms"]].concat())
@@ -624,12 +621,7 @@ async fn replace_passes_to_the_next_window_when_the_first_fails() {
         .arg(&earlier);
     assert_status(&output(convert).await, 0);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let day = |days_ago: i64| mews_etl::calendar::format_utc_seconds(now - days_ago * 86_400);
-    let (start, end) = (day(300), day(1));
+    let (start, end) = (days_ago(300), days_ago(1));
     let o = h
         .run(&[
             "--entity",

@@ -141,6 +141,15 @@ fn is_already_running(e: &ApiError) -> bool {
         .any(|w| text.contains(w))
 }
 
+/// Forgets the export recorded for the job `key`, so that the next turn of its loop (or the
+/// next run) adds a new one.
+async fn forget_export(ctx: &RunContext, key: &str) -> Result<(), String> {
+    update_state(ctx, |s| {
+        s.jobs.remove(key);
+    })
+    .await
+}
+
 async fn update_state(ctx: &RunContext, f: impl FnOnce(&mut RunState)) -> Result<(), String> {
     let mut state = ctx.state.lock().await;
     f(&mut state);
@@ -288,11 +297,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 // was checked above), so a new export of the same window replaces it;
                 // waiting for this one again would fail every later run the same way.
                 tracing::warn!(entity = %entity, export_id = %export_id, "exports/getAll no longer lists the export; starting a new one");
-                if let Err(e) = update_state(ctx, |s| {
-                    s.jobs.remove(key);
-                })
-                .await
-                {
+                if let Err(e) = forget_export(ctx, key).await {
                     return failed(Some(&export_id), e);
                 }
                 continue;
@@ -322,21 +327,14 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
             crate::api::ExportStatus::Expired => {
                 tracing::warn!(entity = %entity, export_id = %export_id, "export expired before it was read; starting a new one");
-                if let Err(e) = update_state(ctx, |s| {
-                    s.jobs.remove(key);
-                })
-                .await
-                {
+                if let Err(e) = forget_export(ctx, key).await {
                     return failed(Some(&export_id), e);
                 }
                 continue;
             }
             status => {
                 // Failed: the next run starts a new export rather than resuming this one.
-                let _ = update_state(ctx, |s| {
-                    s.jobs.remove(key);
-                })
-                .await;
+                let _ = forget_export(ctx, key).await;
                 return failed(
                     Some(&export_id),
                     format!("export ended with status {status}"),
@@ -399,11 +397,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             },
             Err(LoadError::Download(d)) if matches!(*d, DownloadError::Expired { .. }) => {
                 tracing::warn!(entity = %entity, export_id = %export_id, "export expired while downloading; starting a new one");
-                if let Err(e) = update_state(ctx, |s| {
-                    s.jobs.remove(key);
-                })
-                .await
-                {
+                if let Err(e) = forget_export(ctx, key).await {
                     return failed(Some(&export_id), e);
                 }
             }

@@ -363,13 +363,18 @@ pub async fn run_all(
             // The API runs one export per entity type at a time: while one of this group's
             // is still pending (its wait timed out), the next cannot be added.
             let mut pending: Option<String> = None;
-            // With `--mode replace`, the first window that commits replaces the table; one
-            // that fails or is refused before it hands that on, so the table never keeps its
-            // old rows beside the new windows.
-            let mut replace_due = group.first().is_some_and(|s| s.mode == WriteMode::Replace);
+            // With `--mode replace`, the first window that commits replaces the table (in
+            // whatever order the windows run); one that fails or is refused before it hands
+            // that on, so the table never keeps its old rows beside the new windows.
+            let replaces = group.iter().any(|s| s.mode == WriteMode::Replace);
+            let mut replace_due = replaces;
             for spec in &mut group {
-                if replace_due {
-                    spec.mode = WriteMode::Replace;
+                if replaces {
+                    spec.mode = if replace_due {
+                        WriteMode::Replace
+                    } else {
+                        WriteMode::Append
+                    };
                 }
                 if let Some(id) = &pending {
                     out.push(job::JobResult {
@@ -409,34 +414,11 @@ pub async fn run_all(
 
 /// Puts first the windows of one entity type whose export a previous run recorded and did
 /// not commit: while such an export is pending the API refuses to add another of the entity
-/// type, so the windows before it could not start. The window that replaces the table (with
-/// `--mode replace`) stays the first to commit.
+/// type, so the windows before it could not start.
 async fn resumable_first(ctx: &job::RunContext, group: &mut [ExportSpec]) {
-    let resumable: Vec<bool> = {
-        let state = ctx.state.lock().await;
-        group
-            .iter()
-            .map(|spec| state.jobs.get(&spec.key()).is_some_and(|j| !j.committed))
-            .collect()
-    };
-    if !resumable.iter().skip(1).any(|&r| r) {
-        return;
-    }
-    let replaces = group.first().map(|s| s.mode) == Some(WriteMode::Replace);
-    let mut order: Vec<usize> = (0..group.len()).collect();
+    let state = ctx.state.lock().await;
     // Stable: the resumable ones keep their order, and so do the others.
-    order.sort_by_key(|&i| !resumable[i]);
-    let reordered: Vec<ExportSpec> = order.iter().map(|&i| group[i].clone()).collect();
-    group.clone_from_slice(&reordered);
-    if replaces {
-        for (i, spec) in group.iter_mut().enumerate() {
-            spec.mode = if i == 0 {
-                WriteMode::Replace
-            } else {
-                WriteMode::Append
-            };
-        }
-    }
+    group.sort_by_cached_key(|spec| state.jobs.get(&spec.key()).is_none_or(|j| j.committed));
 }
 
 #[cfg(test)]

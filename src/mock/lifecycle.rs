@@ -38,8 +38,6 @@ pub(super) struct Registry {
     /// the same id, so a run into an output directory that a previous server's export was
     /// loaded into is not taken for that load (its rows do not depend on the id).
     id_salt: u64,
-    /// Whether the `expire_entity_once` fault has been given to an export already.
-    expiry_used: bool,
 }
 
 /// One export and where it is in its lifecycle.
@@ -98,8 +96,12 @@ impl Registry {
     /// Whether the next export of `entity` is to end `Failed` (the `fail_entity` and
     /// `fail_entity_once` faults).
     pub(super) fn will_fail(&self, new: &NewExport<'_>, entity: &str) -> bool {
-        new.fail_entity == Some(entity)
-            || (new.fail_entity_once == Some(entity) && !self.added_by_entity.contains_key(entity))
+        new.fail_entity == Some(entity) || self.first_of(new.fail_entity_once, entity)
+    }
+
+    /// Whether the next export of `entity` is the first of the entity type `fault` names.
+    fn first_of(&self, fault: Option<&str>, entity: &str) -> bool {
+        fault == Some(entity) && !self.added_by_entity.contains_key(entity)
     }
 
     /// An empty registry whose export ids are salted with `id_salt`.
@@ -109,7 +111,6 @@ impl Registry {
             added: 0,
             added_by_entity: HashMap::new(),
             id_salt,
-            expiry_used: false,
         }
     }
 
@@ -165,14 +166,12 @@ impl Registry {
         new: &NewExport<'_>,
     ) -> &ExportRecord {
         let fails = self.will_fail(new, &entity.entity);
+        let expires_when_listed = self.first_of(new.expire_entity_once, &entity.entity);
         self.added += 1;
         *self
             .added_by_entity
             .entry(entity.entity.as_str())
             .or_default() += 1;
-        let expires_when_listed =
-            !self.expiry_used && new.expire_entity_once == Some(entity.entity.as_str());
-        self.expiry_used |= expires_when_listed;
         let record = ExportRecord {
             id: id.clone(),
             entity,

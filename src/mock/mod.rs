@@ -10,17 +10,17 @@
 //!
 //! Export rows come from [`Generator`](crate::generate) and depend only on the server seed,
 //! the entity type and how many of its exports came before (export ids also carry a salt
-//! drawn when the server starts, so no two servers share one). `SizeInBytes` must be exact, so each file is generated once while the
-//! export is being "processed" (the `getAll` call that first reports `Success` waits for that
-//! pass), and that pass also writes the bytes to a spool file: an anonymous temporary file
-//! (it has no name, so its disk is freed when the server closes it or the process ends,
-//! however it ends) in the system's temporary directory or [`MockConfig::spool_dir`].
-//! Downloads read the spool in chunks, so the generating work is not
-//! done twice and does not compete with the client for CPU while it downloads. Without a
-//! spool file (spooling off, the directory missing, a file could not be made, the disk filled up)
-//! a file is regenerated while it is streamed instead, with the same bytes. Either way a
-//! blocking thread feeds a bounded queue of chunks: a multi-gigabyte export costs a few
-//! chunks of memory per download.
+//! drawn when the server starts, so no two servers share one). `SizeInBytes` must be exact,
+//! so each file is generated once while the export is being "processed" (the `getAll` call
+//! that first reports `Success` waits for that pass), and that pass also writes the bytes
+//! to a spool file: an anonymous temporary file (it has no name, so its disk is freed when
+//! the server closes it or the process ends, however it ends) in the system's temporary
+//! directory or [`MockConfig::spool_dir`]. Downloads read the spool in chunks, so the
+//! generating work is not done twice and does not compete with the client for CPU while it
+//! downloads. Without a spool file (spooling off, the directory missing, a file could not
+//! be made, the disk filled up) a file is regenerated while it is streamed instead, with
+//! the same bytes. Either way a blocking thread feeds a bounded queue of chunks: a
+//! multi-gigabyte export costs a few chunks of memory per download.
 //!
 //! Spooling costs temporary disk equal to the size of the exports' files (compressed size
 //! with [`MockConfig::gzip`]): `run --demo --demo-rows N` needs as much free space in the
