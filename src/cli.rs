@@ -27,7 +27,7 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  every load committed (rejected lines within --max-rejected are reported, not fatal)
   1  internal error (a bug: please report it with the log)
-  2  usage error (bad flag or argument)
+  2  usage error (bad flag or argument; convert: files of another entity type than --entity)
   3  an input could not be read or decompressed; nothing of that load was committed
   4  the output could not be written or committed; the table keeps its previous contents
   5  more lines rejected than --max-rejected allows; nothing committed, quarantine written

@@ -24,7 +24,7 @@
 
 use crate::commit::{distinct_load_id, CommitError, OutputDir};
 use crate::config::ErrorBudget;
-use crate::decode::{DecodedBatch, RecordDecoder};
+use crate::decode::{identify, DecodedBatch, RecordDecoder};
 use crate::download::{self, ExportFiles};
 use crate::framing::{BatchPool, LineBatch};
 use crate::grouping::LineGrouper;
@@ -106,9 +106,53 @@ pub enum LoadError {
     /// A file of an export could not be downloaded whole.
     #[error(transparent)]
     Download(Box<download::DownloadError>),
+    /// A file's lines are records of another entity type than the one given: nothing of
+    /// the load is committed.
+    #[error("{source_name}: {}", wrong_entity_text(entity, mismatch))]
+    WrongEntity {
+        /// The file.
+        source_name: String,
+        /// The entity type it was loaded as.
+        entity: String,
+        /// What its first lines are.
+        mismatch: Box<identify::Mismatch>,
+    },
     /// A pipeline thread stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Says which entity type a file's lines are, and why not the one given.
+fn wrong_entity_text(entity: &str, m: &identify::Mismatch) -> String {
+    let sample = |names: &[String]| {
+        let shown: Vec<&str> = names.iter().take(4).map(String::as_str).collect();
+        let more = names.len().saturating_sub(shown.len());
+        if more > 0 {
+            format!("{} and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    };
+    let lines = if m.sampled == 1 {
+        "the first line is".to_owned()
+    } else {
+        format!("the first {} lines are", m.sampled)
+    };
+    let mut why = Vec::new();
+    if !m.missing.is_empty() {
+        why.push(format!(
+            "none has {entity}'s required {}",
+            sample(&m.missing)
+        ));
+    }
+    if !m.unknown.is_empty() {
+        why.push(format!("{entity} has no {}", sample(&m.unknown)));
+    }
+    format!(
+        "{lines} {likely} records, not {entity} ({why}); nothing was loaded: convert it with --entity {likely}",
+        likely = m.likely,
+        why = why.join("; "),
+    )
 }
 
 /// What to load and how.
@@ -578,6 +622,7 @@ async fn read_source(
             (reader, compression, name, WireBytes::Counted(counter))
         }
     };
+    let is_local = matches!(source, LoadSource::Local(_));
     let (tx, mut rx) = mpsc::channel::<LineBatch>(LINE_QUEUE);
     let shared_name: Arc<str> = name.as_str().into();
     // The forwarding owns the receiving end, so that when it stops (the decoders stopped)
@@ -586,6 +631,16 @@ async fn read_source(
         let mut seq = 0;
         let stopped = || LoadError::Internal("decoders stopped early".into());
         while let Some(lines) = rx.recv().await {
+            // Files named by hand can be of another entity type; an export's are of its own.
+            if seq == 0 && is_local {
+                if let Some(mismatch) = identify::check(plan.schema, &lines) {
+                    return Err(LoadError::WrongEntity {
+                        source_name: shared_name.to_string(),
+                        entity: plan.schema.entity.clone(),
+                        mismatch: Box::new(mismatch),
+                    });
+                }
+            }
             let permit = jobs.in_flight.clone().acquire_owned().await;
             let job = Job {
                 source: index,

@@ -107,6 +107,7 @@ fn status_of(error: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<LoadError>() {
             return match e {
                 LoadError::Input(_) | LoadError::Download(_) => exit::INPUT,
+                LoadError::WrongEntity { .. } => exit::USAGE,
                 LoadError::Commit(CommitError::Locked { .. }) => exit::LOCKED,
                 LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => {
                     exit::OUTPUT

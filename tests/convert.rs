@@ -454,6 +454,33 @@ fn a_reload_without_all_of_a_loads_files_is_refused() {
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 20);
 }
 
+/// A file of another entity type among a convert's files is refused with the whole load
+/// (exit 2), naming the file and the type its lines are; nothing is committed.
+#[test]
+fn a_file_of_another_entity_type_is_refused() {
+    let env = Env::new();
+    let lines = |entity: &str, seed: u64| {
+        let mut g = Generator::new(schema::find(entity).unwrap(), seed, Variety::Realistic);
+        let mut text = Vec::new();
+        g.write_lines(0, 40, &mut text).unwrap();
+        text
+    };
+    let items = env.write("items.jsonl", &lines("OrderItem", 1));
+    let payments = env.write("payments.jsonl", &lines("Payment", 2));
+    let [items, payments] = [items.to_str().unwrap(), payments.to_str().unwrap()];
+    let o = env.convert(&["--entity", "OrderItem", items, payments]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("payments.jsonl: the first 40 lines are Payment records, not OrderItem"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--entity Payment"), "{stderr}");
+    assert!(parquet_files(&env.out()).is_empty());
+    assert_ok(&env.convert(&["--entity", "Payment", payments]));
+    assert_eq!(read_table(&env.out(), "payment").num_rows(), 40);
+}
+
 #[test]
 fn dated_file_names_are_separate_loads_and_layouts_do_not_mix() {
     let env = Env::new();

@@ -15,6 +15,7 @@ pub mod column;
 mod decimal;
 mod double;
 mod fault;
+pub mod identify;
 mod integer;
 pub mod json;
 mod list;
