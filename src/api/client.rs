@@ -342,6 +342,10 @@ impl ApiClient {
                 error = %error,
                 "retrying Connector API request"
             );
+            if retry_after.is_some() {
+                // The server's wait is for the access token: the other calls hold too.
+                self.inner.limiter.pause_until(Instant::now() + delay);
+            }
             tokio::time::sleep(delay).await;
         }
     }
@@ -817,6 +821,34 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(server.requests().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_holds_the_other_calls_too() {
+        let server = TestServer::start([
+            Canned::json(429, r#"{"Message":"Too many requests."}"#).header("Retry-After", "3"),
+            added("e-1"),
+            added("e-2"),
+        ])
+        .await;
+        let client = client(&server);
+        let first = tokio::spawn({
+            let client = client.clone();
+            async move { client.add_export("OrderItem", None, None).await }
+        });
+        while server.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        client.add_export("Payment", None, None).await.unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(2800),
+            "the second call was sent during the first one's Retry-After: {:?}",
+            started.elapsed()
+        );
+        first.await.unwrap().unwrap();
+        assert_eq!(server.requests().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,8 +1,12 @@
-//! Client-side request limit: at most N request starts in any sliding window.
+//! Client-side request limit: at most N request starts in any sliding window, and none
+//! while the server has asked the client to wait.
 //!
 //! The Connector API counts requests per access token in a sliding 30-second window
 //! (`guidelines/requests.md`), so a fixed-bucket counter could still overrun it. Keeping the
 //! start instants of the last N requests is exact for a sliding window and costs N instants.
+//! A 429's `Retry-After` speaks for the token, not for the one request that got it: every
+//! other request would be refused too, spending an attempt of its own, so the limiter holds
+//! them all until then ([`RequestLimiter::pause_until`]).
 //! Time comes from `tokio::time`, so tests run it with paused time.
 
 use std::collections::VecDeque;
@@ -19,6 +23,10 @@ pub struct RequestLimiter {
     /// A Tokio mutex, held while waiting: it queues callers fairly, so slots go out in
     /// arrival order and nobody starves.
     starts: Mutex<VecDeque<Instant>>,
+    /// No request starts before this instant (a server's `Retry-After`). Not behind
+    /// `starts`, which a waiting caller holds: the request that got the 429 must be able to
+    /// set it meanwhile.
+    paused_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl RequestLimiter {
@@ -28,12 +36,34 @@ impl RequestLimiter {
             max_requests: max_requests.max(1),
             window,
             starts: Mutex::new(VecDeque::with_capacity(max_requests.max(1) as usize)),
+            paused_until: std::sync::Mutex::new(None),
         }
     }
 
-    /// Waits until one more request may start without exceeding the limit, and records it.
+    /// Holds every request start until `until` (or later, if an earlier pause lasts longer).
+    pub fn pause_until(&self, until: Instant) {
+        let mut paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *paused = Some(paused.map_or(until, |p| p.max(until)));
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until one more request may start without exceeding the limit or starting
+    /// within a pause, and records it.
     pub async fn acquire(&self) {
         let mut starts = self.starts.lock().await;
+        // Checked again after each wait: another 429 may have lengthened the pause.
+        while let Some(until) = self.paused_until().filter(|&u| u > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
         if starts.len() >= self.max_requests as usize {
             // The oldest of the last N starts leaves the window at `oldest + window`; from
             // then on at most N−1 starts remain inside it.
@@ -60,6 +90,20 @@ mod tests {
             offsets.push((Instant::now() - t0).as_secs());
         }
         assert_eq!(offsets, [0, 0, 10, 10, 20]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_start_and_is_never_shortened() {
+        let limiter = RequestLimiter::new(100, Duration::from_secs(10));
+        let t0 = Instant::now();
+        limiter.acquire().await;
+        limiter.pause_until(t0 + Duration::from_secs(5));
+        limiter.pause_until(t0 + Duration::from_secs(3));
+        limiter.acquire().await;
+        assert_eq!((Instant::now() - t0).as_secs(), 5);
+        // Past the pause, starts go at once again.
+        limiter.acquire().await;
+        assert_eq!((Instant::now() - t0).as_secs(), 5);
     }
 
     #[tokio::test(start_paused = true)]
