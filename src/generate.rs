@@ -30,6 +30,37 @@ pub enum Variety {
     Thorough,
 }
 
+/// The values a top-level property is kept within, as an export filter selects them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// Instants from `start` (inclusive) to `end` (exclusive), in whole seconds since
+    /// 1970-01-01T00:00:00Z; empty when `end <= start`.
+    Seconds {
+        /// First second.
+        start: i64,
+        /// First second after the range.
+        end: i64,
+    },
+    /// Dates from `first` to `last`, both inclusive, in days since 1970-01-01; empty when
+    /// `last < first`.
+    Days {
+        /// First day.
+        first: i64,
+        /// Last day.
+        last: i64,
+    },
+}
+
+impl Within {
+    /// Whether no value lies within.
+    pub fn is_empty(&self) -> bool {
+        match *self {
+            Within::Seconds { start, end } => end <= start,
+            Within::Days { first, last } => last < first,
+        }
+    }
+}
+
 /// Writes synthetic rows of one entity as JSON text.
 #[derive(Debug, Clone)]
 pub struct Generator {
@@ -84,7 +115,17 @@ enum Node {
     Double,
     Boolean,
     Timestamp,
+    /// An instant from `start` to `end` (exclusive), in seconds since the epoch.
+    TimestampIn {
+        start: i64,
+        end: i64,
+    },
     Date,
+    /// A date from `first` to `last` (inclusive), in days since the epoch.
+    DateIn {
+        first: i64,
+        last: i64,
+    },
     Json,
     /// Documented values, each already written as a JSON string.
     Enum(Box<[Box<[u8]>]>),
@@ -136,6 +177,32 @@ impl Generator {
             buf: Vec::new(),
             tricky: tricky_strings(),
         }
+    }
+
+    /// Keeps the top-level property `name` within `within` in every row (and always
+    /// present), as in an export filtered on it; a property that is not a top-level instant
+    /// (for [`Within::Seconds`]) or date (for [`Within::Days`]) of the schema, or an empty
+    /// range, is left as it was. Returns whether the property is now confined.
+    pub fn confine(&mut self, name: &str, within: Within) -> bool {
+        let mut key = Vec::with_capacity(name.len() + 3);
+        write_str(&mut key, name);
+        key.push(b':');
+        let Some(field) = self.root.iter_mut().find(|f| *f.key == *key) else {
+            return false;
+        };
+        let node = match (&field.node, within) {
+            _ if within.is_empty() => return false,
+            (Node::Timestamp | Node::TimestampIn { .. }, Within::Seconds { start, end }) => {
+                Node::TimestampIn { start, end }
+            }
+            (Node::Date | Node::DateIn { .. }, Within::Days { first, last }) => {
+                Node::DateIn { first, last }
+            }
+            _ => return false,
+        };
+        field.node = node;
+        field.required = true;
+        true
     }
 
     /// Appends the JSON text of row number `index` (no trailing newline). Deterministic in
@@ -374,12 +441,22 @@ impl RowWriter<'_> {
                 let b: &[u8] = if self.rng.bool() { b"true" } else { b"false" };
                 self.out.extend_from_slice(b);
             }
-            Node::Timestamp => self.timestamp(),
+            Node::Timestamp => {
+                let day = FIRST_DAY + self.rng.i64(0..DAY_COUNT);
+                let second = i64::from(self.rng.u32(..86_400));
+                self.timestamp(day * 86_400 + second);
+            }
+            Node::TimestampIn { start, end } => {
+                let second = self.rng.i64(*start..*end);
+                self.timestamp(second);
+            }
             Node::Date => {
                 let day = FIRST_DAY + self.rng.i64(0..DAY_COUNT);
-                self.out.push(b'"');
-                write_date(self.out, day);
-                self.out.push(b'"');
+                self.date(day);
+            }
+            Node::DateIn { first, last } => {
+                let day = self.rng.i64(*first..=*last);
+                self.date(day);
             }
             Node::Json => self.json(),
             Node::Enum(values) => {
@@ -571,9 +648,16 @@ impl RowWriter<'_> {
         self.out.extend_from_slice(format!("{v:?}").as_bytes());
     }
 
-    fn timestamp(&mut self) {
-        let day = FIRST_DAY + self.rng.i64(0..DAY_COUNT);
-        let second = self.rng.u32(..86_400);
+    fn date(&mut self, day: i64) {
+        self.out.push(b'"');
+        write_date(self.out, day);
+        self.out.push(b'"');
+    }
+
+    /// Writes the instant `at` (seconds since the epoch), in this variety's spellings.
+    fn timestamp(&mut self, at: i64) {
+        let day = at.div_euclid(86_400);
+        let second = at.rem_euclid(86_400) as u32;
         self.out.push(b'"');
         write_date(self.out, day);
         self.out.push(b'T');
@@ -970,6 +1054,54 @@ mod tests {
                 assert_ne!(x, z);
             }
         }
+    }
+
+    #[test]
+    fn confined_properties_stay_within_their_range_and_are_always_present() {
+        let start = 1_717_200_000; // 2024-06-01T00:00:00Z
+        let window = Within::Seconds {
+            start,
+            end: start + 3_600,
+        };
+        for variety in [Variety::Realistic, Variety::Thorough] {
+            let mut g = Generator::new(schema::find("OrderItem").unwrap(), 7, variety);
+            assert!(g.confine("UpdatedUtc", window));
+            let rows = (0..300).map(|i| {
+                let mut line = Vec::new();
+                g.write_row(i, &mut line);
+                serde_json::from_slice::<Value>(&line).unwrap()
+            });
+            for row in rows {
+                let text = row["UpdatedUtc"].as_str().expect("present");
+                let micros = crate::decode::parse_timestamp_micros(text).unwrap();
+                assert!((start * 1_000_000..(start + 3_600) * 1_000_000).contains(&micros));
+            }
+        }
+        let mut ledger = Generator::new(schema::find("LedgerEntry").unwrap(), 7, Variety::Thorough);
+        let (first, last) = (19_875, 19_876); // 2024-06-01 and 02
+        assert!(ledger.confine("PostingDate", Within::Days { first, last }));
+        let mut seen = BTreeSet::new();
+        for i in 0..100 {
+            let mut line = Vec::new();
+            ledger.write_row(i, &mut line);
+            let row: Value = serde_json::from_slice(&line).unwrap();
+            seen.insert(row["PostingDate"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            seen,
+            BTreeSet::from(["2024-06-01".into(), "2024-06-02".into()])
+        );
+    }
+
+    #[test]
+    fn only_top_level_instants_and_dates_are_confined() {
+        let mut g = Generator::new(schema::find("OrderItem").unwrap(), 7, Variety::Realistic);
+        let seconds = Within::Seconds { start: 0, end: 10 };
+        assert!(!g.confine("Id", seconds));
+        assert!(!g.confine("NoSuchProperty", seconds));
+        assert!(!g.confine("UpdatedUtc", Within::Days { first: 0, last: 1 }));
+        assert!(!g.confine("UpdatedUtc", Within::Seconds { start: 10, end: 10 }));
+        assert!(g.confine("UpdatedUtc", seconds));
     }
 
     #[test]

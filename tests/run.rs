@@ -1100,6 +1100,26 @@ async fn a_window_exported_again_replaces_its_rows() {
         2 * ROWS,
         "each window's rows once"
     );
+    // The mock keeps the filter, as the API does: each export's rows were updated within
+    // its own window.
+    let rows = common::read_table(&h.out(), "order_item");
+    let updated = rows.column_by_name("UpdatedUtc").unwrap();
+    let updated = updated.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let (jan, feb, mar) = (
+        1_704_067_200_000_000,
+        1_706_745_600_000_000,
+        1_709_251_200_000_000,
+    );
+    let mut windows: BTreeMap<String, HashSet<bool>> = BTreeMap::new();
+    for (i, (_, export)) in table_rows(&h.out(), "order_item").into_iter().enumerate() {
+        let at = updated.value(i);
+        assert!(
+            (jan..mar).contains(&at),
+            "UpdatedUtc {at} outside both windows"
+        );
+        windows.entry(export).or_default().insert(at >= feb);
+    }
+    assert!(windows.values().all(|w| w.len() == 1), "{windows:?}");
     h.mock.shutdown().await;
 }
 

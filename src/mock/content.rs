@@ -9,7 +9,9 @@
 //! prefix before the range). Writing is deterministic (same generator calls, same encoder,
 //! same settings), so both ways give the same bytes.
 
-use crate::generate::{Generator, Variety};
+use crate::api::ExportFilters;
+use crate::decode::{parse_date_days, parse_timestamp_micros};
+use crate::generate::{Generator, Variety, Within};
 use crate::schema::EntitySchema;
 use axum::body::Bytes;
 use flate2::write::GzEncoder;
@@ -21,6 +23,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// The first whole second at or after `micros` (microseconds since the epoch).
+fn ceil_seconds(micros: i64) -> i64 {
+    -(micros.saturating_neg().div_euclid(1_000_000))
+}
 
 /// Bytes gathered before a chunk is handed to the HTTP body: large enough that per-chunk
 /// overhead vanishes, small enough that a download holds little memory.
@@ -39,6 +46,9 @@ pub(super) struct ExportContent {
     rows: u64,
     files: usize,
     gzip: bool,
+    /// Top-level properties kept within an export filter's range: every row the export
+    /// holds matches its filters, as the API's would.
+    windows: Vec<(&'static str, Within)>,
 }
 
 impl ExportContent {
@@ -56,7 +66,62 @@ impl ExportContent {
             rows,
             files: files.max(1),
             gzip,
+            windows: Vec::new(),
         }
+    }
+
+    /// The same content, holding only rows that match `filters`: `UpdatedUtc` within the
+    /// update interval (start inclusive, end exclusive), a ledger entry's `PostingDate`
+    /// within the posting dates (both inclusive). A filter that no whole second or day
+    /// matches leaves the export without rows. Filters are taken as validated by the
+    /// caller; one that does not parse is not applied.
+    pub(super) fn filtered(mut self, filters: Option<&ExportFilters>) -> Self {
+        let Some(filters) = filters else { return self };
+        if let Some(interval) = &filters.updated_utc {
+            if let (Ok(start), Ok(end)) = (
+                parse_timestamp_micros(&interval.start_utc),
+                parse_timestamp_micros(&interval.end_utc),
+            ) {
+                // Whole seconds `s` with start <= s·10⁶ < end; StartUtc == EndUtc is the
+                // equality mode, which a whole second matches only if the instant is one.
+                let first = ceil_seconds(start);
+                let after = if start == end && start % 1_000_000 == 0 {
+                    first + 1
+                } else {
+                    ceil_seconds(end)
+                };
+                let within = Within::Seconds {
+                    start: first,
+                    end: after,
+                };
+                self.windows.push(("UpdatedUtc", within));
+            }
+        }
+        if let Some(posting) = filters.ledger_entry_filters.as_ref().map(|f| &f.posting) {
+            if let (Ok(first), Ok(last)) = (
+                parse_date_days(&posting.start),
+                parse_date_days(&posting.end),
+            ) {
+                let within = Within::Days {
+                    first: first.into(),
+                    last: last.into(),
+                };
+                self.windows.push(("PostingDate", within));
+            }
+        }
+        if self.windows.iter().any(|(_, w)| w.is_empty()) {
+            self.rows = 0;
+        }
+        self
+    }
+
+    /// The generator of this content's rows, with its filters' ranges applied.
+    fn generator(&self) -> Generator {
+        let mut generator = Generator::new(self.schema, self.seed, Variety::Realistic);
+        for (name, within) in &self.windows {
+            generator.confine(name, *within);
+        }
+        generator
     }
 
     /// Number of files.
@@ -80,7 +145,7 @@ impl ExportContent {
     /// Writes file `file` (0-based) to `out`, whole.
     pub(super) fn write_file(&self, file: usize, out: &mut impl Write) -> io::Result<()> {
         let rows = self.rows_of(file);
-        let mut generator = Generator::new(self.schema, self.seed, Variety::Realistic);
+        let mut generator = self.generator();
         if self.gzip {
             // Fast compression: the mock must not be what a benchmark measures, and the
             // ratio does not matter; the header is flate2's fixed one (no name, mtime 0), so
@@ -132,7 +197,7 @@ impl ExportContent {
             #[serde(rename = "Id")]
             id: String,
         }
-        let mut generator = Generator::new(self.schema, self.seed, Variety::Realistic);
+        let mut generator = self.generator();
         let mut line = Vec::new();
         (0..self.rows)
             .map(|index| {

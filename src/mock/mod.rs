@@ -10,7 +10,10 @@
 //!
 //! Export rows come from [`Generator`](crate::generate) and depend only on the server seed,
 //! the entity type and how many of its exports came before (export ids also carry a salt
-//! drawn when the server starts, so no two servers share one). `SizeInBytes` must be exact,
+//! drawn when the server starts, so no two servers share one). An export's rows match its
+//! filters, as the API's do: `UpdatedUtc` within the update interval, a ledger entry's
+//! `PostingDate` within the posting dates (other values are synthetic and unrelated to
+//! them). `SizeInBytes` must be exact,
 //! so each file is generated once while the export is being "processed" (the `getAll` call
 //! that first reports `Success` waits for that pass), and that pass also writes the bytes
 //! to a spool file: an anonymous temporary file (it has no name, so its disk is freed when

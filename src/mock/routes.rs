@@ -83,13 +83,16 @@ fn add_export(shared: Arc<Shared>, body: Bytes) -> Response {
             return api_error(&shared, StatusCode::BAD_REQUEST, message, &request_id);
         }
         let id = registry.next_id(new.seed);
-        let content = Arc::new(ExportContent::new(
-            entity,
-            registry.next_row_seed(new.seed, &entity.entity),
-            new.rows,
-            new.files,
-            new.gzip,
-        ));
+        let content = Arc::new(
+            ExportContent::new(
+                entity,
+                registry.next_row_seed(new.seed, &entity.entity),
+                new.rows,
+                new.files,
+                new.gzip,
+            )
+            .filtered(request.filters.as_ref()),
+        );
         let sizes = if registry.will_fail(&new, &entity.entity) {
             // A failing export never lists files, so there is nothing to measure.
             watch::channel(Some(Ok(Arc::from(Vec::new())))).1

@@ -377,6 +377,77 @@ async fn invalid_requests_get_400_saying_why() {
     server.shutdown().await;
 }
 
+/// The rows of an export, from its files (plain JSON Lines).
+async fn served_rows(api: &Api, export: &Export) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for file in &export.files {
+        let reply = api.download(&file.url, &[]).await;
+        assert_eq!(reply.status, 200);
+        rows.extend(
+            reply
+                .body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice::<Value>(l).unwrap()),
+        );
+    }
+    rows
+}
+
+#[tokio::test]
+async fn filtered_exports_hold_only_rows_that_match_their_filters() {
+    let config = small(200);
+    let (server, api) = start(&config).await;
+    let added = |body: Value| {
+        let api = &api;
+        async move {
+            let reply = api.call("add", body).await;
+            assert_eq!(
+                reply.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            let export = reply.json::<AddExportResponse>().export;
+            api.finished(&export.id).await
+        }
+    };
+    let payments = added(
+        json!({ "EntityType": "Payment", "Filters": { "UpdatedUtc": {
+        "StartUtc": "2024-03-01T10:00:00.5Z", "EndUtc": "2024-03-01T12:00:00Z" } } }),
+    )
+    .await;
+    let rows = served_rows(&api, &payments).await;
+    assert_eq!(rows.len(), 200);
+    let micros = |row: &Value| {
+        crate::decode::parse_timestamp_micros(row["UpdatedUtc"].as_str().unwrap()).unwrap()
+    };
+    let (start, end) = (1_709_287_200_500_000, 1_709_294_400_000_000);
+    assert!(rows.iter().all(|r| (start..end).contains(&micros(r))));
+
+    let entries = added(
+        json!({ "EntityType": "LedgerEntry", "Filters": { "LedgerEntryFilters": {
+        "Posting": { "Start": "2024-02-28", "End": "2024-03-01" } } } }),
+    )
+    .await;
+    let dates: HashSet<String> = served_rows(&api, &entries)
+        .await
+        .iter()
+        .map(|r| r["PostingDate"].as_str().unwrap().to_owned())
+        .collect();
+    let expected = ["2024-02-28", "2024-02-29", "2024-03-01"];
+    assert_eq!(dates, expected.iter().map(|d| d.to_string()).collect());
+
+    // Less than a whole second: no generated row can match.
+    let none = added(
+        json!({ "EntityType": "Customer", "Filters": { "UpdatedUtc": {
+        "StartUtc": "2024-03-01T10:00:00.1Z", "EndUtc": "2024-03-01T10:00:00.9Z" } } }),
+    )
+    .await;
+    assert!(served_rows(&api, &none).await.is_empty());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn urls_are_refused_once_expired_tampered_or_unknown() {
     let config = MockConfig {
