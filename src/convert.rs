@@ -133,10 +133,21 @@ fn wrong_entity_text(entity: &str, m: &identify::Mismatch) -> String {
             shown.join(", ")
         }
     };
-    let lines = if m.sampled == 1 {
-        "the first line is".to_owned()
+    let count = |n: usize, what: &str| {
+        if n == 1 {
+            format!("1 {what}")
+        } else {
+            format!("{n} {what}s")
+        }
+    };
+    let read = if m.sampled == m.lines {
+        format!("its first {}", count(m.lines, "line"))
     } else {
-        format!("the first {} lines are", m.sampled)
+        format!(
+            "the {} among its first {}",
+            count(m.sampled, "record"),
+            count(m.lines, "line")
+        )
     };
     let mut why = Vec::new();
     if !m.missing.is_empty() {
@@ -149,7 +160,7 @@ fn wrong_entity_text(entity: &str, m: &identify::Mismatch) -> String {
         why.push(format!("{entity} has no {}", sample(&m.unknown)));
     }
     format!(
-        "{lines} {likely} records, not {entity} ({why}); nothing was loaded: convert it with --entity {likely}",
+        "these are {likely} records, not {entity}: in {read}, {why}; nothing was loaded: convert it with --entity {likely}",
         likely = m.likely,
         why = why.join("; "),
     )

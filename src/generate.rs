@@ -104,6 +104,35 @@ struct Field {
     required: bool,
     /// How to write the value.
     node: Node,
+    /// What the value means to the other money values of its object.
+    role: Role,
+}
+
+/// How a property's value relates to its neighbours', so that realistic rows add up: an
+/// order item's `Amount` is its `UnitAmount` times its `UnitCount`, and its
+/// `OriginalAmount` the same as its `Amount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Unrelated to the others.
+    Plain,
+    /// `UnitCount`: how many units the amounts of the object count.
+    UnitCount,
+    /// `UnitAmount`: the price of one unit.
+    UnitAmount,
+    /// `OriginalAmount`: the amount before any currency conversion, the same here.
+    OriginalAmount,
+}
+
+/// Money in the reference's `Amount` shape, in the row's currency and tax rate (realistic
+/// rows; thorough rows write it as a plain object).
+#[derive(Debug, Clone, Copy, Default)]
+struct MoneyScope {
+    /// The object's `UnitCount`, once written.
+    count: Option<u64>,
+    /// Net cents of the object's `UnitAmount`, once written.
+    unit: Option<i64>,
+    /// Net cents of the object's last other amount.
+    total: Option<i64>,
 }
 
 /// How to write one value.
@@ -130,6 +159,9 @@ enum Node {
     /// Documented values, each already written as a JSON string.
     Enum(Box<[Box<[u8]>]>),
     Object(Box<[Field]>),
+    /// An object of the reference's `Amount` shape (currency, net, gross, tax values and
+    /// breakdown); the fields serve thorough rows.
+    Money(Box<[Field]>),
     Array(Box<Node>),
 }
 
@@ -165,7 +197,42 @@ struct RowWriter<'a> {
     variety: Variety,
     tricky: &'a [String],
     out: &'a mut Vec<u8>,
+    /// The currency of every amount of the row, drawn at its first.
+    currency: Option<&'static str>,
+    /// The tax rate of every amount of the row, drawn at its first.
+    tax: Option<TaxRate>,
 }
+
+/// A tax rate: its code (`None` for untaxed amounts) and percentage.
+#[derive(Debug, Clone, Copy)]
+struct TaxRate {
+    code: Option<&'static str>,
+    percent: i64,
+}
+
+/// Tax rates of realistic amounts; one row in ten is untaxed.
+const TAX_RATES: &[TaxRate] = &[
+    TaxRate {
+        code: Some("CZ-2019-21"),
+        percent: 21,
+    },
+    TaxRate {
+        code: Some("CZ-2019-15"),
+        percent: 15,
+    },
+    TaxRate {
+        code: Some("GB-2022-20"),
+        percent: 20,
+    },
+    TaxRate {
+        code: Some("DE-2020-1-L"),
+        percent: 7,
+    },
+    TaxRate {
+        code: Some("AT-2020-1-R"),
+        percent: 10,
+    },
+];
 
 impl Generator {
     /// Compiles `schema` into a write plan; rows depend only on `(seed, index)` and `variety`.
@@ -259,6 +326,8 @@ impl Generator {
             variety: self.variety,
             tricky: &self.tricky,
             out,
+            currency: None,
+            tax: None,
         };
         w.object(&self.root, true);
     }
@@ -273,10 +342,17 @@ fn compile_fields(props: &[Property], depth: usize) -> Box<[Field]> {
             let mut key = Vec::with_capacity(p.name.len() + 3);
             write_str(&mut key, &p.name);
             key.push(b':');
+            let role = match (p.name.as_str(), &node) {
+                ("UnitCount", Node::Integer) => Role::UnitCount,
+                ("UnitAmount", Node::Money(_)) => Role::UnitAmount,
+                ("OriginalAmount", Node::Money(_)) => Role::OriginalAmount,
+                _ => Role::Plain,
+            };
             Field {
                 key: key.into(),
                 required: p.required || is_row_id,
                 node,
+                role,
             }
         })
         .collect()
@@ -302,6 +378,9 @@ fn compile_node(dt: &DataType, name: &str, depth: usize) -> Node {
                 })
                 .collect(),
         ),
+        DataType::Object(props, _) if depth < MAX_DEPTH && is_amount(props) => {
+            Node::Money(compile_fields(props, depth + 1))
+        }
         DataType::Object(props, _) if depth < MAX_DEPTH => {
             Node::Object(compile_fields(props, depth + 1))
         }
@@ -313,6 +392,57 @@ fn compile_node(dt: &DataType, name: &str, depth: usize) -> Node {
             depth + 1,
         ))),
     }
+}
+
+/// Property names of an object and a test of each one's type.
+type Shape<'a> = &'a [(&'a str, fn(&DataType) -> bool)];
+
+/// Whether `props` are exactly `shape`: the same names, each of a type its test accepts.
+fn has_shape(props: &[Property], shape: Shape) -> bool {
+    props.len() == shape.len()
+        && shape
+            .iter()
+            .all(|(name, is)| props.iter().any(|p| p.name == *name && is(&p.data_type)))
+}
+
+/// Whether `dt` is an array of objects of `shape`.
+fn is_array_of(dt: &DataType, shape: Shape) -> bool {
+    matches!(dt, DataType::Array(item)
+        if matches!(&**item, DataType::Object(props, _) if has_shape(props, shape)))
+}
+
+fn is_string(dt: &DataType) -> bool {
+    matches!(dt, DataType::String)
+}
+
+fn is_decimal(dt: &DataType) -> bool {
+    matches!(dt, DataType::Decimal)
+}
+
+/// Whether `props` are exactly the reference's `Amount`: `Currency`, `NetValue`,
+/// `GrossValue`, `TaxValues` (`Code`, `Value`) and `Breakdown` (`Items`: `TaxRateCode`,
+/// `NetValue`, `TaxValue`), which [`RowWriter::money`] writes.
+fn is_amount(props: &[Property]) -> bool {
+    const TAX_VALUE: Shape = &[("Code", is_string), ("Value", is_decimal)];
+    const BREAKDOWN_ITEM: Shape = &[
+        ("TaxRateCode", is_string),
+        ("NetValue", is_decimal),
+        ("TaxValue", is_decimal),
+    ];
+    const BREAKDOWN: Shape = &[("Items", |dt| is_array_of(dt, BREAKDOWN_ITEM))];
+    has_shape(
+        props,
+        &[
+            ("Currency", is_string),
+            ("NetValue", is_decimal),
+            ("GrossValue", is_decimal),
+            ("TaxValues", |dt| is_array_of(dt, TAX_VALUE)),
+            (
+                "Breakdown",
+                |dt| matches!(dt, DataType::Object(props, _) if has_shape(props, BREAKDOWN)),
+            ),
+        ],
+    )
 }
 
 fn text_hint(name: &str, depth: usize) -> TextHint {
@@ -376,6 +506,7 @@ impl RowWriter<'_> {
     fn object(&mut self, fields: &[Field], top: bool) {
         self.out.push(b'{');
         let mut first = true;
+        let mut scope = MoneyScope::default();
         for (k, f) in fields.iter().enumerate() {
             let presence = if f.required {
                 Presence::Present
@@ -392,6 +523,12 @@ impl RowWriter<'_> {
             self.out.extend_from_slice(&f.key);
             if presence == Presence::Null {
                 self.out.extend_from_slice(b"null");
+            } else if self.variety == Variety::Realistic && f.role == Role::UnitCount {
+                let count = self.unit_count();
+                scope.count = Some(count);
+                write_u64(self.out, count);
+            } else if let (Variety::Realistic, Node::Money(_)) = (self.variety, &f.node) {
+                self.money(f.role, &mut scope);
             } else {
                 let turn =
                     (top && self.variety == Variety::Thorough).then(|| self.index / 3 + k as u64);
@@ -468,6 +605,10 @@ impl RowWriter<'_> {
                 }
             }
             Node::Object(fields) => self.object(fields, false),
+            Node::Money(fields) => match self.variety {
+                Variety::Realistic => self.money(Role::Plain, &mut MoneyScope::default()),
+                Variety::Thorough => self.object(fields, false),
+            },
             Node::Array(item) => {
                 let len = match (self.variety, &**item) {
                     // Like `TaxValues`: one item in most rows.
@@ -582,28 +723,8 @@ impl RowWriter<'_> {
     fn decimal(&mut self) {
         match self.variety {
             Variety::Realistic => {
-                // Money in cents, mostly small amounts, some large, some refunds; written the
-                // way the reference's examples are (`93.46`, `100`, `5.5`).
-                let cents: i64 = match self.rng.u8(..100) {
-                    0..=59 => self.rng.i64(0..100_000),
-                    60..=84 => self.rng.i64(0..10_000_000),
-                    85..=89 => self.rng.i64(0..=1_000_000_000),
-                    90..=94 => self.rng.i64(0..1_000) * 100,
-                    _ => -self.rng.i64(1..100_000),
-                };
-                if cents < 0 {
-                    self.out.push(b'-');
-                }
-                let c = cents.unsigned_abs();
-                write_u64(self.out, c / 100);
-                let frac = c % 100;
-                if frac != 0 {
-                    self.out.push(b'.');
-                    self.out.push(b'0' + (frac / 10) as u8);
-                    if !frac.is_multiple_of(10) {
-                        self.out.push(b'0' + (frac % 10) as u8);
-                    }
-                }
+                let cents = self.cents();
+                write_cents(self.out, cents);
             }
             Variety::Thorough => {
                 if self.rng.u8(..8) == 0 {
@@ -630,6 +751,101 @@ impl RowWriter<'_> {
                 }
             }
         }
+    }
+
+    /// A realistic count of units: mostly 1, up to 30.
+    fn unit_count(&mut self) -> u64 {
+        if self.rng.u8(..10) < 7 {
+            1
+        } else {
+            self.rng.u64(2..=30)
+        }
+    }
+
+    /// Realistic money in cents: mostly small amounts, some large, some refunds.
+    fn cents(&mut self) -> i64 {
+        match self.rng.u8(..100) {
+            0..=59 => self.rng.i64(0..100_000),
+            60..=84 => self.rng.i64(0..10_000_000),
+            85..=89 => self.rng.i64(0..=1_000_000_000),
+            90..=94 => self.rng.i64(0..1_000) * 100,
+            _ => -self.rng.i64(1..100_000),
+        }
+    }
+
+    /// An `Amount` that adds up: gross = net + tax, the tax values and breakdown saying
+    /// the same, in the row's currency and tax rate. Its net follows `role` and the
+    /// object's other amounts in `scope`.
+    fn money(&mut self, role: Role, scope: &mut MoneyScope) {
+        let net = match (role, scope.unit, scope.total) {
+            (Role::UnitAmount, ..) => {
+                let unit = self.cents();
+                scope.unit = Some(unit);
+                unit
+            }
+            (Role::OriginalAmount, _, Some(total)) => total,
+            (Role::Plain, Some(unit), _) => {
+                // At most 30 units of at most 10⁷ currency units: far within i64 cents.
+                let count = i64::try_from(scope.count.unwrap_or(1)).unwrap_or(1);
+                unit.saturating_mul(count)
+            }
+            _ => self.cents(),
+        };
+        if role != Role::UnitAmount {
+            scope.total = Some(net);
+        }
+        let currency = match self.currency {
+            Some(c) => c,
+            None => {
+                let c = if self.rng.u8(..100) < 70 {
+                    "EUR"
+                } else {
+                    CURRENCIES[self.rng.usize(..CURRENCIES.len())]
+                };
+                *self.currency.insert(c)
+            }
+        };
+        let rate = match self.tax {
+            Some(t) => t,
+            None => {
+                let t = if self.rng.u8(..10) == 0 {
+                    TaxRate {
+                        code: None,
+                        percent: 0,
+                    }
+                } else {
+                    TAX_RATES[self.rng.usize(..TAX_RATES.len())]
+                };
+                *self.tax.insert(t)
+            }
+        };
+        // Rounded half away from zero, to the cent.
+        let tax = (net * rate.percent * 2 + 100 * net.signum()) / 200;
+        let out = &mut *self.out;
+        out.extend_from_slice(b"{\"Currency\":");
+        write_str(out, currency);
+        out.extend_from_slice(b",\"NetValue\":");
+        write_cents(out, net);
+        out.extend_from_slice(b",\"GrossValue\":");
+        write_cents(out, net + tax);
+        out.extend_from_slice(b",\"TaxValues\":[");
+        if let Some(code) = rate.code {
+            out.extend_from_slice(b"{\"Code\":");
+            write_str(out, code);
+            out.extend_from_slice(b",\"Value\":");
+            write_cents(out, tax);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"Breakdown\":{\"Items\":[{\"TaxRateCode\":");
+        match rate.code {
+            Some(code) => write_str(out, code),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"NetValue\":");
+        write_cents(out, net);
+        out.extend_from_slice(b",\"TaxValue\":");
+        write_cents(out, tax);
+        out.extend_from_slice(b"}]}}");
     }
 
     /// A coordinate-like float in its shortest spelling (`50.08745150000001`); thorough
@@ -836,6 +1052,23 @@ fn write_u128(out: &mut Vec<u8>, n: u128) {
 fn write_2(out: &mut Vec<u8>, n: u32) {
     let p = n as usize * 2;
     out.extend_from_slice(&PAIRS[p..p + 2]);
+}
+
+/// Writes an amount of cents the way the reference's examples are (`93.46`, `100`, `5.5`).
+fn write_cents(out: &mut Vec<u8>, cents: i64) {
+    if cents < 0 {
+        out.push(b'-');
+    }
+    let c = cents.unsigned_abs();
+    write_u64(out, c / 100);
+    let frac = c % 100;
+    if frac != 0 {
+        out.push(b'.');
+        out.push(b'0' + (frac / 10) as u8);
+        if !frac.is_multiple_of(10) {
+            out.push(b'0' + (frac % 10) as u8);
+        }
+    }
 }
 
 /// Writes `YYYY-MM-DD` for a day counted from 1970-01-01.
@@ -1093,6 +1326,80 @@ mod tests {
         );
     }
 
+    /// Cents of a decimal text with at most two fractional digits.
+    fn cents_of(v: &Value) -> i64 {
+        let text = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+        let negative = int.starts_with('-');
+        let int: i64 = int.trim_start_matches('-').parse().unwrap();
+        let frac: i64 = format!("{frac:0<2}").parse().unwrap();
+        let cents = int * 100 + frac;
+        if negative {
+            -cents
+        } else {
+            cents
+        }
+    }
+
+    #[test]
+    fn realistic_amounts_add_up() {
+        for entity in ["OrderItem", "Payment", "Bill"] {
+            for row in rows(schema::find(entity).unwrap(), 11, Variety::Realistic, 300) {
+                let mut amounts = Vec::new();
+                collect_amounts(&row, &mut amounts);
+                let currencies: BTreeSet<&str> = amounts
+                    .iter()
+                    .map(|a| a["Currency"].as_str().unwrap())
+                    .collect();
+                assert!(currencies.len() <= 1, "{entity}: {row}");
+                for a in &amounts {
+                    let (net, gross) = (cents_of(&a["NetValue"]), cents_of(&a["GrossValue"]));
+                    let taxes: i64 = a["TaxValues"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| cents_of(&t["Value"]))
+                        .sum();
+                    assert_eq!(gross, net + taxes, "{entity}: {a}");
+                    let items = a["Breakdown"]["Items"].as_array().unwrap();
+                    assert_eq!(
+                        items.iter().map(|i| cents_of(&i["NetValue"])).sum::<i64>(),
+                        net
+                    );
+                    assert_eq!(
+                        items.iter().map(|i| cents_of(&i["TaxValue"])).sum::<i64>(),
+                        taxes
+                    );
+                    // Taxed at a rate of at most 21%, in the direction of the net.
+                    assert!(taxes.abs() <= net.abs() * 21 / 100 + 1, "{entity}: {a}");
+                }
+                if entity == "OrderItem" {
+                    let count = row["UnitCount"].as_i64().unwrap();
+                    let unit = cents_of(&row["UnitAmount"]["NetValue"]);
+                    assert_eq!(cents_of(&row["Amount"]["NetValue"]), unit * count, "{row}");
+                    assert_eq!(row["OriginalAmount"], row["Amount"], "{row}");
+                }
+            }
+        }
+    }
+
+    /// Every object of the `Amount` shape in `v`.
+    fn collect_amounts<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
+        match v {
+            Value::Object(map) => {
+                if map.contains_key("GrossValue") && map.contains_key("Breakdown") {
+                    out.push(v);
+                }
+                map.values().for_each(|v| collect_amounts(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect_amounts(v, out)),
+            _ => {}
+        }
+    }
+
     #[test]
     fn only_top_level_instants_and_dates_are_confined() {
         let mut g = Generator::new(schema::find("OrderItem").unwrap(), 7, Variety::Realistic);
@@ -1228,6 +1535,8 @@ mod tests {
                     variety,
                     tricky: &tricky,
                     out: &mut out,
+                    currency: None,
+                    tax: None,
                 };
                 w.decimal();
                 String::from_utf8(out).unwrap()

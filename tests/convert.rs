@@ -472,7 +472,9 @@ fn a_file_of_another_entity_type_is_refused() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("payments.jsonl: the first 40 lines are Payment records, not OrderItem"),
+        stderr.contains(
+            "payments.jsonl: these are Payment records, not OrderItem: in its first 40 lines,"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("--entity Payment"), "{stderr}");

@@ -325,6 +325,13 @@ impl ApiClient {
                 return Err(error);
             }
             let delay = policy.delay(attempts, retry_after, &mut rng);
+            if retry_after.is_some() {
+                // The server's wait is for the access token: the other calls hold too, even
+                // if this one gives up. Within one call's budget, so no call waits longer.
+                self.inner
+                    .limiter
+                    .pause_until(Instant::now() + delay.min(policy.max_total));
+            }
             let elapsed = started.elapsed();
             if !policy.allows(attempts, elapsed, delay) {
                 return Err(ApiError::RetriesExhausted {
@@ -342,10 +349,6 @@ impl ApiClient {
                 error = %error,
                 "retrying Connector API request"
             );
-            if retry_after.is_some() {
-                // The server's wait is for the access token: the other calls hold too.
-                self.inner.limiter.pause_until(Instant::now() + delay);
-            }
             tokio::time::sleep(delay).await;
         }
     }
@@ -849,6 +852,32 @@ mod tests {
         );
         first.await.unwrap().unwrap();
         assert_eq!(server.requests().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_past_the_budget_still_holds_the_others_within_it() {
+        let server = TestServer::start([
+            Canned::json(429, r#"{"Message":"Too many requests."}"#).header("Retry-After", "400"),
+            added("e-1"),
+        ])
+        .await;
+        let client = client(&server);
+        let error = client
+            .add_export("OrderItem", None, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ApiError::RetriesExhausted { attempts: 1, .. }),
+            "{error:?}"
+        );
+        let started = Instant::now();
+        client.add_export("Payment", None, None).await.unwrap();
+        let held = started.elapsed();
+        let budget = RetryPolicy::default().max_total;
+        assert!(
+            held >= budget - Duration::from_secs(1) && held <= budget,
+            "{held:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,17 +60,23 @@ impl RequestLimiter {
     /// within a pause, and records it.
     pub async fn acquire(&self) {
         let mut starts = self.starts.lock().await;
-        // Checked again after each wait: another 429 may have lengthened the pause.
-        while let Some(until) = self.paused_until().filter(|&u| u > Instant::now()) {
-            tokio::time::sleep_until(until).await;
-        }
-        if starts.len() >= self.max_requests as usize {
-            // The oldest of the last N starts leaves the window at `oldest + window`; from
-            // then on at most N−1 starts remain inside it.
-            if let Some(&oldest) = starts.front() {
-                tokio::time::sleep_until(oldest + self.window).await;
+        // Both conditions are checked again after either wait: a 429 may come in while
+        // this waits for the window.
+        loop {
+            if let Some(until) = self.paused_until().filter(|&u| u > Instant::now()) {
+                tokio::time::sleep_until(until).await;
+                continue;
             }
-            starts.pop_front();
+            if starts.len() >= self.max_requests as usize {
+                // The oldest of the last N starts leaves the window at `oldest + window`;
+                // from then on at most N−1 starts remain inside it.
+                if let Some(&oldest) = starts.front() {
+                    tokio::time::sleep_until(oldest + self.window).await;
+                }
+                starts.pop_front();
+                continue;
+            }
+            break;
         }
         starts.push_back(Instant::now());
     }
@@ -104,6 +110,22 @@ mod tests {
         // Past the pause, starts go at once again.
         limiter.acquire().await;
         assert_eq!((Instant::now() - t0).as_secs(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_set_while_waiting_for_the_window_is_kept() {
+        let limiter = std::sync::Arc::new(RequestLimiter::new(1, Duration::from_secs(10)));
+        let t0 = Instant::now();
+        limiter.acquire().await;
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire().await }
+        });
+        // While the second start waits for the window (until 10 s), a 429 asks for 15 s.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        limiter.pause_until(t0 + Duration::from_secs(15));
+        waiting.await.unwrap();
+        assert_eq!((Instant::now() - t0).as_secs(), 15);
     }
 
     #[tokio::test(start_paused = true)]

@@ -30,7 +30,9 @@ const KNOWN_SHARE: f64 = 0.9;
 pub struct Mismatch {
     /// The entity type every sampled line fits.
     pub likely: &'static str,
-    /// Lines looked at (JSON objects among the first [`SAMPLE_LINES`]).
+    /// Lines looked at: the first [`SAMPLE_LINES`] non-blank lines of the file, or fewer.
+    pub lines: usize,
+    /// The JSON objects among them, all records of [`Mismatch::likely`].
     pub sampled: usize,
     /// Required properties of the given entity type missing from every sampled line.
     pub missing: Vec<String>,
@@ -42,13 +44,14 @@ pub struct Mismatch {
 /// they are records of another entity type, `None` when they fit `schema`, or fit no type
 /// plainly (drift, or not records at all: the decoders say what is wrong with them).
 pub fn check(schema: &EntitySchema, batch: &LineBatch) -> Option<Mismatch> {
-    let lines: Vec<BTreeSet<String>> = batch
-        .lines
+    let looked_at = batch.lines.len().min(SAMPLE_LINES);
+    let lines: Vec<BTreeSet<String>> = batch.lines[..looked_at]
         .iter()
-        .take(SAMPLE_LINES)
         .filter_map(|line| top_level_keys(batch.line(line)))
         .collect();
-    check_keys(schema, &lines, schema::all())
+    let mut mismatch = check_keys(schema, &lines, schema::all())?;
+    mismatch.lines = looked_at;
+    Some(mismatch)
 }
 
 fn check_keys(
@@ -75,6 +78,7 @@ fn check_keys(
         .collect();
     Some(Mismatch {
         likely: likely.entity.as_str(),
+        lines: lines.len(),
         sampled: lines.len(),
         missing,
         unknown: unknown.into_iter().cloned().collect(),
@@ -177,7 +181,7 @@ mod tests {
         let lines = batch(&format!("{{{}}}\n", members.join(",")));
         let found = check(entity("Reservation"), &lines).expect("a mismatch");
         assert_eq!(found.likely, "OrderItem");
-        assert_eq!(found.sampled, 1);
+        assert_eq!((found.lines, found.sampled), (1, 1));
         assert!(found.missing.iter().any(|m| m == "Number"), "{found:?}");
         assert!(found.unknown.iter().any(|m| m == "UnitAmount"), "{found:?}");
     }
@@ -201,6 +205,16 @@ mod tests {
             full_line(entity("Reservation"))
         );
         assert_eq!(check(entity("Reservation"), &batch(&text)), None);
+    }
+
+    #[test]
+    fn lines_that_are_not_objects_are_looked_at_but_not_counted_as_records() {
+        let text = format!("garbage\n[1]\n{}\n", full_line(entity("Payment")));
+        let found = check(entity("OrderItem"), &batch(&text)).expect("a mismatch");
+        assert_eq!(
+            (found.likely, found.lines, found.sampled),
+            ("Payment", 3, 1)
+        );
     }
 
     #[test]

@@ -313,8 +313,9 @@ pub(super) fn validate_add(
             .map_err(|e| format!("Invalid Filters.UpdatedUtc.StartUtc: {e}."))?;
         let end = parse_timestamp_micros(&interval.end_utc)
             .map_err(|e| format!("Invalid Filters.UpdatedUtc.EndUtc: {e}."))?;
-        if start >= end {
-            return Err("Invalid Filters.UpdatedUtc: StartUtc must be before EndUtc.".into());
+        // StartUtc == EndUtc is the documented equality mode (`_objects.md`, time interval).
+        if start > end {
+            return Err("Invalid Filters.UpdatedUtc: StartUtc must not be after EndUtc.".into());
         }
         if end > now_micros - MIN_END_AGE_MICROS {
             return Err(
@@ -415,7 +416,9 @@ mod tests {
         r.filters = updated("2024-05-01T00:00:00Z", "2024-05-31T23:55:01Z");
         assert!(validate_add(&r, NOW).unwrap_err().contains("5 minutes"));
         r.filters = updated("2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z");
-        assert!(validate_add(&r, NOW).unwrap_err().contains("before"));
+        assert!(validate_add(&r, NOW).unwrap_err().contains("after"));
+        r.filters = updated("2024-05-01T00:00:00Z", "2024-05-01T00:00:00Z");
+        assert!(validate_add(&r, NOW).is_ok(), "equality mode");
         r.filters = updated("2023-11-01T00:00:00Z", "2024-05-01T00:00:00Z");
         assert!(validate_add(&r, NOW).unwrap_err().contains("180 days"));
         r.filters = updated("yesterday", "2024-05-01T00:00:00Z");

@@ -438,6 +438,16 @@ async fn filtered_exports_hold_only_rows_that_match_their_filters() {
     let expected = ["2024-02-28", "2024-02-29", "2024-03-01"];
     assert_eq!(dates, expected.iter().map(|d| d.to_string()).collect());
 
+    // Equality mode (StartUtc == EndUtc): that instant only.
+    let instant = added(
+        json!({ "EntityType": "Company", "Filters": { "UpdatedUtc": {
+        "StartUtc": "2024-03-01T10:00:00Z", "EndUtc": "2024-03-01T10:00:00Z" } } }),
+    )
+    .await;
+    let rows = served_rows(&api, &instant).await;
+    assert_eq!(rows.len(), 200);
+    assert!(rows.iter().all(|r| micros(r) == 1_709_287_200_000_000));
+
     // Less than a whole second: no generated row can match.
     let none = added(
         json!({ "EntityType": "Customer", "Filters": { "UpdatedUtc": {
