@@ -177,8 +177,8 @@ pub struct LoadArgs {
     /// Longest line accepted, in bytes; longer lines are rejected without being buffered.
     #[arg(long, default_value_t = mews_etl::framing::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
-    /// Threads that decode lines, and threads that encode Parquet columns, per load
-    /// (default: the cores available to the process, cgroup CPU limits included).
+    /// Threads that decode lines, and threads that encode Parquet columns, per load, at
+    /// most 256 (default: the cores available to the process, cgroup CPU limits included).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }

@@ -185,7 +185,10 @@ fn find_entity(name: &str) -> Result<&'static EntitySchema, Failure> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(e),
+    };
     init_logging(&cli);
     let result = match &cli.command {
         Command::Convert(args) => convert(args),
@@ -200,6 +203,60 @@ fn main() -> ExitCode {
             ExitCode::from(f.status)
         }
     }
+}
+
+/// Most `--threads`: far more cores than any machine this runs on, and few enough that
+/// the threads of a run's loads can all be started.
+const MAX_THREADS: usize = 256;
+
+/// The async runtime, with room on its blocking pool for every decoding and writing
+/// thread of `loads` loads of `threads` decoders at once (and the files, stdin and mock
+/// work beside them): with less, the last stage of a load would wait for a thread that
+/// never frees, and the run would hang.
+fn runtime(loads: usize, threads: usize) -> Result<tokio::runtime::Runtime, Failure> {
+    const OTHER_BLOCKING_WORK: usize = 64;
+    let blocking = loads
+        .max(1)
+        .saturating_mul(threads.saturating_add(1))
+        .saturating_add(OTHER_BLOCKING_WORK)
+        .max(512);
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking)
+        .build()
+        .context("starting the async runtime")?)
+}
+
+/// Reports an argument that does not parse: as clap prints it, or, when the command line
+/// asks for JSON logs, as one `ERROR` record, so that a log collector never gets stray text.
+/// Help and version go to standard output as usual.
+fn argument_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let is_output = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if is_output || !wants_json_logs(std::env::args_os().skip(1)) {
+        // Nothing to do if stdout or stderr has gone; the status says what happened.
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE));
+    }
+    console::set_json(true);
+    let text = e.render().to_string();
+    // clap's first line is the error; the rest (usage, a hint to --help) is for a terminal.
+    let message = text.lines().next().unwrap_or_default();
+    fail!("{}", message.trim_start_matches("error: "));
+    ExitCode::from(exit::USAGE)
+}
+
+/// Whether the arguments ask for `--log-format json`, read before they are parsed.
+fn wants_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let mut previous_was_flag = false;
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        if arg == "--log-format=json" || (previous_was_flag && arg == "json") {
+            return true;
+        }
+        previous_was_flag = arg == "--log-format";
+    }
+    false
 }
 
 /// The error and its causes. Most of our messages already end with their cause (as
@@ -293,8 +350,11 @@ fn load_settings(args: &LoadArgs) -> Result<Load, Failure> {
     }
     let threads = match args.threads {
         Some(0) => return Err(usage("--threads must be at least 1".into())),
+        Some(n) if n > MAX_THREADS => {
+            return Err(usage(format!("--threads must be at most {MAX_THREADS}")))
+        }
         Some(n) => n,
-        None => mews_etl::config::default_threads(),
+        None => mews_etl::config::default_threads().min(MAX_THREADS),
     };
     Ok(Load {
         budget,
@@ -334,12 +394,14 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     {
         return Err(usage("stdin (-) can be given only once".into()));
     }
-    // One file given twice would load its rows twice into one load.
+    // One file given twice would load its rows twice into one load. Compared by device and
+    // inode: other spellings, symbolic links and hard links all name the same file.
     let mut seen = std::collections::HashMap::new();
     for (given, source) in args.files.iter().zip(&sources) {
         if let Source::Path(path) = source {
-            if let Ok(real) = std::fs::canonicalize(path) {
-                if let Some(first) = seen.insert(real, given) {
+            if let Ok(meta) = std::fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                if let Some(first) = seen.insert((meta.dev(), meta.ino()), given) {
                     return Err(usage(format!(
                         "{given} is the same file as {first}: each file can be given once"
                     )));
@@ -381,10 +443,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         decode_threads: threads,
         progress: Default::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime(1, threads)?;
     let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
     let out = OutputDir::open(&args.out)?;
     if mode == WriteMode::Append {
@@ -605,10 +664,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime(args.concurrency.min(specs.len()), threads)?;
     let load = job::LoadSettings {
         partition_by: args.load.partition_by.clone(),
         writer,
@@ -765,10 +821,7 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     config.files_per_export = args.files.max(1);
     config.gzip = args.gzip;
     config.seed = args.seed;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime(1, 1)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let (client_token, access_token) = (config.client_token.clone(), config.access_token.clone());
     let announce = move |url: &str| {

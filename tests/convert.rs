@@ -608,6 +608,14 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
             "upsert",
             f.to_str().unwrap(),
         ],
+        // More threads than can all be started would hang the load, not fail it.
+        vec![
+            "--entity",
+            "OrderItem",
+            "--threads",
+            "257",
+            f.to_str().unwrap(),
+        ],
     ] {
         let o = env.convert(&args);
         assert_eq!(
@@ -625,7 +633,28 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
         stderr.contains("./a.jsonl is the same file as a.jsonl"),
         "{stderr}"
     );
+    std::fs::hard_link(&f, env.dir.path().join("b.jsonl")).unwrap();
+    let o = env.convert(&["--entity", "OrderItem", "a.jsonl", "b.jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("b.jsonl is the same file as a.jsonl"),
+        "{stderr}"
+    );
     assert!(!env.out().join("order_item").exists());
+    // With JSON logs, an argument clap refuses is a JSON record too.
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args(["--log-format", "json", "convert", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let record: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON record");
+    assert_eq!(record["level"], "ERROR", "{stderr}");
+    assert!(record["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--bogus"));
     let o = env.convert(&["--entity", "OrderItem", "missing.jsonl"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));

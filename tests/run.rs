@@ -975,6 +975,31 @@ async fn dry_run_and_missing_tokens() {
     }
 }
 
+/// The most threads allowed, in as many loads at once as the run has: every decoder and
+/// writer of every load gets a thread (with too few, the last stage waited forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_threads_in_concurrent_loads_do_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    let mut cmd = bare_command();
+    cmd.args(["-q", "run", "--demo", "--demo-rows", "50"])
+        .args([
+            "--entity",
+            "OrderItem,Payment",
+            "--threads",
+            "256",
+            "--concurrency",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&out);
+    let mut running = Running::spawn(cmd);
+    wait_until("the run to end", || running.has_exited()).await;
+    assert_eq!(running.wait().await, Some(0));
+    assert_eq!(table_rows(&out, "order_item").len(), 50);
+    assert_eq!(table_rows(&out, "payment").len(), 50);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_loads_every_table_and_duckdb_reads_them() {
     let dir = tempfile::tempdir().unwrap();
