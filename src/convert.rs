@@ -602,7 +602,12 @@ async fn read_source(
         LoadSource::Local(source) => {
             let name = source.display_name();
             let size = match source {
-                Source::Path(p) => tokio::fs::metadata(p).await.map(|m| m.len()).ok(),
+                // A pipe or a device has no size of its own: its bytes are counted as read.
+                Source::Path(p) => tokio::fs::metadata(p)
+                    .await
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len()),
                 Source::Stdin => None,
             };
             let (reader, compression) = input::open(source).await?;

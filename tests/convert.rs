@@ -483,6 +483,34 @@ fn a_file_of_another_entity_type_is_refused() {
     assert_eq!(read_table(&env.out(), "payment").num_rows(), 40);
 }
 
+/// A named pipe is read like a file, and the summary counts the bytes that came through it
+/// (it has no size of its own: the summary once said 0 B).
+#[test]
+fn a_named_pipe_is_read_and_its_bytes_counted() {
+    let env = Env::new();
+    let fifo = env.dir.path().join("export.jsonl");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut g = Generator::new(schema::find("OrderItem").unwrap(), 4, Variety::Realistic);
+    let mut text = Vec::new();
+    g.write_lines(0, 30, &mut text).unwrap();
+    let writer = {
+        let (fifo, text) = (fifo.clone(), text.clone());
+        std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+    };
+    let o = env.convert(&["--entity", "OrderItem", fifo.to_str().unwrap()]);
+    writer.join().unwrap();
+    assert_ok(&o);
+    let summary = String::from_utf8_lossy(&o.stdout);
+    let row = summary
+        .lines()
+        .find(|l| l.starts_with("OrderItem"))
+        .unwrap();
+    assert!(!row.contains(" 0 B "), "{summary}");
+    assert!(row.contains(" KiB "), "{summary}");
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 30);
+}
+
 #[test]
 fn dated_file_names_are_separate_loads_and_layouts_do_not_mix() {
     let env = Env::new();
