@@ -49,20 +49,19 @@ pub fn check(schema: &EntitySchema, batch: &LineBatch) -> Option<Mismatch> {
         .iter()
         .filter_map(|line| top_level_keys(batch.line(line)))
         .collect();
-    let mut mismatch = check_keys(schema, &lines, schema::all())?;
-    mismatch.lines = looked_at;
-    Some(mismatch)
+    check_keys(schema, looked_at, &lines)
 }
 
+/// The verdict on the property names of the JSON objects among `looked_at` lines.
 fn check_keys(
     schema: &EntitySchema,
+    looked_at: usize,
     lines: &[BTreeSet<String>],
-    all: &'static [EntitySchema],
 ) -> Option<Mismatch> {
     if lines.is_empty() || lines.iter().any(|keys| fits(schema, keys)) {
         return None;
     }
-    let mut likely = all
+    let mut likely = schema::all()
         .iter()
         .filter(|other| other.entity != schema.entity)
         .filter(|other| lines.iter().all(|keys| is_record_of(other, keys)));
@@ -78,7 +77,7 @@ fn check_keys(
         .collect();
     Some(Mismatch {
         likely: likely.entity.as_str(),
-        lines: lines.len(),
+        lines: looked_at,
         sampled: lines.len(),
         missing,
         unknown: unknown.into_iter().cloned().collect(),
