@@ -309,15 +309,26 @@ impl OutputDir {
         Ok(dir.keep())
     }
 
-    /// Where the rejected lines of a load go: `<out>/_quarantine/<table>/<load_id>.jsonl`.
+    /// Where the rejected lines of a load go: `<out>/_quarantine/<table>/<load_id>.jsonl`,
+    /// named like the load's manifest (`<load_id>.json`).
     ///
-    /// Table and load id are escaped, so the path stays inside the quarantine directory
-    /// even for unchecked names.
+    /// A table or load id that is not a valid name is escaped, so the path stays inside the
+    /// quarantine directory even for unchecked names.
     pub fn quarantine_path(&self, table: &str, load_id: &str) -> PathBuf {
+        let load = if check_load_id(load_id).is_ok() {
+            load_id.to_owned()
+        } else {
+            escape_value(load_id)
+        };
+        let table = if check_table(table).is_ok() {
+            table.to_owned()
+        } else {
+            escape_value(table)
+        };
         self.root
             .join(QUARANTINE_DIR)
-            .join(escape_value(table))
-            .join(format!("{}.jsonl", escape_value(load_id)))
+            .join(table)
+            .join(format!("{load}.jsonl"))
     }
 
     /// Makes the staged files of a load visible as the next version of its table, with
@@ -1315,6 +1326,18 @@ mod tests {
         assert_eq!(
             out.quarantine_path(TABLE, "l1"),
             tmp.path().join("_quarantine").join(TABLE).join("l1.jsonl")
+        );
+        // Named like the load's manifest, whatever the name...
+        assert_eq!(
+            out.quarantine_path(TABLE, "nul"),
+            tmp.path().join("_quarantine").join(TABLE).join("nul.jsonl")
+        );
+        // ...and an unchecked one still cannot leave the quarantine directory.
+        let hostile = out.quarantine_path("../x", "../../l1");
+        assert!(hostile.starts_with(tmp.path().join("_quarantine")));
+        assert_eq!(
+            hostile.components().count(),
+            tmp.path().components().count() + 3
         );
     }
 

@@ -138,7 +138,9 @@ pub enum InputError {
         io: io::Error,
     },
     /// The source's compressed data is corrupt or truncated.
-    #[error("cannot decompress {source_name} ({compression}) after {after_bytes} bytes: {io}")]
+    #[error(
+        "cannot decompress {source_name} ({compression}): {io}: the compressed data is truncated or corrupt ({after_bytes} bytes decompressed before it)"
+    )]
     Decompress {
         /// The source, as [`Source::display_name`] gives it.
         source_name: String,
@@ -647,6 +649,11 @@ mod tests {
                 }
             ),
             "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("cut.zst (zstd)") && text.contains("truncated or corrupt"),
+            "{text}"
         );
     }
 
