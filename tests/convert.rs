@@ -799,6 +799,61 @@ fn an_independent_reader_loads_the_output() {
     assert!(text.contains("3, '2023-03'"), "{text}");
 }
 
+/// `schema --format duckdb` prints a table the Parquet files load into as its comment says,
+/// for every entity type in its default partitioning: the partition key, a directory name,
+/// must not become a column the table lacks.
+#[test]
+fn the_duckdb_ddl_takes_the_tables_files_as_it_says() {
+    if !common::duckdb_available() {
+        return;
+    }
+    let env = Env::new();
+    let mut script = String::from("import duckdb\nc = duckdb.connect()\n");
+    for schema in schema::all() {
+        let mut generator = Generator::new(schema, 11, Variety::Realistic);
+        let mut text = Vec::new();
+        for i in 0..50 {
+            generator.write_row(i, &mut text);
+            text.push(b'\n');
+        }
+        let file = env.write(&format!("{}.jsonl", schema.table), &text);
+        assert_ok(&env.convert(&["--entity", &schema.entity, file.to_str().unwrap()]));
+        let ddl = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+            .args(["schema", &schema.entity, "--format", "duckdb"])
+            .output()
+            .unwrap();
+        assert_ok(&ddl);
+        let ddl = String::from_utf8(ddl.stdout).unwrap();
+        let insert = ddl
+            .lines()
+            .find_map(|l| {
+                l.trim_start_matches("--")
+                    .trim()
+                    .strip_prefix("INSERT INTO")
+            })
+            .unwrap_or_else(|| panic!("no INSERT in the comment: {ddl}"))
+            .replace("<out>", &env.out().display().to_string());
+        script.push_str(&format!(
+            "c.execute({ddl:?})\nc.execute({insert:?})\nprint({table:?}, c.execute('select count(*) from {table}').fetchall()[0][0])\n",
+            insert = format!("INSERT INTO{insert}"),
+            table = schema.table,
+        ));
+    }
+    let o = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let printed = String::from_utf8_lossy(&o.stdout);
+    for schema in schema::all() {
+        assert!(
+            printed.contains(&format!("{} 50", schema.table)),
+            "{}: {printed}",
+            schema.table
+        );
+    }
+}
+
 /// A load without rows leaves one file with the table's columns and no rows, so that an
 /// empty table reads as one (a glob that matches nothing is an error to DuckDB); in a
 /// partitioned table it sits in the null partition, so the key column is there too.

@@ -150,8 +150,25 @@ impl EntitySchema {
         })
     }
 
-    /// A DuckDB `CREATE TABLE` statement with the table's exact column types.
+    /// A DuckDB `CREATE TABLE` statement with the table's exact column types: the columns
+    /// of the table's Parquet files, after a comment saying how to load them into it.
+    ///
+    /// Partition keys are directory names, not columns of the files: a reader that detects
+    /// them (DuckDB does, unless told not to) would add a column the table does not have.
     pub fn duckdb_ddl(&self) -> String {
+        let spec = self.default_partition_spec();
+        let keys: Vec<String> = spec.fields.iter().map(|f| f.key_name()).collect();
+        let mut head = format!(
+            "-- {table}: the columns of its Parquet files. Load them with\n\
+             --   INSERT INTO {table} SELECT * FROM read_parquet('<out>/{table}/**/*.parquet', hive_partitioning = false);\n",
+            table = self.table
+        );
+        if !keys.is_empty() {
+            head.push_str(&format!(
+                "-- (the partition key {} is a directory name, not a column: hive_partitioning = false leaves it out)\n",
+                keys.join(", ")
+            ));
+        }
         let mut cols: Vec<String> = self
             .properties
             .iter()
@@ -160,7 +177,11 @@ impl EntitySchema {
         for (name, ty, _) in LINEAGE_COLUMNS {
             cols.push(format!("  \"{name}\" {ty}"));
         }
-        format!("CREATE TABLE {} (\n{}\n);\n", self.table, cols.join(",\n"))
+        format!(
+            "{head}CREATE TABLE {} (\n{}\n);\n",
+            self.table,
+            cols.join(",\n")
+        )
     }
 }
 
