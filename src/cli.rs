@@ -29,7 +29,8 @@ Exit status:
   1  internal error (a bug: please report it with the log)
   2  usage error (bad flag or argument; convert: files of another entity type than --entity)
   3  an input could not be read or decompressed; nothing of that load was committed
-  4  the output could not be written or committed; the table keeps its previous contents
+  4  the output could not be written or committed (or an append with another
+     --partition-by or other columns than the table's); the table keeps its previous contents
   5  more lines rejected than --max-rejected allows; nothing committed, quarantine written
   6  another mews-etl process holds the output directory
   7  run: some entity types failed (their exports failed, timed out or could not be read);
@@ -37,7 +38,7 @@ Exit status:
   8  run: an export of an entity type is already pending or processing and this output
      directory has no record of it (the API allows one at a time)
   130, 143  run, convert: stopped by SIGINT (Ctrl-C) or SIGTERM; loads in progress were
-     abandoned, nothing of them is visible, and the next run resumes the same exports
+     abandoned and nothing of them is visible; run: the next run resumes the same exports
      (a second signal exits at once; the next run cleans up)";
 
 /// Log line format.
@@ -171,7 +172,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = mews_etl::sink::writer::DEFAULT_MAX_ROWS_PER_FILE)]
     pub max_rows_per_file: usize,
     /// Rejected lines allowed before a load is refused: a count (100) or a percentage of
-    /// lines read (1%).
+    /// the non-blank lines read (1%).
     #[arg(long, default_value = "1%")]
     pub max_rejected: String,
     /// Longest line accepted, in bytes; longer lines are rejected without being buffered.

@@ -1,5 +1,5 @@
-//! The README's generated sections stay in step with the code: the type table derives from
-//! the schema module, not from hand-kept text. `UPDATE_README=1 cargo test --test readme`
+//! The README's generated sections stay in step with the code: the type table and the table
+//! of default partitionings derive from the schema module, not from hand-kept text. `UPDATE_README=1 cargo test --test readme`
 //! rewrites them.
 
 use std::path::Path;
@@ -18,21 +18,30 @@ fn replace_between(text: &str, name: &str, body: &str) -> String {
     format!("{}{}{}", &text[..a], body, &text[b..])
 }
 
-#[test]
-fn type_table_matches_the_schema_module() {
+/// Checks the README's section `name` against `body`, or rewrites it under `UPDATE_README`.
+fn check_section(name: &str, body: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let text = std::fs::read_to_string(&path).unwrap();
-    let updated = replace_between(
-        &text,
-        "type-table",
-        &mews_etl::schema::type_table_markdown(),
-    );
+    let updated = replace_between(&text, name, body);
     if std::env::var_os("UPDATE_README").is_some() {
         std::fs::write(&path, &updated).unwrap();
         return;
     }
     assert!(
         text == updated,
-        "README's type table is stale: run UPDATE_README=1 cargo test --test readme"
+        "README's {name} is stale: run UPDATE_README=1 cargo test --test readme"
+    );
+}
+
+#[test]
+fn type_table_matches_the_schema_module() {
+    check_section("type-table", &mews_etl::schema::type_table_markdown());
+}
+
+#[test]
+fn partition_table_matches_the_schema_module() {
+    check_section(
+        "partition-table",
+        &mews_etl::schema::partition_table_markdown(),
     );
 }

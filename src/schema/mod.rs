@@ -17,7 +17,7 @@ pub use arrow_schema::{
 };
 pub use model::{DataType, EntitySchema, Enum, Property, Reference, SchemaError};
 pub use partition::{Granularity, PartitionField, PartitionSpec};
-pub use render::{type_table_markdown, LINEAGE_COLUMNS};
+pub use render::{partition_table_markdown, type_table_markdown, LINEAGE_COLUMNS};
 
 use std::sync::OnceLock;
 

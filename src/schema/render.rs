@@ -247,3 +247,30 @@ pub fn type_table_markdown() -> String {
     }
     out
 }
+
+/// The README's table of default partitionings: each entity type's table, the partitioning
+/// `--partition-by` defaults to, and the directory key it writes.
+pub fn partition_table_markdown() -> String {
+    let mut out = String::from(
+        "| entity | table | default `--partition-by` | directory key |\n| --- | --- | --- | --- |\n",
+    );
+    for schema in crate::schema::all() {
+        let spec = schema.default_partition_spec();
+        let keys: Vec<String> = spec
+            .fields
+            .iter()
+            .map(|f| format!("`{}=…`", f.key_name()))
+            .collect();
+        let keys = if keys.is_empty() {
+            "none".to_owned()
+        } else {
+            keys.join(" / ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | `{spec}` | {keys} |",
+            schema.entity, schema.table
+        );
+    }
+    out
+}
