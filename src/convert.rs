@@ -19,8 +19,9 @@
 //! whatever the size of the input.
 //!
 //! Nothing becomes visible until [`OutputDir::commit`]: a load that fails, or that rejects
-//! more lines than its [`ErrorBudget`] allows, leaves the table as it was (its quarantine
-//! file is still written, for diagnosis).
+//! more lines than its [`ErrorBudget`] allows, leaves the table as it was, and the quarantine
+//! of the load as committed too (a refused load's rejections are written beside it, for
+//! diagnosis: see [`crate::quarantine`]).
 
 use crate::commit::{distinct_load_id, CommitError, OutputDir};
 use crate::config::ErrorBudget;
@@ -33,7 +34,7 @@ use crate::manifest::{
     rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION,
 };
 use crate::progress::LoadProgress;
-use crate::quarantine::QuarantineWriter;
+use crate::quarantine::{QuarantineDraft, QuarantineWriter};
 use crate::schema::{EntitySchema, PartitionSpec};
 use crate::sink::{PartitionedWriter, SinkError, WriterOptions, WrittenFile};
 use futures::StreamExt;
@@ -214,7 +215,8 @@ pub struct LoadReport {
     pub manifest: LoadManifest,
     /// Whether it committed.
     pub outcome: LoadOutcome,
-    /// The quarantine file, if any line was rejected.
+    /// The quarantine file, if any line was rejected: the load's own when it committed,
+    /// the refused attempt's (`refused/<load>.jsonl`) when it was over budget.
     pub quarantine: Option<PathBuf>,
     /// Wall time of the load.
     pub elapsed: Duration,
@@ -301,7 +303,7 @@ struct Decoded {
 struct Written {
     files: Vec<WrittenFile>,
     per_source: Vec<LoadCounts>,
-    quarantine: Option<PathBuf>,
+    quarantine: QuarantineDraft,
 }
 
 /// Runs one load of local files (or stdin) into `out`.
@@ -332,7 +334,7 @@ pub async fn load(
     }
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
     let quarantine_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
-    let result = run_pipeline(plan, &sources, staging.clone(), quarantine_path).await;
+    let result = run_pipeline(plan, &sources, staging.clone(), quarantine_path.clone()).await;
     let (written, source_info) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -401,8 +403,16 @@ pub async fn load(
         counts,
     };
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
+    let keep_quarantine = |e| LoadError::Quarantine {
+        path: quarantine_path.clone(),
+        source: e,
+    };
+    let quarantine;
     let outcome = if plan.budget.allows(manifest.counts.rejected, lines) {
         let committed = out.commit(&staging, &manifest)?;
+        // After the commit: a load that did not commit leaves the quarantine of the one
+        // that did as it was.
+        quarantine = written.quarantine.committed().map_err(keep_quarantine)?;
         tracing::info!(
             entity = %manifest.entity,
             load_id = %manifest.load_id,
@@ -422,12 +432,13 @@ pub async fn load(
         }
     } else {
         out.discard(&staging)?;
+        quarantine = written.quarantine.refused().map_err(keep_quarantine)?;
         LoadOutcome::OverBudget
     };
     Ok(LoadReport {
         manifest,
         outcome,
-        quarantine: written.quarantine,
+        quarantine,
         elapsed: started.elapsed(),
     })
 }

@@ -1,8 +1,13 @@
 //! Rejected lines, kept for diagnosis: one JSON object per line with the source file, the
 //! 1-based line number, the property concerned, the reason and the original line.
 //!
-//! The file is written beside a temporary name and renamed into place when the load ends,
-//! so a quarantine file is always complete; it is written whether or not the load commits.
+//! The file is written beside a temporary name and kept only once the load's fate is known,
+//! so a quarantine file is always complete and always describes what it says:
+//! - `<table>/<load>.jsonl`: the rejected lines of the load as committed (replaced when the
+//!   load is committed again, removed when it then rejects nothing);
+//! - `<table>/refused/<load>.jsonl`: those of the latest attempt refused for rejecting more
+//!   than its budget, which committed nothing (removed once the load commits);
+//! - an attempt that fails or is interrupted leaves both as they were.
 
 use crate::decode::{RejectedContent, Rejection};
 use serde::Serialize;
@@ -35,6 +40,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The directory, inside a table's quarantine directory, of refused attempts' rejections.
+/// No load id can be it: ids never contain a `/`.
+const REFUSED_DIR: &str = "refused";
+
 /// Writes rejected lines of one load.
 pub struct QuarantineWriter {
     path: PathBuf,
@@ -44,19 +53,19 @@ pub struct QuarantineWriter {
 }
 
 impl QuarantineWriter {
-    /// A writer for `path`; nothing is created until the first rejection.
+    /// A writer for `path` (`<table>/<load>.jsonl`); nothing is created until the first
+    /// rejection.
     pub fn new(path: PathBuf) -> Self {
-        let mut temp = path.clone().into_os_string();
-        temp.push(".tmp");
+        let temp = temp_path(&path);
         QuarantineWriter {
             path,
-            temp: temp.into(),
+            temp,
             out: None,
             written: 0,
         }
     }
 
-    /// Where the file is (or will be) written.
+    /// Where the file of a committed load is (or will be) written.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -104,26 +113,110 @@ impl QuarantineWriter {
         Ok(())
     }
 
-    /// Flushes, syncs and moves the file into place; returns its path if anything was
-    /// rejected. A previous quarantine of the same load is replaced (or removed when this
-    /// run rejected nothing), so the file always describes the latest attempt.
-    pub fn finish(mut self) -> io::Result<Option<PathBuf>> {
-        match self.out.take() {
+    /// Flushes and syncs what was written, to be kept once the load's fate is known
+    /// ([`QuarantineDraft::committed`], [`QuarantineDraft::refused`]). Nothing visible
+    /// changes yet.
+    pub fn finish(mut self) -> io::Result<QuarantineDraft> {
+        let temp = match self.out.take() {
             Some(out) => {
                 let file = out.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
-                std::fs::rename(&self.temp, &self.path)?;
+                Some(std::mem::take(&mut self.temp))
+            }
+            None => None,
+        };
+        Ok(QuarantineDraft {
+            path: std::mem::take(&mut self.path),
+            temp,
+        })
+    }
+}
+
+impl Drop for QuarantineWriter {
+    /// A load that stopped before its end leaves no temporary file behind.
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// The rejected lines of a load that has ended, waiting for its outcome; dropped without
+/// one (the load failed or was interrupted), it removes its temporary file and leaves the
+/// quarantine as it was.
+#[derive(Debug)]
+pub struct QuarantineDraft {
+    path: PathBuf,
+    temp: Option<PathBuf>,
+}
+
+impl QuarantineDraft {
+    /// Whether any line was rejected.
+    pub fn has_rejections(&self) -> bool {
+        self.temp.is_some()
+    }
+
+    /// The load committed: its rejections replace the load's quarantine file (removed when
+    /// there are none), and a refused attempt's file is removed. Returns the file's path
+    /// if anything was rejected.
+    pub fn committed(mut self) -> io::Result<Option<PathBuf>> {
+        remove_if_present(&refused_path(&self.path))?;
+        match self.temp.take() {
+            Some(temp) => {
+                std::fs::rename(&temp, &self.path)?;
                 Ok(Some(self.path.clone()))
             }
             None => {
-                match std::fs::remove_file(&self.path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
+                remove_if_present(&self.path)?;
                 Ok(None)
             }
         }
+    }
+
+    /// The load was refused over its budget and committed nothing: its rejections go to
+    /// `refused/<load>.jsonl`, and the committed load's file, if any, stays as it is.
+    /// Returns the file's path if anything was rejected.
+    pub fn refused(mut self) -> io::Result<Option<PathBuf>> {
+        let Some(temp) = self.temp.take() else {
+            return Ok(None);
+        };
+        let path = refused_path(&self.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::rename(&temp, &path)?;
+        Ok(Some(path))
+    }
+}
+
+impl Drop for QuarantineDraft {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    temp.into()
+}
+
+/// `<table>/refused/<load>.jsonl` for `<table>/<load>.jsonl`.
+fn refused_path(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    match path.file_name() {
+        Some(name) => dir.join(REFUSED_DIR).join(name),
+        None => dir.join(REFUSED_DIR),
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -155,7 +248,9 @@ mod tests {
         )
         .unwrap();
         assert!(!path.exists(), "visible before finish");
-        assert_eq!(q.finish().unwrap(), Some(path.clone()));
+        let draft = q.finish().unwrap();
+        assert!(!path.exists(), "visible before the load's outcome");
+        assert_eq!(draft.committed().unwrap(), Some(path.clone()));
         let text = std::fs::read_to_string(&path).unwrap();
         let rows: Vec<serde_json::Value> = text
             .lines()
@@ -166,7 +261,74 @@ mod tests {
         assert_eq!(rows[0]["text"], "{\"Id\":1}");
         assert_eq!(rows[1]["hex"], "ff");
         // A clean rerun of the same load removes the stale quarantine.
-        assert_eq!(QuarantineWriter::new(path.clone()).finish().unwrap(), None);
+        let clean = QuarantineWriter::new(path.clone()).finish().unwrap();
+        assert_eq!(clean.committed().unwrap(), None);
         assert!(!path.exists());
+    }
+
+    fn reject(q: &mut QuarantineWriter, line: u64) {
+        let rejection = Rejection {
+            line,
+            property: None,
+            reason: "not JSON".into(),
+            content: RejectedContent::Text("{".into()),
+        };
+        q.write("a.jsonl", &[rejection]).unwrap();
+    }
+
+    fn lines_of(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// The committed load's rejections outlive every later attempt that does not commit.
+    #[test]
+    fn only_a_commit_replaces_the_committed_loads_rejections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q/load.jsonl");
+        let refused = dir.path().join("q/refused/load.jsonl");
+        let mut q = QuarantineWriter::new(path.clone());
+        reject(&mut q, 7);
+        q.finish().unwrap().committed().unwrap();
+
+        // Failed or interrupted, with or without rejections of its own: nothing changes,
+        // and no temporary file is left.
+        let mut q = QuarantineWriter::new(path.clone());
+        reject(&mut q, 1);
+        drop(q.finish().unwrap());
+        let mut q = QuarantineWriter::new(path.clone());
+        reject(&mut q, 2);
+        drop(q);
+        drop(QuarantineWriter::new(path.clone()).finish().unwrap());
+        assert_eq!(lines_of(&path), [7]);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("q"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["load.jsonl"]);
+
+        // Refused over its budget: its rejections go beside, the committed ones stay.
+        let mut q = QuarantineWriter::new(path.clone());
+        reject(&mut q, 3);
+        assert_eq!(
+            q.finish().unwrap().refused().unwrap(),
+            Some(refused.clone())
+        );
+        assert_eq!(lines_of(&path), [7]);
+        assert_eq!(lines_of(&refused), [3]);
+
+        // Committed again: its rejections replace the load's, the refused file goes.
+        let mut q = QuarantineWriter::new(path.clone());
+        reject(&mut q, 4);
+        q.finish().unwrap().committed().unwrap();
+        assert_eq!(lines_of(&path), [4]);
+        assert!(!refused.exists());
     }
 }

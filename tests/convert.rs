@@ -383,11 +383,88 @@ fn over_budget_commits_nothing_and_keeps_the_previous_table() {
     );
     assert!(env
         .out()
-        .join("_quarantine/ledger_entry/second.jsonl")
+        .join("_quarantine/ledger_entry/refused/second.jsonl")
         .exists());
     // Nothing is left in staging.
     let staging = env.out().join(".mews-etl/staging");
     assert!(parquet_files(&staging).is_empty());
+}
+
+/// The rejected lines of a committed load stay in its quarantine file until the load
+/// commits again: an attempt over budget writes its own beside them, and one that fails
+/// or is stopped changes nothing.
+#[test]
+fn a_load_that_does_not_commit_keeps_the_quarantine_of_the_one_that_did() {
+    let env = Env::new();
+    let quarantine = env.out().join("_quarantine/ledger_entry/day.jsonl");
+    let refused = env.out().join("_quarantine/ledger_entry/refused/day.jsonl");
+    let lines_of = |path: &std::path::Path| -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let good = |i: usize| {
+        format!(
+            r#"{{"Id":"{i}","PostingDate":"2024-01-31","Value":{i},"CreatedUtc":"2024-01-31T10:00:00Z"}}"#
+        )
+    };
+    let convert = |text: &[u8]| {
+        let f = env.write("day.jsonl", text);
+        env.convert(&["--entity", "LedgerEntry", f.to_str().unwrap()])
+    };
+    // Committed with one rejected line of 301, within the 1% budget.
+    let mut text: String = (0..300).map(|i| good(i) + "\n").collect();
+    text.push_str("broken\n");
+    assert_ok(&convert(text.as_bytes()));
+    assert_eq!(lines_of(&quarantine), [301]);
+
+    // Over budget: exit 5, the committed load's rejections stay, the attempt's go beside.
+    let o = convert(format!("{}\nbroken\nbroken\n", good(1)).as_bytes());
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refused/day.jsonl"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(lines_of(&quarantine), [301]);
+    assert_eq!(lines_of(&refused), [2, 3]);
+
+    // Failed after rejecting a line (a gzip stream cut short): nothing changes, no
+    // temporary file is left.
+    let mut long: String = String::from("broken\n");
+    long.extend((0..40_000).map(|i| good(i) + "\n"));
+    let packed = gzip(long.as_bytes());
+    let o = convert(&packed[..packed.len() * 4 / 5]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(lines_of(&quarantine), [301]);
+    assert_eq!(lines_of(&refused), [2, 3]);
+    let mut names: Vec<_> = std::fs::read_dir(env.out().join("_quarantine/ledger_entry"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["day.jsonl", "refused"]);
+
+    // Committed again without rejections: both files go.
+    assert_ok(&convert(format!("{}\n", good(1)).as_bytes()));
+    assert!(!quarantine.exists());
+    assert!(!refused.exists());
 }
 
 #[test]
