@@ -208,6 +208,36 @@ pub enum LoadOutcome {
     OverBudget,
 }
 
+/// Where a load's failure lies, which decides the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureSite {
+    /// Reading, downloading or decompressing the input.
+    Input,
+    /// The command line: files of another entity type than the one given.
+    Usage,
+    /// Another process holds the output directory.
+    Locked,
+    /// Writing or committing the output: its files, the commit, the quarantine.
+    Output,
+    /// A check that only a defect fails (counts that do not reconcile).
+    Internal,
+}
+
+impl LoadError {
+    /// Where the failure lies.
+    pub fn site(&self) -> FailureSite {
+        match self {
+            LoadError::Input(_) | LoadError::Download(_) => FailureSite::Input,
+            LoadError::WrongEntity { .. } => FailureSite::Usage,
+            LoadError::Commit(CommitError::Locked { .. }) => FailureSite::Locked,
+            LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => {
+                FailureSite::Output
+            }
+            LoadError::Unbalanced { .. } | LoadError::Internal(_) => FailureSite::Internal,
+        }
+    }
+}
+
 /// The result of one load, for the summary.
 #[derive(Debug, Clone)]
 pub struct LoadReport {

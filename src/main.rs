@@ -23,7 +23,7 @@ use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
 use mews_etl::config::ErrorBudget;
 use mews_etl::convert::{
-    load_files, load_id_from_file_name, source_stem, LoadError, LoadOutcome, LoadPlan,
+    load_files, load_id_from_file_name, source_stem, FailureSite, LoadError, LoadOutcome, LoadPlan,
 };
 use mews_etl::export::poll::Poller;
 use mews_etl::export::state::RunState;
@@ -105,14 +105,12 @@ fn usage(message: String) -> Failure {
 fn status_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<LoadError>() {
-            return match e {
-                LoadError::Input(_) | LoadError::Download(_) => exit::INPUT,
-                LoadError::WrongEntity { .. } => exit::USAGE,
-                LoadError::Commit(CommitError::Locked { .. }) => exit::LOCKED,
-                LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => {
-                    exit::OUTPUT
-                }
-                LoadError::Unbalanced { .. } | LoadError::Internal(_) => exit::INTERNAL,
+            return match e.site() {
+                FailureSite::Input => exit::INPUT,
+                FailureSite::Usage => exit::USAGE,
+                FailureSite::Locked => exit::LOCKED,
+                FailureSite::Output => exit::OUTPUT,
+                FailureSite::Internal => exit::INTERNAL,
             };
         }
         if let Some(e) = cause.downcast_ref::<CommitError>() {
@@ -714,6 +712,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
         }
         let state = RunState::load(&state_path).context("reading the run state")?;
+        // Saved once before any export is added: a state file that cannot be written (a
+        // full disk, a read-only file) fails the run here, not after exports were added
+        // that nothing records.
+        state
+            .save(&state_path)
+            .context("writing the run state")?;
         let progress = mews_etl::progress::RunProgress::default();
         let bars = show_bars.then(|| bars::Bars::start(progress.clone()));
         let ctx = Arc::new(job::RunContext {
@@ -727,6 +731,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             timeout,
             load_slots: Arc::new(tokio::sync::Semaphore::new(args.concurrency)),
             credentials: Default::default(),
+            state_unsaved: Default::default(),
         });
         let results = tokio::select! {
             results = export::run_all(ctx, specs) => Ok(results),
@@ -781,17 +786,24 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 );
                 exit::OVER_BUDGET
             }
-            job::JobOutcome::Failed { reason, .. } => {
+            job::JobOutcome::Failed { reason, kind, .. } => {
                 fail!("{}: {reason}", r.entity);
-                exit::SOME_FAILED
+                match kind {
+                    job::FailureKind::Remote => exit::SOME_FAILED,
+                    job::FailureKind::Output => exit::OUTPUT,
+                    job::FailureKind::Internal => exit::INTERNAL,
+                }
             }
             job::JobOutcome::Conflict { reason } => {
                 fail!("{}: {reason}", r.entity);
                 exit::CONFLICT
             }
         };
-        // The most specific problem wins: a conflict needs a person, a failure a rerun.
+        // The most specific problem wins: a defect, then the output directory and a
+        // conflict, which need a person, then a failure, which a rerun may mend.
         let rank = |s: u8| match s {
+            exit::INTERNAL => 5,
+            exit::OUTPUT => 4,
             exit::CONFLICT => 3,
             exit::SOME_FAILED => 2,
             exit::OVER_BUDGET => 1,

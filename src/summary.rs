@@ -66,9 +66,9 @@ impl Row {
                 status: "committed by an earlier run".into(),
                 drift: Vec::new(),
             },
-            JobOutcome::Failed { export_id, reason } => {
-                Row::failed(&j.entity, export_id.as_deref(), format!("FAILED: {reason}"))
-            }
+            JobOutcome::Failed {
+                export_id, reason, ..
+            } => Row::failed(&j.entity, export_id.as_deref(), format!("FAILED: {reason}")),
             JobOutcome::Conflict { .. } => Row::failed(
                 &j.entity,
                 None,

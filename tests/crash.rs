@@ -367,12 +367,17 @@ impl Harness {
 
     /// `mews-etl run -e OrderItem --out <out>` against the mock.
     fn run(&self) -> Command {
+        self.run_into(&self.out())
+    }
+
+    /// [`Harness::run`] into another output directory.
+    fn run_into(&self, out: &Path) -> Command {
         let mut cmd = bare_command();
         cmd.args(["-q", "run", "-e", ENTITY, "--compression", "snappy"])
             .args(["--poll-interval", "50ms", "--platform-url"])
             .arg(self.mock.base_url())
             .arg("--out")
-            .arg(self.out())
+            .arg(out)
             .env("MEWS_CLIENT_TOKEN", &self.config.client_token)
             .env("MEWS_ACCESS_TOKEN", &self.config.access_token)
             .current_dir(self.dir.path());
@@ -763,9 +768,10 @@ fn an_output_below_a_file_fails_cleanly() {
     assert_eq!(entries(dir.path()), before, "something was created");
 }
 
-/// `run` into a file system too small for its Parquet files: the entity fails (status 7)
-/// naming the cause, nothing is visible, the state file keeps the export; with space freed
-/// the rerun resumes that export (no second `exports/add`) and loads it once.
+/// `run` into a file system too small for its Parquet files: the entity fails with status
+/// 4 (the output, a person's matter, not 7, a failure a rerun may mend) naming the cause,
+/// nothing is visible, the state file keeps the export; with space freed the rerun resumes
+/// that export (no second `exports/add`) and loads it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_on_a_full_disk_is_resumed_once_space_is_freed() {
     let h = Harness::start(Faults::default()).await;
@@ -774,7 +780,7 @@ async fn a_run_on_a_full_disk_is_resumed_once_space_is_freed() {
         return;
     };
     let o = output(h.run()).await;
-    assert_status(&o, 7);
+    assert_status(&o, 4);
     assert!(
         stderr(&o).contains("No space left on device"),
         "{}",
@@ -875,4 +881,85 @@ fn second_signal_attempt() -> Option<()> {
         "{seen:?}"
     );
     Some(())
+}
+
+/// A state file that cannot be saved fails the run before any export is added (status 4):
+/// an export added then would be one no later run knows of, and the API would refuse the
+/// entity type's next export until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_that_cannot_be_saved_adds_no_export() {
+    let h = Harness::start(Faults::default()).await;
+    let Some(mnt) = Tmpfs::mount(&h.dir.path().join("mnt"), "size=8m") else {
+        return;
+    };
+    let out = mnt.0.join("out");
+    let run = || h.run_into(&out);
+    assert_status(&output(run()).await, 0);
+    assert_eq!(h.mock.stats().exports_added, 1);
+    // Fill what is left of the file system.
+    let mut fill = std::fs::File::create(mnt.0.join("fill")).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut fill, &block).is_ok() {}
+    drop(fill);
+
+    let o = output(run()).await;
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(h.mock.stats().exports_added, 1, "an export nothing records");
+    drop(mnt);
+    h.mock.shutdown().await;
+}
+
+/// An append the table cannot take (another partitioning) fails before its export is
+/// added and waited for, with status 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_the_table_cannot_take_adds_no_export() {
+    let h = Harness::start(Faults::default()).await;
+    assert_status(&output(h.run()).await, 0);
+    let mut cmd = h.run();
+    cmd.args([
+        "--updated-start",
+        "2024-01-01",
+        "--updated-end",
+        "2024-02-01",
+    ])
+    .args(["--partition-by", "none"]);
+    let o = output(cmd).await;
+    assert_status(&o, 4);
+    assert!(stderr(&o).contains("partitioned by"), "{}", describe(&o));
+    assert_eq!(h.mock.stats().exports_added, 1);
+    h.mock.shutdown().await;
+}
+
+/// An export pending for a window this output directory recorded is named, not called
+/// unknown, when another window of the entity type is refused for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_export_of_another_window_is_named() {
+    let h = Harness::start(Faults::default()).await;
+    let mut cmd = h.run();
+    cmd.args([
+        "--updated-start",
+        "2024-01-01",
+        "--updated-end",
+        "2024-02-01",
+    ])
+    .args(["--timeout", "1ms"]);
+    let o = output(cmd).await;
+    assert_status(&o, 7);
+    let pending = h.job().export_id;
+
+    let o = output(h.run()).await;
+    assert_status(&o, 8);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&pending) && err.contains("another window or scope"),
+        "{}",
+        describe(&o)
+    );
+    assert!(!err.contains("has no record of it"), "{}", describe(&o));
+    h.mock.shutdown().await;
 }

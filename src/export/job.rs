@@ -7,8 +7,9 @@ use super::ExportSpec;
 use crate::api::{ApiClient, ApiError};
 use crate::commit::OutputDir;
 use crate::config::ErrorBudget;
-use crate::convert::{load, LoadError, LoadOutcome, LoadPlan, LoadReport, LoadSource};
+use crate::convert::{load, FailureSite, LoadError, LoadOutcome, LoadPlan, LoadReport, LoadSource};
 use crate::download::{DownloadError, ExportFiles};
+use crate::manifest::WriteMode;
 use crate::manifest::{rfc3339_utc, LoadManifest};
 use crate::sink::WriterOptions;
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ pub struct RunContext {
     /// Exports downloaded and loaded at the same time (`--concurrency`): each takes a
     /// decoder and a writer thread per file in flight, so this bounds CPU and memory.
     pub load_slots: Arc<tokio::sync::Semaphore>,
+    /// Set once the state file could not be saved: no job adds an export after that, as
+    /// nothing would record it for a later run to resume.
+    pub state_unsaved: std::sync::atomic::AtomicBool,
 }
 
 /// What the run knows of its credentials.
@@ -103,7 +107,32 @@ pub enum JobOutcome {
         export_id: Option<String>,
         /// Why.
         reason: String,
+        /// What the failure concerns.
+        kind: FailureKind,
     },
+}
+
+/// What a failed job's failure concerns, which decides the run's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The API, the export or its files: a later run may well succeed.
+    Remote,
+    /// The output directory (its files, the run's state file, a table's layout): a person
+    /// must look before a rerun can succeed.
+    Output,
+    /// A check that only a defect fails (counts that do not reconcile).
+    Internal,
+}
+
+impl FailureKind {
+    /// The kind of a load's failure.
+    fn of(error: &LoadError) -> FailureKind {
+        match error.site() {
+            FailureSite::Input => FailureKind::Remote,
+            FailureSite::Usage | FailureSite::Locked | FailureSite::Output => FailureKind::Output,
+            FailureSite::Internal => FailureKind::Internal,
+        }
+    }
 }
 
 /// A finished job, for the summary.
@@ -153,7 +182,11 @@ async fn forget_export(ctx: &RunContext, key: &str) -> Result<(), String> {
 async fn update_state(ctx: &RunContext, f: impl FnOnce(&mut RunState)) -> Result<(), String> {
     let mut state = ctx.state.lock().await;
     f(&mut state);
-    state.save(&ctx.state_path).map_err(|e| e.to_string())
+    state.save(&ctx.state_path).map_err(|e| {
+        ctx.state_unsaved
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        e.to_string()
+    })
 }
 
 /// Runs one export job to its end.
@@ -182,7 +215,44 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
     let failed = |export_id: Option<&str>, reason: String| JobOutcome::Failed {
         export_id: export_id.map(str::to_owned),
         reason,
+        kind: FailureKind::Remote,
     };
+    let output_failed = |export_id: Option<&str>, reason: String| JobOutcome::Failed {
+        export_id: export_id.map(str::to_owned),
+        reason,
+        kind: FailureKind::Output,
+    };
+    // A table this load cannot join fails before an export is added and waited for.
+    let table = &spec.schema.table;
+    let early_check = match spec.mode {
+        WriteMode::Append => {
+            let partition = match &ctx.load.partition_by {
+                Some(p) => spec
+                    .schema
+                    .parse_partition_spec(p)
+                    .map_err(|e| format!("--partition-by: {e}")),
+                None => Ok(spec.schema.default_partition_spec()),
+            };
+            partition.and_then(|partition| {
+                ctx.out
+                    .check_append(
+                        table,
+                        &spec.load_id(),
+                        &partition.to_string(),
+                        &spec.schema.fingerprint(),
+                    )
+                    .map_err(|e| e.to_string())
+            })
+        }
+        WriteMode::Replace => ctx
+            .out
+            .current_loads(table)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = early_check {
+        return output_failed(None, format!("not attempted: {e}"));
+    }
     let mut created = 0;
     loop {
         let resumable = {
@@ -204,6 +274,12 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     return failed(
                         None,
                         format!("{created} exports expired or disappeared before their files could be read"),
+                    );
+                }
+                if ctx.state_unsaved.load(std::sync::atomic::Ordering::Relaxed) {
+                    return output_failed(
+                        None,
+                        "not attempted: the run's state file could not be saved, so nothing would record a new export for a later run to resume".into(),
                     );
                 }
                 let added = {
@@ -251,16 +327,36 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                         })
                         .await
                         {
-                            return failed(Some(&export.id), e);
+                            return output_failed(
+                                Some(&export.id),
+                                format!("export {} was added but could not be recorded ({e}); it ends on its own, and the API refuses another export of {entity} until then", export.id),
+                            );
                         }
                         export.id
                     }
                     Err(e) if is_already_running(&e) => {
-                        return JobOutcome::Conflict {
-                            reason: format!(
+                        // The state file may know it under another key: a window or scope
+                        // this run was not asked for.
+                        let recorded: Vec<(String, String)> = {
+                            let state = ctx.state.lock().await;
+                            state
+                                .jobs
+                                .iter()
+                                .filter(|(k, j)| {
+                                    &j.entity == entity && !j.committed && k.as_str() != key
+                                })
+                                .map(|(k, j)| (k.clone(), j.export_id.clone()))
+                                .collect()
+                        };
+                        let reason = match recorded.first() {
+                            Some((other, id)) => format!(
+                                "an export of {entity} is pending or processing ({e}); this output directory recorded export {id} for another window or scope ({other}), which a previous run did not finish: run that window again to load it, or wait for it to end (exports end on their own)"
+                            ),
+                            None => format!(
                                 "an export of {entity} that this output directory has no record of is pending or processing ({e}): another client started it, or a run here was killed between adding it and recording it; wait for it to finish (exports end on their own), or run with the --out that started it"
                             ),
-                        }
+                        };
+                        return JobOutcome::Conflict { reason };
                     }
                     Err(e) => return failed(None, e.to_string()),
                 }
@@ -280,10 +376,12 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     }
                 })
                 .await;
-                return match r {
-                    Ok(()) => JobOutcome::AlreadyLoaded(Box::new(m)),
-                    Err(e) => failed(Some(&export_id), e),
-                };
+                if let Err(e) = r {
+                    // The table is right; only the bookkeeping lags, and the next run
+                    // recognises the load by its manifest again.
+                    tracing::warn!(entity = %entity, export_id = %export_id, error = %e, "the load is committed, but the run's state file could not record it");
+                }
+                return JobOutcome::AlreadyLoaded(Box::new(m));
             }
         }
 
@@ -388,10 +486,13 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     })
                     .await;
                     crate::crash::point("after-state-update");
-                    return match r {
-                        Ok(()) => JobOutcome::Committed(Box::new(report)),
-                        Err(e) => failed(Some(&export_id), e),
-                    };
+                    if let Err(e) = r {
+                        // Committed all the same: the next run finds the load by its
+                        // manifest and records it then (its first save fails the run
+                        // first, exit 4, if the state file is still unwritable).
+                        tracing::warn!(entity = %entity, export_id = %export_id, error = %e, "the load is committed, but the run's state file could not record it");
+                    }
+                    return JobOutcome::Committed(Box::new(report));
                 }
                 LoadOutcome::OverBudget => return JobOutcome::OverBudget(Box::new(report)),
             },
@@ -401,7 +502,13 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     return failed(Some(&export_id), e);
                 }
             }
-            Err(e) => return failed(Some(&export_id), e.to_string()),
+            Err(e) => {
+                return JobOutcome::Failed {
+                    export_id: Some(export_id),
+                    reason: e.to_string(),
+                    kind: FailureKind::of(&e),
+                }
+            }
         }
     }
 }

@@ -385,6 +385,7 @@ pub async fn run_all(
                             reason: format!(
                                 "not attempted: export {id} of the same entity type is still pending (the API runs one at a time); a rerun resumes it, then adds this one"
                             ),
+                            kind: job::FailureKind::Remote,
                         },
                         elapsed: std::time::Duration::ZERO,
                     });
