@@ -81,7 +81,8 @@ printf 'section\tentity\tcontender\trun\twall_s\tuser_s\tsys_s\tmaxrss_kib\tinpu
 # Parses a DuckDB CREATE TABLE (stdin) into {column: type} JSON, lineage (_-prefixed) dropped.
 read -r -d '' PARSE_COLUMNS_PY <<'PY' || true
 import json, sys
-sql = sys.stdin.read()
+# The statement after its leading comment lines (how to load the table).
+sql = "\n".join(l for l in sys.stdin.read().splitlines() if not l.lstrip().startswith("--"))
 body = sql[sql.index("(") + 1 : sql.rindex(")")]
 items, depth, cur = [], 0, ""
 for ch in body:
