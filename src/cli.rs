@@ -35,8 +35,11 @@ Exit status:
   6  another mews-etl process holds the output directory
   7  run: some entity types failed (their exports failed, timed out or could not be read);
      the others committed
-  8  run: an export of an entity type is already pending or processing and this output
-     directory has no record of it (the API allows one at a time)
+  8  run: an export of an entity type is already pending or processing that this run
+     cannot resume (another client's, or one recorded for another window; the API allows
+     one at a time)
+  When entity types of one run end differently, the status is the first that applies of
+  1, 4, 8, 7, 5.
   130, 143  run, convert: stopped by SIGINT (Ctrl-C) or SIGTERM; loads in progress were
      abandoned and nothing of them is visible; run: the next run resumes the same exports
      (a second signal exits at once; the next run cleans up)";

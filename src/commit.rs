@@ -532,6 +532,13 @@ impl OutputDir {
             .join(version_name(version))
     }
 
+    /// Checks, before any work, that `table` may be replaced: `<out>/<table>` is absent or
+    /// this directory's own link (never user data). The commit checks again.
+    pub fn check_replace(&self, table: &str) -> Result<(), CommitError> {
+        check_table(table)?;
+        self.current_version(table).map(drop)
+    }
+
     /// The visible version of `table`: `None` if `<out>/<table>` does not exist; an error if
     /// it exists but is not our symlink (never touch user data).
     fn current_version(&self, table: &str) -> Result<Option<u64>, CommitError> {
@@ -656,8 +663,36 @@ impl OutputDir {
                 fs::remove_file(&path).at("removing stale symlink", &path)?;
             }
         }
+        self.remove_quarantine_leftovers();
         // Staging directories of loads that never committed.
         self.remove_staging()
+    }
+
+    /// Removes the rejections of loads a process was writing when it stopped
+    /// (`_quarantine/<table>/<load>.jsonl.tmp`): whether their load committed is not known.
+    /// Best effort: they hold no rows, so failing to remove one fails nothing.
+    fn remove_quarantine_leftovers(&self) {
+        let quarantine = self.root.join(QUARANTINE_DIR);
+        let Ok(tables) = fs::read_dir(&quarantine) else {
+            return;
+        };
+        for table in tables.flatten() {
+            let Ok(files) = fs::read_dir(table.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                if file.file_type().is_ok_and(|t| t.is_file())
+                    && path
+                        .to_string_lossy()
+                        .ends_with(crate::quarantine::TEMP_SUFFIX)
+                {
+                    if let Err(e) = fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "could not remove the rejections of an interrupted load");
+                    }
+                }
+            }
+        }
     }
 
     /// Removes every staging directory. The lock makes them all this process's own, so call
@@ -1300,6 +1335,22 @@ mod tests {
         );
         drop(first);
         OutputDir::open(tmp.path()).unwrap();
+    }
+
+    /// The rejections a stopped process was writing are removed when the directory is
+    /// opened again; the files of loads that ended stay.
+    #[test]
+    fn open_removes_the_quarantine_files_of_interrupted_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(QUARANTINE_DIR).join(TABLE);
+        std::fs::create_dir_all(dir.join("refused")).unwrap();
+        for name in ["l1.jsonl", "l2.jsonl.tmp", "refused/l3.jsonl"] {
+            std::fs::write(dir.join(name), b"{}\n").unwrap();
+        }
+        drop(OutputDir::open(tmp.path()).unwrap());
+        assert!(dir.join("l1.jsonl").exists());
+        assert!(!dir.join("l2.jsonl.tmp").exists());
+        assert!(dir.join("refused/l3.jsonl").exists());
     }
 
     #[test]

@@ -433,16 +433,21 @@ pub async fn load(
         counts,
     };
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
-    let keep_quarantine = |e| LoadError::Quarantine {
-        path: quarantine_path.clone(),
-        source: e,
-    };
     let quarantine;
     let outcome = if plan.budget.allows(manifest.counts.rejected, lines) {
         let committed = out.commit(&staging, &manifest)?;
-        // After the commit: a load that did not commit leaves the quarantine of the one
-        // that did as it was.
-        quarantine = written.quarantine.committed().map_err(keep_quarantine)?;
+        // After the commit, so that a load that did not commit leaves the quarantine of the
+        // one that did as it was; and nothing here may fail the load any more: its rows are
+        // visible, and reporting it failed would have the table changed behind a failure.
+        quarantine = match written.quarantine.committed() {
+            Ok(kept) => kept,
+            Err(e) => {
+                // An error, so that it shows under -q too: the rejected lines are not where
+                // they are looked for.
+                tracing::error!(entity = %manifest.entity, load_id = %manifest.load_id, path = %quarantine_path.display(), error = %e, "the load is committed, but its quarantine file could not be put in place");
+                None
+            }
+        };
         tracing::info!(
             entity = %manifest.entity,
             load_id = %manifest.load_id,
@@ -462,7 +467,13 @@ pub async fn load(
         }
     } else {
         out.discard(&staging)?;
-        quarantine = written.quarantine.refused().map_err(keep_quarantine)?;
+        quarantine = written
+            .quarantine
+            .refused()
+            .map_err(|e| LoadError::Quarantine {
+                path: crate::quarantine::refused_path(&quarantine_path),
+                source: e,
+            })?;
         LoadOutcome::OverBudget
     };
     Ok(LoadReport {

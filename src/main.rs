@@ -713,7 +713,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         }
         let state = RunState::load(&state_path).context("reading the run state")?;
         // Saved once before any export is added: a state file that cannot be written (a
-        // full disk, a read-only file) fails the run here, not after exports were added
+        // full disk, a read-only directory) fails the run here, not after exports were added
         // that nothing records.
         state
             .save(&state_path)

@@ -8,6 +8,10 @@
 //! - `<table>/refused/<load>.jsonl`: those of the latest attempt refused for rejecting more
 //!   than its budget, which committed nothing (removed once the load commits);
 //! - an attempt that fails or is interrupted leaves both as they were.
+//!
+//! A committed load's file is put in place just after its commit; a process killed in
+//! between leaves the file of the load's previous commit (or none), and the next open of
+//! the output directory removes the orphaned temporary file.
 
 use crate::decode::{RejectedContent, Rejection};
 use serde::Serialize;
@@ -41,8 +45,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The directory, inside a table's quarantine directory, of refused attempts' rejections.
-/// No load id can be it: ids never contain a `/`.
+/// No load's file can be it: those are named `<load>.jsonl`.
 const REFUSED_DIR: &str = "refused";
+
+/// What a quarantine file's name ends with while its load is running.
+pub const TEMP_SUFFIX: &str = ".jsonl.tmp";
 
 /// Writes rejected lines of one load.
 pub struct QuarantineWriter {
@@ -119,8 +126,14 @@ impl QuarantineWriter {
     pub fn finish(mut self) -> io::Result<QuarantineDraft> {
         let temp = match self.out.take() {
             Some(out) => {
-                let file = out.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
+                let synced = out
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|file| file.sync_all());
+                if let Err(e) = synced {
+                    let _ = std::fs::remove_file(&self.temp);
+                    return Err(e);
+                }
                 Some(std::mem::take(&mut self.temp))
             }
             None => None,
@@ -145,6 +158,7 @@ impl Drop for QuarantineWriter {
 /// one (the load failed or was interrupted), it removes its temporary file and leaves the
 /// quarantine as it was.
 #[derive(Debug)]
+#[must_use = "a draft dropped without its load's outcome discards its rejected lines"]
 pub struct QuarantineDraft {
     path: PathBuf,
     temp: Option<PathBuf>,
@@ -157,20 +171,29 @@ impl QuarantineDraft {
     }
 
     /// The load committed: its rejections replace the load's quarantine file (removed when
-    /// there are none), and a refused attempt's file is removed. Returns the file's path
+    /// there are none), then a refused attempt's file is removed. Returns the file's path
     /// if anything was rejected.
+    ///
+    /// The load is committed whatever this returns; on an error, the rejections that could
+    /// not be put in place are left where the error says.
     pub fn committed(mut self) -> io::Result<Option<PathBuf>> {
-        remove_if_present(&refused_path(&self.path))?;
-        match self.temp.take() {
-            Some(temp) => {
-                std::fs::rename(&temp, &self.path)?;
-                Ok(Some(self.path.clone()))
-            }
+        let kept = match self.temp.take() {
+            Some(temp) => match std::fs::rename(&temp, &self.path) {
+                Ok(()) => Some(self.path.clone()),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{e}; the rejected lines are in {}", temp.display()),
+                    ))
+                }
+            },
             None => {
                 remove_if_present(&self.path)?;
-                Ok(None)
+                None
             }
-        }
+        };
+        remove_if_present(&refused_path(&self.path))?;
+        Ok(kept)
     }
 
     /// The load was refused over its budget and committed nothing: its rejections go to
@@ -198,13 +221,14 @@ impl Drop for QuarantineDraft {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
+    let mut temp = path.with_extension("").into_os_string();
+    temp.push(TEMP_SUFFIX);
     temp.into()
 }
 
-/// `<table>/refused/<load>.jsonl` for `<table>/<load>.jsonl`.
-fn refused_path(path: &Path) -> PathBuf {
+/// `<table>/refused/<load>.jsonl` for `<table>/<load>.jsonl`: where the rejections of a
+/// load refused over its budget go.
+pub fn refused_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new(""));
     match path.file_name() {
         Some(name) => dir.join(REFUSED_DIR).join(name),
@@ -215,7 +239,15 @@ fn refused_path(path: &Path) -> PathBuf {
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // A file in a directory that is not one is not present either.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

@@ -467,6 +467,36 @@ fn a_load_that_does_not_commit_keeps_the_quarantine_of_the_one_that_did() {
     assert!(!refused.exists());
 }
 
+/// Once a load is committed nothing fails it: a quarantine file that cannot be put in
+/// place afterwards is a warning naming where its lines are, and the status is 0.
+#[test]
+fn a_committed_load_stays_committed_when_its_quarantine_cannot_be_put_in_place() {
+    let env = Env::new();
+    let good = |i: usize| {
+        format!(
+            r#"{{"Id":"{i}","PostingDate":"2024-01-31","Value":{i},"CreatedUtc":"2024-01-31T10:00:00Z"}}"#
+        )
+    };
+    // Where the quarantine file would go, a directory; beside it, a file named `refused`.
+    let dir = env.out().join("_quarantine/ledger_entry");
+    std::fs::create_dir_all(dir.join("day.jsonl")).unwrap();
+    std::fs::write(dir.join("refused"), b"").unwrap();
+    let mut text: String = (0..300).map(|i| good(i) + "\n").collect();
+    text.push_str("broken\n");
+    let f = env.write("day.jsonl", text.as_bytes());
+    let o = env.convert(&["--entity", "LedgerEntry", f.to_str().unwrap()]);
+    assert_ok(&o);
+    assert_eq!(read_table(&env.out(), "ledger_entry").num_rows(), 300);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the load is committed, but its quarantine file could not be put in place")
+            && err.contains("day.jsonl.tmp"),
+        "{err}"
+    );
+    let kept = std::fs::read_to_string(dir.join("day.jsonl.tmp")).unwrap();
+    assert!(kept.contains("broken"), "{kept}");
+}
+
 #[test]
 fn converting_the_same_load_twice_keeps_its_rows_once() {
     let env = Env::new();

@@ -963,3 +963,26 @@ async fn a_pending_export_of_another_window_is_named() {
     assert!(!err.contains("has no record of it"), "{}", describe(&o));
     h.mock.shutdown().await;
 }
+
+/// A table whose manifest cannot be read is mended by a replace: the check made before
+/// the export is added asks only that the table be this directory's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_mends_a_table_whose_manifest_cannot_be_read() {
+    let h = Harness::start(Faults::default()).await;
+    assert_status(&output(h.run()).await, 0);
+    let loads = h.out().join(TABLE).join("_loads");
+    let manifest = std::fs::read_dir(&loads)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Replaced, not written in place: the file is a hard link shared with older versions.
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::write(&manifest, b"{").unwrap();
+    let o = output(h.run()).await;
+    assert_status(&o, 0);
+    let job = h.job();
+    h.assert_loaded(&job.export_id, "after the replace");
+    h.mock.shutdown().await;
+}

@@ -1,5 +1,5 @@
-//! The README's generated sections stay in step with the code: the type table and the table
-//! of default partitionings derive from the schema module, not from hand-kept text. `UPDATE_README=1 cargo test --test readme`
+//! The README's generated sections stay in step with the code: the type table and the
+//! table of default partitionings derive from the schema module, not from hand-kept text. `UPDATE_README=1 cargo test --test readme`
 //! rewrites them.
 
 use std::path::Path;

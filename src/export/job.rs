@@ -244,11 +244,9 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     .map_err(|e| e.to_string())
             })
         }
-        WriteMode::Replace => ctx
-            .out
-            .current_loads(table)
-            .map(drop)
-            .map_err(|e| e.to_string()),
+        // Only the link is checked: a replace needs no earlier manifest, and is what mends
+        // a table whose manifests cannot be read.
+        WriteMode::Replace => ctx.out.check_replace(table).map_err(|e| e.to_string()),
     };
     if let Err(e) = early_check {
         return output_failed(None, format!("not attempted: {e}"));
@@ -350,7 +348,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                         };
                         let reason = match recorded.first() {
                             Some((other, id)) => format!(
-                                "an export of {entity} is pending or processing ({e}); this output directory recorded export {id} for another window or scope ({other}), which a previous run did not finish: run that window again to load it, or wait for it to end (exports end on their own)"
+                                "an export of {entity} is pending or processing ({e}); this output directory recorded export {id} for another window or scope ({other}) and has not loaded it: if that is the one, run that window again to load it; otherwise, or meanwhile, wait for it to end (exports end on their own)"
                             ),
                             None => format!(
                                 "an export of {entity} that this output directory has no record of is pending or processing ({e}): another client started it, or a run here was killed between adding it and recording it; wait for it to finish (exports end on their own), or run with the --out that started it"
@@ -396,7 +394,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 // waiting for this one again would fail every later run the same way.
                 tracing::warn!(entity = %entity, export_id = %export_id, "exports/getAll no longer lists the export; starting a new one");
                 if let Err(e) = forget_export(ctx, key).await {
-                    return failed(Some(&export_id), e);
+                    return output_failed(Some(&export_id), e);
                 }
                 continue;
             }
@@ -426,7 +424,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             crate::api::ExportStatus::Expired => {
                 tracing::warn!(entity = %entity, export_id = %export_id, "export expired before it was read; starting a new one");
                 if let Err(e) = forget_export(ctx, key).await {
-                    return failed(Some(&export_id), e);
+                    return output_failed(Some(&export_id), e);
                 }
                 continue;
             }
@@ -499,7 +497,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             Err(LoadError::Download(d)) if matches!(*d, DownloadError::Expired { .. }) => {
                 tracing::warn!(entity = %entity, export_id = %export_id, "export expired while downloading; starting a new one");
                 if let Err(e) = forget_export(ctx, key).await {
-                    return failed(Some(&export_id), e);
+                    return output_failed(Some(&export_id), e);
                 }
             }
             Err(e) => {

@@ -393,8 +393,11 @@ pub async fn run_all(
                 }
                 let result = job::run_job(&ctx, spec).await;
                 replace_due &= !result.is_committed();
+                // An export whose job failed on the output directory is not waited for:
+                // nothing may record it, and the next windows say why they cannot start.
                 if let job::JobOutcome::Failed {
                     export_id: Some(id),
+                    kind: job::FailureKind::Remote,
                     ..
                 } = &result.outcome
                 {
