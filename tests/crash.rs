@@ -370,6 +370,18 @@ impl Harness {
         self.run_into(&self.out())
     }
 
+    /// [`Harness::run`] of the updates of January 2024: a window, so its load appends.
+    fn run_window(&self) -> Command {
+        let mut cmd = self.run();
+        cmd.args([
+            "--updated-start",
+            "2024-01-01",
+            "--updated-end",
+            "2024-02-01",
+        ]);
+        cmd
+    }
+
     /// [`Harness::run`] into another output directory.
     fn run_into(&self, out: &Path) -> Command {
         let mut cmd = bare_command();
@@ -920,14 +932,8 @@ async fn a_state_file_that_cannot_be_saved_adds_no_export() {
 async fn an_append_the_table_cannot_take_adds_no_export() {
     let h = Harness::start(Faults::default()).await;
     assert_status(&output(h.run()).await, 0);
-    let mut cmd = h.run();
-    cmd.args([
-        "--updated-start",
-        "2024-01-01",
-        "--updated-end",
-        "2024-02-01",
-    ])
-    .args(["--partition-by", "none"]);
+    let mut cmd = h.run_window();
+    cmd.args(["--partition-by", "none"]);
     let o = output(cmd).await;
     assert_status(&o, 4);
     assert!(stderr(&o).contains("partitioned by"), "{}", describe(&o));
@@ -940,14 +946,8 @@ async fn an_append_the_table_cannot_take_adds_no_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_export_of_another_window_is_named() {
     let h = Harness::start(Faults::default()).await;
-    let mut cmd = h.run();
-    cmd.args([
-        "--updated-start",
-        "2024-01-01",
-        "--updated-end",
-        "2024-02-01",
-    ])
-    .args(["--timeout", "1ms"]);
+    let mut cmd = h.run_window();
+    cmd.args(["--timeout", "1ms"]);
     let o = output(cmd).await;
     assert_status(&o, 7);
     let pending = h.job().export_id;
