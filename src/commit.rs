@@ -84,7 +84,7 @@ pub enum CommitError {
         what: String,
     },
     /// A load id that is not a plain file name.
-    #[error("invalid load id {load_id:?}: use sanitize_load_id ([A-Za-z0-9._-], not starting with '.', at most 128 bytes)")]
+    #[error("invalid load id {load_id:?}: use sanitize_load_id ([A-Za-z0-9._-], not starting with '.' or '_', at most 128 bytes)")]
     InvalidLoadId {
         /// The id given.
         load_id: String,
@@ -706,8 +706,9 @@ impl OutputDir {
     }
 }
 
-/// Turns any text into a valid load id: characters outside `[A-Za-z0-9._-]` become `_`, a
-/// leading `.` becomes `_` (no hidden or `..` names), an empty id becomes `load`, and an id
+/// Turns any text into a valid load id: characters outside `[A-Za-z0-9._-]` become `_`, an
+/// id starting with `.` or `_` gets `load` in front (no hidden or `..` names, no data files
+/// that readers skip), an empty id becomes `load`, and an id
 /// longer than [`MAX_LOAD_ID_LEN`] is cut and suffixed with a hash of the original so
 /// distinct long ids stay distinct. Valid ids are returned unchanged.
 pub fn sanitize_load_id(raw: &str) -> String {
@@ -724,8 +725,10 @@ pub fn sanitize_load_id(raw: &str) -> String {
     if id.is_empty() {
         return "load".to_owned();
     }
-    if id.starts_with('.') {
-        id.replace_range(0..1, "_");
+    // A file or directory whose name starts with `.` or `_` is hidden to readers (pyarrow,
+    // Spark): a load's data files, named after it, must not be.
+    if id.starts_with(['.', '_']) {
+        id.insert_str(0, "load");
     }
     if id.len() > MAX_LOAD_ID_LEN {
         let hash = Sha256::digest(raw.as_bytes());
@@ -1465,8 +1468,8 @@ mod tests {
             sanitize_load_id("2024-01-01T00:00:00Z_export.1"),
             "2024-01-01T00_00_00Z_export.1"
         );
-        assert_eq!(sanitize_load_id("../etc/passwd"), "_._etc_passwd");
-        assert_eq!(sanitize_load_id(".hidden"), "_hidden");
+        assert_eq!(sanitize_load_id("../etc/passwd"), "load.._etc_passwd");
+        assert_eq!(sanitize_load_id(".hidden"), "load.hidden");
         assert_eq!(sanitize_load_id(""), "load");
         assert_eq!(sanitize_load_id("ok-id_1.2"), "ok-id_1.2");
         let long_a = sanitize_load_id(&"a".repeat(300));
@@ -1483,6 +1486,11 @@ mod tests {
             check_load_id(id).unwrap();
         }
         assert_eq!(distinct_load_id("a_b"), "a_b");
+        // Readers skip files whose names start with `_` or `.`: a load's never do.
+        for raw in ["_x", ".x", "#1", "..", "_"] {
+            let id = distinct_load_id(raw);
+            assert!(id.starts_with("load"), "{raw:?}: {id}");
+        }
         assert_eq!(
             distinct_load_id(&"a".repeat(300)),
             sanitize_load_id(&"a".repeat(300))
