@@ -5,12 +5,13 @@
 //! ```text
 //! <out>/
 //!   <table>  -> .mews-etl/tables/<table>/v0000000007   relative symlink: THE commit point
-//!   _quarantine/<table>/<load_id>.jsonl                rejected lines of a load
+//!   _quarantine/<table>/<load_id>.jsonl                rejected lines of a refused attempt
 //!   .mews-etl/
 //!     lock                                             held (flock) for the whole run
 //!     staging/<table>/<load_id>-<random>/…             PartitionedWriter output
 //!     tables/<table>/v0000000007/<partition dirs>/*.parquet
 //!     tables/<table>/v0000000007/_loads/<load_id>.json one manifest per load in the version
+//!     tables/<table>/v0000000007/_loads/<load_id>.rejected.jsonl   and its rejected lines
 //! ```
 //!
 //! A version directory is a complete, immutable snapshot of a table. A commit builds the
@@ -44,7 +45,8 @@ const LOCK_FILE: &str = "lock";
 const STAGING_DIR: &str = "staging";
 const TABLES_DIR: &str = "tables";
 /// Directory of each version that holds one manifest per load.
-const LOADS_DIR: &str = "_loads";
+/// The directory of a table version holding each load's manifest and rejected lines.
+pub const LOADS_DIR: &str = "_loads";
 /// Prefix of a version being built; never visible, removed on recovery.
 const TMP_VERSION_PREFIX: &str = ".tmp-";
 /// Infix of a symlink being prepared for the switch (`.<table>.tmp-<random>`).
@@ -309,8 +311,9 @@ impl OutputDir {
         Ok(dir.keep())
     }
 
-    /// Where the rejected lines of a load go: `<out>/_quarantine/<table>/<load_id>.jsonl`,
-    /// named like the load's manifest (`<load_id>.json`).
+    /// Where the rejected lines of a load's latest attempt refused over its budget go:
+    /// `<out>/_quarantine/<table>/<load_id>.jsonl`. (A committed load's are in its table
+    /// version, beside its manifest: [`rejections_name`].)
     ///
     /// A table or load id that is not a valid name is escaped, so the path stays inside the
     /// quarantine directory even for unchecked names.
@@ -412,7 +415,27 @@ impl OutputDir {
                     &current_dir.join(LOADS_DIR).join(&name),
                     &build.join(LOADS_DIR).join(&name),
                 )?;
+                let rejections = current_dir
+                    .join(LOADS_DIR)
+                    .join(rejections_name(&kept.load_id));
+                if rejections.exists() {
+                    link_or_copy(
+                        &rejections,
+                        &build.join(LOADS_DIR).join(rejections_name(&kept.load_id)),
+                    )?;
+                }
             }
+        }
+        // The load's rejected lines, published with its rows and its manifest.
+        let rejections = staged
+            .join(LOADS_DIR)
+            .join(rejections_name(&manifest.load_id));
+        if rejections.exists() {
+            let to = build
+                .join(LOADS_DIR)
+                .join(rejections_name(&manifest.load_id));
+            create_parent(&to)?;
+            fs::rename(&rejections, &to).at("moving staged file", &rejections)?;
         }
         for file in &manifest.files {
             let rel = relative_path(&file.path, staged)?;
@@ -663,36 +686,8 @@ impl OutputDir {
                 fs::remove_file(&path).at("removing stale symlink", &path)?;
             }
         }
-        self.remove_quarantine_leftovers();
         // Staging directories of loads that never committed.
         self.remove_staging()
-    }
-
-    /// Removes the rejections of loads a process was writing when it stopped
-    /// (`_quarantine/<table>/<load>.jsonl.tmp`): whether their load committed is not known.
-    /// Best effort: they hold no rows, so failing to remove one fails nothing.
-    fn remove_quarantine_leftovers(&self) {
-        let quarantine = self.root.join(QUARANTINE_DIR);
-        let Ok(tables) = fs::read_dir(&quarantine) else {
-            return;
-        };
-        for table in tables.flatten() {
-            let Ok(files) = fs::read_dir(table.path()) else {
-                continue;
-            };
-            for file in files.flatten() {
-                let path = file.path();
-                if file.file_type().is_ok_and(|t| t.is_file())
-                    && path
-                        .to_string_lossy()
-                        .ends_with(crate::quarantine::TEMP_SUFFIX)
-                {
-                    if let Err(e) = fs::remove_file(&path) {
-                        tracing::warn!(path = %path.display(), error = %e, "could not remove the rejections of an interrupted load");
-                    }
-                }
-            }
-        }
     }
 
     /// Removes every staging directory. The lock makes them all this process's own, so call
@@ -802,6 +797,12 @@ fn parse_version(name: &str) -> Option<u64> {
 
 fn manifest_name(load_id: &str) -> String {
     format!("{load_id}.json")
+}
+
+/// The name of a load's rejected lines in [`LOADS_DIR`], in its staging directory and in
+/// the table versions that hold it: `<load_id>.rejected.jsonl`.
+pub fn rejections_name(load_id: &str) -> String {
+    format!("{load_id}.rejected.jsonl")
 }
 
 /// A manifest's file path as a relative path that cannot leave `base`.
@@ -1338,22 +1339,6 @@ mod tests {
         );
         drop(first);
         OutputDir::open(tmp.path()).unwrap();
-    }
-
-    /// The rejections a stopped process was writing are removed when the directory is
-    /// opened again; the files of loads that ended stay.
-    #[test]
-    fn open_removes_the_quarantine_files_of_interrupted_loads() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join(QUARANTINE_DIR).join(TABLE);
-        std::fs::create_dir_all(dir.join("refused")).unwrap();
-        for name in ["l1.jsonl", "l2.jsonl.tmp", "refused/l3.jsonl"] {
-            std::fs::write(dir.join(name), b"{}\n").unwrap();
-        }
-        drop(OutputDir::open(tmp.path()).unwrap());
-        assert!(dir.join("l1.jsonl").exists());
-        assert!(!dir.join("l2.jsonl.tmp").exists());
-        assert!(dir.join("refused/l3.jsonl").exists());
     }
 
     #[test]

@@ -19,9 +19,9 @@
 //! whatever the size of the input.
 //!
 //! Nothing becomes visible until [`OutputDir::commit`]: a load that fails, or that rejects
-//! more lines than its [`ErrorBudget`] allows, leaves the table as it was, and the quarantine
-//! of the load as committed too (a refused load's rejections are written beside it, for
-//! diagnosis: see [`crate::quarantine`]).
+//! more lines than its [`ErrorBudget`] allows, leaves the table as it was. A load's rejected
+//! lines share its fate: committed with it, or kept apart for diagnosis when it is refused
+//! (see [`crate::quarantine`]).
 
 use crate::commit::{distinct_load_id, CommitError, OutputDir};
 use crate::config::ErrorBudget;
@@ -34,7 +34,7 @@ use crate::manifest::{
     rfc3339_utc, LoadCounts, LoadManifest, SourceSummary, WriteMode, MANIFEST_FORMAT_VERSION,
 };
 use crate::progress::LoadProgress;
-use crate::quarantine::{QuarantineDraft, QuarantineWriter};
+use crate::quarantine::{self, QuarantineWriter};
 use crate::schema::{EntitySchema, PartitionSpec};
 use crate::sink::{PartitionedWriter, SinkError, WriterOptions, WrittenFile};
 use futures::StreamExt;
@@ -245,8 +245,9 @@ pub struct LoadReport {
     pub manifest: LoadManifest,
     /// Whether it committed.
     pub outcome: LoadOutcome,
-    /// The quarantine file, if any line was rejected: the load's own when it committed,
-    /// the refused attempt's (`refused/<load>.jsonl`) when it was over budget.
+    /// The file of rejected lines, if any line was rejected: in the table
+    /// (`<table>/_loads/<load>.rejected.jsonl`) when the load committed, in
+    /// `_quarantine/<table>/<load>.jsonl` when it was refused over its budget.
     pub quarantine: Option<PathBuf>,
     /// Wall time of the load.
     pub elapsed: Duration,
@@ -333,7 +334,8 @@ struct Decoded {
 struct Written {
     files: Vec<WrittenFile>,
     per_source: Vec<LoadCounts>,
-    quarantine: QuarantineDraft,
+    /// The load's rejected lines, in its staging directory, if any.
+    quarantine: Option<PathBuf>,
 }
 
 /// Runs one load of local files (or stdin) into `out`.
@@ -363,8 +365,11 @@ pub async fn load(
         )?;
     }
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
-    let quarantine_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
-    let result = run_pipeline(plan, &sources, staging.clone(), quarantine_path.clone()).await;
+    let staged_rejections = staging
+        .join(crate::commit::LOADS_DIR)
+        .join(crate::commit::rejections_name(&plan.load_id));
+    let refused_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
+    let result = run_pipeline(plan, &sources, staging.clone(), staged_rejections).await;
     let (written, source_info) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -435,19 +440,15 @@ pub async fn load(
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
     let quarantine;
     let outcome = if plan.budget.allows(manifest.counts.rejected, lines) {
+        // The rejected lines are published with the rows, by the commit itself.
         let committed = out.commit(&staging, &manifest)?;
-        // After the commit, so that a load that did not commit leaves the quarantine of the
-        // one that did as it was; and nothing here may fail the load any more: its rows are
-        // visible, and reporting it failed would have the table changed behind a failure.
-        quarantine = match written.quarantine.committed() {
-            Ok(kept) => kept,
-            Err(e) => {
-                // An error, so that it shows under -q too: the rejected lines are not where
-                // they are looked for.
-                tracing::error!(entity = %manifest.entity, load_id = %manifest.load_id, path = %quarantine_path.display(), error = %e, "the load is committed, but its quarantine file could not be put in place");
-                None
-            }
-        };
+        quarantine = written.quarantine.map(|_| {
+            committed
+                .table_dir
+                .join(crate::commit::LOADS_DIR)
+                .join(crate::commit::rejections_name(&manifest.load_id))
+        });
+        quarantine::forget_refused(&refused_path);
         tracing::info!(
             entity = %manifest.entity,
             load_id = %manifest.load_id,
@@ -466,14 +467,19 @@ pub async fn load(
             version: committed.version,
         }
     } else {
-        out.discard(&staging)?;
-        quarantine = written
+        // Kept for diagnosis, outside the table: nothing of the load is committed.
+        let kept = written
             .quarantine
-            .refused()
-            .map_err(|e| LoadError::Quarantine {
-                path: crate::quarantine::refused_path(&quarantine_path),
+            .as_ref()
+            .map(|staged| quarantine::keep_refused(staged, &refused_path));
+        out.discard(&staging)?;
+        if let Some(Err(e)) = kept {
+            return Err(LoadError::Quarantine {
+                path: refused_path,
                 source: e,
-            })?;
+            });
+        }
+        quarantine = written.quarantine.map(|_| refused_path);
         LoadOutcome::OverBudget
     };
     Ok(LoadReport {

@@ -48,9 +48,9 @@ fn lines_and_ids(out: &Path) -> Vec<(i64, String)> {
         .collect()
 }
 
-/// The quarantine records of load `load`.
+/// The quarantine records of load `load`, committed.
 fn quarantine(out: &Path, load: &str) -> Vec<serde_json::Value> {
-    let path: PathBuf = out.join(format!("_quarantine/ledger_entry/{load}.jsonl"));
+    let path: PathBuf = out.join(format!("ledger_entry/_loads/{load}.rejected.jsonl"));
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

@@ -309,7 +309,8 @@ fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
     assert_ok(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("committed"), "{stdout}");
-    let q = std::fs::read_to_string(env.out().join("_quarantine/ledger_entry/le.jsonl")).unwrap();
+    let q =
+        std::fs::read_to_string(env.out().join("ledger_entry/_loads/le.rejected.jsonl")).unwrap();
     let records: Vec<serde_json::Value> = q
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -383,21 +384,21 @@ fn over_budget_commits_nothing_and_keeps_the_previous_table() {
     );
     assert!(env
         .out()
-        .join("_quarantine/ledger_entry/refused/second.jsonl")
+        .join("_quarantine/ledger_entry/second.jsonl")
         .exists());
     // Nothing is left in staging.
     let staging = env.out().join(".mews-etl/staging");
     assert!(parquet_files(&staging).is_empty());
 }
 
-/// The rejected lines of a committed load stay in its quarantine file until the load
-/// commits again: an attempt over budget writes its own beside them, and one that fails
-/// or is stopped changes nothing.
+/// A load's rejected lines share its fate: published with it, kept as they were by an
+/// attempt over budget (whose own go to `_quarantine`), a failed one or a `replace` of
+/// another load that drops it.
 #[test]
-fn a_load_that_does_not_commit_keeps_the_quarantine_of_the_one_that_did() {
+fn a_loads_rejected_lines_share_its_fate() {
     let env = Env::new();
-    let quarantine = env.out().join("_quarantine/ledger_entry/day.jsonl");
-    let refused = env.out().join("_quarantine/ledger_entry/refused/day.jsonl");
+    let committed = env.out().join("ledger_entry/_loads/day.rejected.jsonl");
+    let refused = env.out().join("_quarantine/ledger_entry/day.jsonl");
     let lines_of = |path: &std::path::Path| -> Vec<u64> {
         std::fs::read_to_string(path)
             .unwrap()
@@ -414,18 +415,27 @@ fn a_load_that_does_not_commit_keeps_the_quarantine_of_the_one_that_did() {
             r#"{{"Id":"{i}","PostingDate":"2024-01-31","Value":{i},"CreatedUtc":"2024-01-31T10:00:00Z"}}"#
         )
     };
-    let convert = |text: &[u8]| {
+    let convert = |text: &[u8], extra: &[&str]| {
         let f = env.write("day.jsonl", text);
-        env.convert(&["--entity", "LedgerEntry", f.to_str().unwrap()])
+        let mut args = vec!["--entity", "LedgerEntry"];
+        args.extend_from_slice(extra);
+        args.push(f.to_str().unwrap());
+        env.convert(&args)
     };
     // Committed with one rejected line of 301, within the 1% budget.
     let mut text: String = (0..300).map(|i| good(i) + "\n").collect();
     text.push_str("broken\n");
-    assert_ok(&convert(text.as_bytes()));
-    assert_eq!(lines_of(&quarantine), [301]);
+    let o = convert(text.as_bytes(), &[]);
+    assert_ok(&o);
+    assert_eq!(lines_of(&committed), [301]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("_loads/day.rejected.jsonl"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
-    // Over budget: exit 5, the committed load's rejections stay, the attempt's go beside.
-    let o = convert(format!("{}\nbroken\nbroken\n", good(1)).as_bytes());
+    // Over budget: exit 5, the committed load's rejections stay, the attempt's go apart.
+    let o = convert(format!("{}\nbroken\nbroken\n", good(1)).as_bytes(), &[]);
     assert_eq!(
         o.status.code(),
         Some(5),
@@ -433,68 +443,44 @@ fn a_load_that_does_not_commit_keeps_the_quarantine_of_the_one_that_did() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("refused/day.jsonl"),
+        String::from_utf8_lossy(&o.stderr).contains("_quarantine/ledger_entry/day.jsonl"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(lines_of(&quarantine), [301]);
+    assert_eq!(lines_of(&committed), [301]);
     assert_eq!(lines_of(&refused), [2, 3]);
 
-    // Failed after rejecting a line (a gzip stream cut short): nothing changes, no
-    // temporary file is left.
+    // Failed after rejecting a line (a gzip stream cut short): nothing changes.
     let mut long: String = String::from("broken\n");
     long.extend((0..40_000).map(|i| good(i) + "\n"));
     let packed = gzip(long.as_bytes());
-    let o = convert(&packed[..packed.len() * 4 / 5]);
+    let o = convert(&packed[..packed.len() * 4 / 5], &[]);
     assert_eq!(
         o.status.code(),
         Some(3),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(lines_of(&quarantine), [301]);
+    assert_eq!(lines_of(&committed), [301]);
     assert_eq!(lines_of(&refused), [2, 3]);
-    let mut names: Vec<_> = std::fs::read_dir(env.out().join("_quarantine/ledger_entry"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["day.jsonl", "refused"]);
 
-    // Committed again without rejections: both files go.
-    assert_ok(&convert(format!("{}\n", good(1)).as_bytes()));
-    assert!(!quarantine.exists());
+    // Committed again without rejections: both go.
+    assert_ok(&convert(format!("{}\n", good(1)).as_bytes(), &[]));
+    assert!(!committed.exists());
     assert!(!refused.exists());
-}
 
-/// Once a load is committed nothing fails it: a quarantine file that cannot be put in
-/// place afterwards is a warning naming where its lines are, and the status is 0.
-#[test]
-fn a_committed_load_stays_committed_when_its_quarantine_cannot_be_put_in_place() {
-    let env = Env::new();
-    let good = |i: usize| {
-        format!(
-            r#"{{"Id":"{i}","PostingDate":"2024-01-31","Value":{i},"CreatedUtc":"2024-01-31T10:00:00Z"}}"#
-        )
-    };
-    // Where the quarantine file would go, a directory; beside it, a file named `refused`.
-    let dir = env.out().join("_quarantine/ledger_entry");
-    std::fs::create_dir_all(dir.join("day.jsonl")).unwrap();
-    std::fs::write(dir.join("refused"), b"").unwrap();
-    let mut text: String = (0..300).map(|i| good(i) + "\n").collect();
-    text.push_str("broken\n");
-    let f = env.write("day.jsonl", text.as_bytes());
-    let o = env.convert(&["--entity", "LedgerEntry", f.to_str().unwrap()]);
-    assert_ok(&o);
-    assert_eq!(read_table(&env.out(), "ledger_entry").num_rows(), 300);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("the load is committed, but its quarantine file could not be put in place")
-            && err.contains("day.jsonl.tmp"),
-        "{err}"
-    );
-    let kept = std::fs::read_to_string(dir.join("day.jsonl.tmp")).unwrap();
-    assert!(kept.contains("broken"), "{kept}");
+    // Committed with rejections, then dropped by a replace with another load: they go too.
+    assert_ok(&convert(text.as_bytes(), &[]));
+    assert_eq!(lines_of(&committed), [301]);
+    let other = env.write("other.jsonl", format!("{}\n", good(7)).as_bytes());
+    assert_ok(&env.convert(&[
+        "--entity",
+        "LedgerEntry",
+        "--mode",
+        "replace",
+        other.to_str().unwrap(),
+    ]));
+    assert!(!committed.exists());
 }
 
 #[test]

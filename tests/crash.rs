@@ -283,14 +283,21 @@ async fn output(mut cmd: Command) -> Output {
 // Crash points of `convert`
 
 /// `convert` aborted at each commit step: right after the crash the table shows the first
-/// load alone (before the switch) or both loads (after it), never a mix; the rerun without
-/// the hook repairs the debris and leaves both loads, each row once.
+/// load alone (before the switch) or both loads (after it), never a mix, and the second
+/// load's rejected line with it or not at all; the rerun without the hook repairs the
+/// debris and leaves both loads, each row once.
 #[test]
 fn convert_recovers_from_a_crash_at_every_commit_step() {
     let dir = tempfile::tempdir().unwrap();
     let (first, first_ids) = input(dir.path(), "first.jsonl", 0, 400);
     // Rows over several years: several files, so "mid-move" is mid-way.
     let (second, second_ids) = input(dir.path(), "second.jsonl", 400, 1200);
+    let mut rejected = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&second)
+        .unwrap();
+    std::io::Write::write_all(&mut rejected, b"not json\n").unwrap();
+    let rejections = |out: &Path| out.join(TABLE).join("_loads/second.rejected.jsonl");
     let both: Vec<String> = first_ids.iter().chain(&second_ids).cloned().collect();
     for point in CrashPoint::ALL {
         let name = point.name();
@@ -308,10 +315,16 @@ fn convert_recovers_from_a_crash_at_every_commit_step() {
             &first_ids
         };
         assert_table(&out, after_crash, &format!("{name}: right after the crash"));
+        assert_eq!(
+            rejections(&out).exists(),
+            point.is_after_commit_point(),
+            "{name}: the rejected line and the rows part ways"
+        );
 
         let o = convert(&out, "second", &second).output().unwrap();
         assert_status(&o, 0);
         assert_table(&out, &both, &format!("{name}: after the rerun"));
+        assert!(rejections(&out).exists(), "{name}: after the rerun");
         assert_no_debris(&out, name);
         let manifest: serde_json::Value = serde_json::from_slice(
             &std::fs::read(out.join(TABLE).join("_loads").join("second.json")).unwrap(),
