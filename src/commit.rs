@@ -44,7 +44,6 @@ pub const MAX_LOAD_ID_LEN: usize = 128;
 const LOCK_FILE: &str = "lock";
 const STAGING_DIR: &str = "staging";
 const TABLES_DIR: &str = "tables";
-/// Directory of each version that holds one manifest per load.
 /// The directory of a table version holding each load's manifest and rejected lines.
 pub const LOADS_DIR: &str = "_loads";
 /// Prefix of a version being built; never visible, removed on recovery.
