@@ -45,7 +45,7 @@ const LOCK_FILE: &str = "lock";
 const STAGING_DIR: &str = "staging";
 const TABLES_DIR: &str = "tables";
 /// The directory of a table version holding each load's manifest and rejected lines.
-pub const LOADS_DIR: &str = "_loads";
+const LOADS_DIR: &str = "_loads";
 /// Prefix of a version being built; never visible, removed on recovery.
 const TMP_VERSION_PREFIX: &str = ".tmp-";
 /// Infix of a symlink being prepared for the switch (`.<table>.tmp-<random>`).
@@ -312,7 +312,7 @@ impl OutputDir {
 
     /// Where the rejected lines of a load's latest attempt refused over its budget go:
     /// `<out>/_quarantine/<table>/<load_id>.jsonl`. (A committed load's are in its table
-    /// version, beside its manifest: [`rejections_name`].)
+    /// version, beside its manifest: [`rejections_path`].)
     ///
     /// A table or load id that is not a valid name is escaped, so the path stays inside the
     /// quarantine directory even for unchecked names.
@@ -414,25 +414,16 @@ impl OutputDir {
                     &current_dir.join(LOADS_DIR).join(&name),
                     &build.join(LOADS_DIR).join(&name),
                 )?;
-                let rejections = current_dir
-                    .join(LOADS_DIR)
-                    .join(rejections_name(&kept.load_id));
+                let rejections = rejections_path(&current_dir, &kept.load_id);
                 if rejections.exists() {
-                    link_or_copy(
-                        &rejections,
-                        &build.join(LOADS_DIR).join(rejections_name(&kept.load_id)),
-                    )?;
+                    link_or_copy(&rejections, &rejections_path(build, &kept.load_id))?;
                 }
             }
         }
         // The load's rejected lines, published with its rows and its manifest.
-        let rejections = staged
-            .join(LOADS_DIR)
-            .join(rejections_name(&manifest.load_id));
+        let rejections = rejections_path(staged, &manifest.load_id);
         if rejections.exists() {
-            let to = build
-                .join(LOADS_DIR)
-                .join(rejections_name(&manifest.load_id));
+            let to = rejections_path(build, &manifest.load_id);
             create_parent(&to)?;
             fs::rename(&rejections, &to).at("moving staged file", &rejections)?;
         }
@@ -798,10 +789,11 @@ fn manifest_name(load_id: &str) -> String {
     format!("{load_id}.json")
 }
 
-/// The name of a load's rejected lines in [`LOADS_DIR`], in its staging directory and in
-/// the table versions that hold it: `<load_id>.rejected.jsonl`.
-pub fn rejections_name(load_id: &str) -> String {
-    format!("{load_id}.rejected.jsonl")
+/// Where a load's rejected lines are in `dir`, its staging directory or a table version
+/// that holds it: `<dir>/_loads/<load_id>.rejected.jsonl`, beside its manifest.
+pub fn rejections_path(dir: &Path, load_id: &str) -> PathBuf {
+    dir.join(LOADS_DIR)
+        .join(format!("{load_id}.rejected.jsonl"))
 }
 
 /// A manifest's file path as a relative path that cannot leave `base`.

@@ -23,7 +23,7 @@
 //! lines share its fate: committed with it, or kept apart for diagnosis when it is refused
 //! (see [`crate::quarantine`]).
 
-use crate::commit::{distinct_load_id, CommitError, OutputDir};
+use crate::commit::{distinct_load_id, rejections_path, CommitError, OutputDir};
 use crate::config::ErrorBudget;
 use crate::decode::{identify, DecodedBatch, RecordDecoder};
 use crate::download::{self, ExportFiles};
@@ -365,9 +365,7 @@ pub async fn load(
         )?;
     }
     let staging = out.new_staging_dir(&plan.schema.table, &plan.load_id)?;
-    let staged_rejections = staging
-        .join(crate::commit::LOADS_DIR)
-        .join(crate::commit::rejections_name(&plan.load_id));
+    let staged_rejections = rejections_path(&staging, &plan.load_id);
     let refused_path = out.quarantine_path(&plan.schema.table, &plan.load_id);
     let result = run_pipeline(plan, &sources, staging.clone(), staged_rejections).await;
     let (written, source_info) = match result {
@@ -438,16 +436,9 @@ pub async fn load(
         counts,
     };
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
-    let quarantine;
-    let outcome = if plan.budget.allows(manifest.counts.rejected, lines) {
+    let (outcome, quarantine) = if plan.budget.allows(manifest.counts.rejected, lines) {
         // The rejected lines are published with the rows, by the commit itself.
         let committed = out.commit(&staging, &manifest)?;
-        quarantine = written.quarantine.map(|_| {
-            committed
-                .table_dir
-                .join(crate::commit::LOADS_DIR)
-                .join(crate::commit::rejections_name(&manifest.load_id))
-        });
         quarantine::forget_refused(&refused_path);
         tracing::info!(
             entity = %manifest.entity,
@@ -463,9 +454,11 @@ pub async fn load(
             load_seconds = started.elapsed().as_secs_f64(),
             "load committed"
         );
-        LoadOutcome::Committed {
+        let outcome = LoadOutcome::Committed {
             version: committed.version,
-        }
+        };
+        let published = rejections_path(&committed.table_dir, &manifest.load_id);
+        (outcome, written.quarantine.map(|_| published))
     } else {
         // Kept for diagnosis, outside the table: nothing of the load is committed.
         let kept = written
@@ -479,8 +472,10 @@ pub async fn load(
                 source: e,
             });
         }
-        quarantine = written.quarantine.map(|_| refused_path);
-        LoadOutcome::OverBudget
+        (
+            LoadOutcome::OverBudget,
+            written.quarantine.map(|_| refused_path),
+        )
     };
     Ok(LoadReport {
         manifest,

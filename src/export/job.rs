@@ -222,31 +222,25 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         reason,
         kind: FailureKind::Output,
     };
+    let partition = match &ctx.load.partition_by {
+        Some(p) => match spec.schema.parse_partition_spec(p) {
+            Ok(p) => p,
+            Err(e) => return failed(None, format!("--partition-by: {e}")),
+        },
+        None => spec.schema.default_partition_spec(),
+    };
     // A table this load cannot join fails before an export is added and waited for.
     let table = &spec.schema.table;
     let early_check = match spec.mode {
-        WriteMode::Append => {
-            let partition = match &ctx.load.partition_by {
-                Some(p) => spec
-                    .schema
-                    .parse_partition_spec(p)
-                    .map_err(|e| format!("--partition-by: {e}")),
-                None => Ok(spec.schema.default_partition_spec()),
-            };
-            partition.and_then(|partition| {
-                ctx.out
-                    .check_append(
-                        table,
-                        &spec.load_id(),
-                        &partition.to_string(),
-                        &spec.schema.fingerprint(),
-                    )
-                    .map_err(|e| e.to_string())
-            })
-        }
+        WriteMode::Append => ctx.out.check_append(
+            table,
+            &spec.load_id(),
+            &partition.to_string(),
+            &spec.schema.fingerprint(),
+        ),
         // Only the link is checked: a replace needs no earlier manifest, and is what mends
         // a table whose manifests cannot be read.
-        WriteMode::Replace => ctx.out.check_replace(table).map_err(|e| e.to_string()),
+        WriteMode::Replace => ctx.out.check_replace(table),
     };
     if let Err(e) = early_check {
         return output_failed(None, format!("not attempted: {e}"));
@@ -438,19 +432,12 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         }
 
-        let partition = match &ctx.load.partition_by {
-            Some(p) => match spec.schema.parse_partition_spec(p) {
-                Ok(p) => p,
-                Err(e) => return failed(Some(&export_id), format!("--partition-by: {e}")),
-            },
-            None => spec.schema.default_partition_spec(),
-        };
         let plan = LoadPlan {
             schema: spec.schema,
             load_id,
             export_id: export_id.clone(),
             mode: spec.mode,
-            partition,
+            partition: partition.clone(),
             writer: ctx.load.writer.clone(),
             budget: ctx.load.budget,
             max_line_bytes: ctx.load.max_line_bytes,
