@@ -11,6 +11,11 @@
 //! `after-staging`, `mid-move`, `before-manifest`, `after-manifest`, `before-switch`,
 //! `after-switch` (commit steps), then `before-state-update` and `after-state-update`
 //! (`run` recording the commit in its state file).
+//!
+//! A second variable, [`FAIL_AT_VAR`] (`MEWS_ETL_FAIL_AT`), makes a step fail instead, as
+//! if the disk had refused it, for failures no file system permission can make at the
+//! right moment (the tests run as root). Its one point is `state-update`: `run` cannot
+//! record a load it has just committed.
 
 use std::sync::OnceLock;
 
@@ -28,6 +33,18 @@ pub const POINTS: &[&str] = &[
     "before-state-update",
     "after-state-update",
 ];
+
+/// The environment variable naming a step that fails on purpose (see [`fails`]).
+pub const FAIL_AT_VAR: &str = "MEWS_ETL_FAIL_AT";
+
+/// Whether [`FAIL_AT_VAR`] names `name` (read once per process): the caller then fails that
+/// step as if the disk had refused it.
+#[doc(hidden)]
+pub fn fails(name: &str) -> bool {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var(FAIL_AT_VAR).ok());
+    at.as_deref() == Some(name)
+}
 
 /// Aborts the process if [`CRASH_AT_VAR`] names `name` (read once per process).
 #[doc(hidden)]

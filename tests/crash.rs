@@ -12,7 +12,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::DataType;
 use common::parquet_files;
 use mews_etl::commit::CrashPoint;
-use mews_etl::crash::{CRASH_AT_VAR, POINTS};
+use mews_etl::crash::{CRASH_AT_VAR, FAIL_AT_VAR, POINTS};
 use mews_etl::export::state::RunState;
 use mews_etl::generate::{Generator, Variety};
 use mews_etl::mock::{Faults, MockConfig, MockServer};
@@ -39,6 +39,7 @@ fn bare_command() -> Command {
         "MEWS_PLATFORM_URL",
         "RUST_LOG",
         CRASH_AT_VAR,
+        FAIL_AT_VAR,
     ] {
         cmd.env_remove(var);
     }
@@ -472,6 +473,37 @@ async fn run_recovers_from_a_crash_at_every_step() {
         assert_no_debris(&h.out(), point);
         h.mock.shutdown().await;
     }
+}
+
+/// A load committed but not recorded (the state file refused the update, made to fail by
+/// the test hook): the run reports it committed, with a warning, and exits 0; the rerun
+/// finds it by its manifest and records it, without a second export or a second copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_state_file_cannot_record_is_found_by_the_rerun() {
+    let h = Harness::start(Faults::default()).await;
+    let mut cmd = h.run();
+    cmd.env(FAIL_AT_VAR, "state-update");
+    let o = output(cmd).await;
+    assert_status(&o, 0);
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary.contains("committed") && !summary.contains("FAILED"),
+        "{}",
+        describe(&o)
+    );
+    let job = h.job();
+    assert!(!job.committed, "{job:?}");
+    h.assert_loaded(&job.export_id, "right after the run");
+
+    let o = output(h.run()).await;
+    assert_status(&o, 0);
+    let rerun = h.job();
+    assert!(rerun.committed, "{rerun:?}");
+    assert_eq!(rerun.export_id, job.export_id);
+    assert_eq!(h.mock.stats().exports_added, 1);
+    h.assert_loaded(&rerun.export_id, "after the rerun");
+    assert_no_debris(&h.out(), "after the rerun");
+    h.mock.shutdown().await;
 }
 
 /// Starts `run` against a mock that trickles its files, and waits until it is downloading

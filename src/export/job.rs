@@ -463,13 +463,22 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             Ok(report) => match report.outcome {
                 LoadOutcome::Committed { version } => {
                     crate::crash::point("before-state-update");
-                    let r = update_state(ctx, |s| {
-                        if let Some(j) = s.jobs.get_mut(key) {
-                            j.committed = true;
-                            j.version = Some(version);
-                        }
-                    })
-                    .await;
+                    let r = if crate::crash::fails("state-update") {
+                        ctx.state_unsaved
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        Err(format!(
+                            "{}=state-update: failing on purpose (test hook)",
+                            crate::crash::FAIL_AT_VAR
+                        ))
+                    } else {
+                        update_state(ctx, |s| {
+                            if let Some(j) = s.jobs.get_mut(key) {
+                                j.committed = true;
+                                j.version = Some(version);
+                            }
+                        })
+                        .await
+                    };
                     crate::crash::point("after-state-update");
                     if let Err(e) = r {
                         // Committed all the same: the next run finds the load by its

@@ -165,7 +165,7 @@ impl EntitySchema {
         );
         if !keys.is_empty() {
             head.push_str(&format!(
-                "-- (the partition key {} is a directory name, not a column: hive_partitioning = false leaves it out)\n",
+                "-- (partition keys, {} unless --partition-by says otherwise, are directory names, not columns: hive_partitioning = false leaves them out)\n",
                 keys.join(", ")
             ));
         }
