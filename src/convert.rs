@@ -384,7 +384,15 @@ pub async fn load(
         let _ = out.discard(&staging);
         return Err(LoadError::Internal("a source was not decoded".into()));
     }
-    for (c, (name, compression, bytes, totals)) in written.per_source.iter().zip(source_info) {
+    let paths = sources.iter().map(|s| match s {
+        LoadSource::Local(Source::Path(p)) => std::fs::canonicalize(p)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+        _ => None,
+    });
+    for ((c, (name, compression, bytes, totals)), path) in
+        written.per_source.iter().zip(source_info).zip(paths)
+    {
         let expected_lines = totals.lines_read;
         if c.lines_read != expected_lines || !c.is_balanced() || c.blank_lines != totals.blank_lines
         {
@@ -405,6 +413,7 @@ pub async fn load(
         counts.merge(c);
         summaries.push(SourceSummary {
             name,
+            path,
             compression: compression.to_string(),
             bytes,
             counts: c.clone(),

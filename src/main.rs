@@ -32,6 +32,7 @@ use mews_etl::manifest::WriteMode;
 use mews_etl::mock::{MockConfig, MockServer};
 use mews_etl::schema::{self, EntitySchema};
 use mews_etl::sink::{ParquetCompression, WriterOptions};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -288,14 +289,36 @@ fn refuse_partial_reload(
     let Some(earlier) = loads.iter().find(|m| m.load_id == load_id) else {
         return Ok(());
     };
-    // By name without directories or extensions: `x.jsonl.gz` is `x.jsonl` recompressed.
-    let given: Vec<String> = sources.iter().map(Source::display_name).collect();
-    let given: std::collections::HashSet<&str> = given.iter().map(|n| source_stem(n)).collect();
+    // A file is its directory and its name without extensions (`x.jsonl.gz` is `x.jsonl`
+    // recompressed), so that `d1/part.jsonl` does not stand for `d2/part.jsonl`. The
+    // directory is compared where both loads know it (manifests record it since it mattered).
+    let given: Vec<(Option<PathBuf>, String)> = sources
+        .iter()
+        .map(|s| match s {
+            Source::Path(p) => {
+                let dir = std::fs::canonicalize(p)
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf));
+                (dir, source_stem(&p.to_string_lossy()).to_owned())
+            }
+            Source::Stdin => (None, source_stem(&s.display_name()).to_owned()),
+        })
+        .collect();
     let dropped: Vec<&str> = earlier
         .sources
         .iter()
-        .map(|s| s.name.as_str())
-        .filter(|name| !given.contains(source_stem(name)))
+        .filter(|held| {
+            let dir = held.path.as_deref().and_then(|p| Path::new(p).parent());
+            let stem = source_stem(held.path.as_deref().unwrap_or(&held.name));
+            !given.iter().any(|(given_dir, given_stem)| {
+                given_stem == stem
+                    && match (dir, given_dir) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => true,
+                    }
+            })
+        })
+        .map(|held| held.path.as_deref().unwrap_or(&held.name))
         .collect();
     if dropped.is_empty() {
         return Ok(());

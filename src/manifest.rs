@@ -89,6 +89,12 @@ impl LoadManifest {
 pub struct SourceSummary {
     /// File name or URL (without query string, which may hold credentials).
     pub name: String,
+    /// A local file's absolute path, symbolic links resolved: with the name, what tells
+    /// `exports/2024-01-01/items.jsonl` from `exports/2024-01-02/items.jsonl` when a later
+    /// convert reloads the load. `None` for stdin, a download, or a manifest written before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Compression detected from content: `gzip`, `zstd` or `none`.
     pub compression: String,
     /// Compressed bytes read.

@@ -547,6 +547,45 @@ fn a_reload_without_all_of_a_loads_files_is_refused() {
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 20);
 }
 
+/// Files of one name in two directories (an export a day, each in its own directory) are
+/// not the same load's file: the second convert is refused, naming the first by its path,
+/// instead of replacing its rows. The same file under another spelling still reloads.
+#[test]
+fn a_file_of_the_same_name_in_another_directory_does_not_replace_a_load() {
+    let env = Env::new();
+    let schema = schema::find("OrderItem").unwrap();
+    let mut g = Generator::new(schema, 5, Variety::Realistic);
+    let mut days = Vec::new();
+    for (day, rows) in [("2024-01-01", 0..30u64), ("2024-01-02", 30..50)] {
+        std::fs::create_dir_all(env.dir.path().join(day)).unwrap();
+        let mut text = Vec::new();
+        g.write_lines(rows.start, rows.end - rows.start, &mut text)
+            .unwrap();
+        days.push(env.write(&format!("{day}/order_items.jsonl"), &text));
+    }
+    assert_ok(&env.convert(&["--entity", "OrderItem", days[0].to_str().unwrap()]));
+    let o = env.convert(&["--entity", "OrderItem", days[1].to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("2024-01-01/order_items.jsonl"), "{stderr}");
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 30);
+    // Another spelling of the first day's file (through a `..`) is the same file.
+    let respelled = env
+        .dir
+        .path()
+        .join("2024-01-02/../2024-01-01/order_items.jsonl");
+    assert_ok(&env.convert(&["--entity", "OrderItem", respelled.to_str().unwrap()]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 30);
+    assert_ok(&env.convert(&[
+        "--entity",
+        "OrderItem",
+        "--export-id",
+        "order_items-2024-01-02",
+        days[1].to_str().unwrap(),
+    ]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+}
+
 /// A file of another entity type among a convert's files is refused with the whole load
 /// (exit 2), naming the file and the type its lines are; nothing is committed.
 #[test]
