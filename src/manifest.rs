@@ -181,6 +181,7 @@ mod tests {
             created_utc: rfc3339_utc(SystemTime::UNIX_EPOCH + Duration::from_secs(1_680_307_199)),
             sources: vec![SourceSummary {
                 name: "a.jsonl.gz".into(),
+                path: Some("/exports/a.jsonl.gz".into()),
                 compression: "gzip".into(),
                 bytes: 10,
                 counts: counts.clone(),
