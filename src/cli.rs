@@ -96,6 +96,7 @@ pub struct RunArgs {
     pub updated_end: Option<String>,
     /// First ledger posting date for LedgerEntry. Default: two exports, the month before
     /// yesterday's and yesterday's month up to yesterday, each a load named by its month.
+    /// Dates given are exported as the whole months they touch, a load each, named likewise.
     #[arg(long)]
     pub posting_start: Option<String>,
     /// Last ledger posting date for LedgerEntry (default with --posting-start: yesterday).

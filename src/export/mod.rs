@@ -198,6 +198,52 @@ pub fn default_posting(now_secs: i64) -> Vec<(Window, String)> {
     ]
 }
 
+/// Posting dates given on the command line, as the calendar months they touch: each month
+/// an export and a load named by its month, like [`default_posting`]'s, so that a backfill
+/// and the daily run replace each other's months instead of holding them twice. Each month
+/// is exported whole (a load named by a month must hold all of it), up to its last day or
+/// to the later of the range's end and `yesterday`, whichever comes first.
+fn posting_months(range: Window, yesterday: i64) -> Vec<(Window, String)> {
+    use crate::calendar::{civil_from_days, days_from_civil};
+    let limit = range.end.max(yesterday);
+    let (mut year, mut month, _) = civil_from_days(range.start);
+    let mut months = Vec::new();
+    loop {
+        let first = days_from_civil(year, month, 1);
+        if first > range.end {
+            break;
+        }
+        let (next_year, next_month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        let last_of_month = days_from_civil(next_year, next_month, 1) - 1;
+        let last = last_of_month.min(limit);
+        months.push((
+            Window {
+                start: first,
+                end: last,
+                open_end: last < last_of_month,
+            },
+            format!(" posting={year:04}-{month:02}"),
+        ));
+        (year, month) = (next_year, next_month);
+    }
+    let first = months.first().map_or(range.start, |(w, _)| w.start);
+    let last = months.last().map_or(range.end, |(w, _)| w.end);
+    if (first, last) != (range.start, range.end) {
+        tracing::info!(
+            "ledger entries are exported by whole months: posting dates {}..{} become {}..{}",
+            format_date(range.start),
+            format_date(range.end),
+            format_date(first),
+            format_date(last)
+        );
+    }
+    months
+}
+
 /// Turns a request into exports: one per entity type and `UpdatedUtc` window of at most
 /// 180 days. `now_secs` is the current time, for checking that windows end at least five
 /// minutes in the past.
@@ -248,10 +294,8 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
         }
     };
     let postings: Vec<(Window, String)> = match request.posting {
-        Some(w) => {
-            let end = (!w.open_end).then(|| format_date(w.end));
-            vec![(w, bounds("posting", &format_date(w.start), end.as_deref()))]
-        }
+        Some(w) if w.end < w.start => return Err("--posting-end is before --posting-start".into()),
+        Some(w) => posting_months(w, yesterday(now_secs)),
         None => default_posting(now_secs),
     };
     // Sorted and without repeats, so that the key (and so the load) of a scope does not
@@ -546,6 +590,66 @@ mod tests {
             posting(&january[0]),
             ("2024-12-01".into(), "2024-12-31".into())
         );
+    }
+
+    /// Posting dates given are the months they touch, each whole and named by its month:
+    /// a backfill's months are the loads the daily run's months replace.
+    #[test]
+    fn given_posting_dates_are_whole_months_named_like_the_defaults() {
+        let now = "2024-12-20T06:00:00Z";
+        let ledger = |start: &str, end: Option<&str>| {
+            let mut r = request(None);
+            r.entities.retain(|e| e.entity == "LedgerEntry");
+            let start = parse_day(start).unwrap();
+            r.posting = Some(match end {
+                Some(end) => Window::new(start, parse_day(end).unwrap()),
+                None => Window {
+                    start,
+                    end: yesterday(parse_instant(now).unwrap()),
+                    open_end: true,
+                },
+            });
+            plan(&r, parse_instant(now).unwrap()).unwrap()
+        };
+        let backfill = ledger("2024-09-15", Some("2024-11-03"));
+        let months: Vec<_> = backfill.iter().map(posting).collect();
+        assert_eq!(
+            months,
+            [
+                ("2024-09-01".into(), "2024-09-30".into()),
+                ("2024-10-01".into(), "2024-10-31".into()),
+                ("2024-11-01".into(), "2024-11-30".into()),
+            ]
+        );
+        assert_eq!(backfill[1].key(), "LedgerEntry posting=2024-10");
+        // The default months of the day are loads the backfill's months replace.
+        let mut daily = request(None);
+        daily.entities.retain(|e| e.entity == "LedgerEntry");
+        let daily = plan(&daily, parse_instant(now).unwrap()).unwrap();
+        assert_eq!(daily[0].load_id(), backfill[2].load_id());
+        // Up to yesterday in the month not yet over, whether the end is given or not.
+        let open = ledger("2024-11-01", None);
+        assert_eq!(open.len(), 2);
+        assert_eq!(
+            posting(&open[1]),
+            ("2024-12-01".into(), "2024-12-19".into())
+        );
+        assert_eq!(open[1].load_id(), daily[1].load_id());
+        let given = ledger("2024-12-05", Some("2024-12-10"));
+        assert_eq!(
+            posting(&given[0]),
+            ("2024-12-01".into(), "2024-12-19".into())
+        );
+        // An end past yesterday, asked for, is kept; a year's turn is crossed.
+        let ahead = ledger("2024-12-30", Some("2025-01-02"));
+        assert_eq!(
+            ahead.iter().map(posting).collect::<Vec<_>>(),
+            [
+                ("2024-12-01".into(), "2024-12-31".into()),
+                ("2025-01-01".into(), "2025-01-02".into()),
+            ]
+        );
+        assert_eq!(ahead[1].key(), "LedgerEntry posting=2025-01");
     }
 
     #[test]
