@@ -330,6 +330,22 @@ fn refuse_partial_reload(
     )))
 }
 
+/// Exports the state file records as added but not loaded, of windows (or scopes) this
+/// run does not ask for: a run that failed or timed out, followed by runs of other windows
+/// (a daily schedule), would otherwise leave that window's rows out without a word.
+fn unloaded_exports(
+    state: &RunState,
+    specs: &[mews_etl::export::ExportSpec],
+) -> Vec<(String, mews_etl::export::state::JobState)> {
+    let asked: std::collections::HashSet<String> = specs.iter().map(|s| s.key()).collect();
+    state
+        .jobs
+        .iter()
+        .filter(|(key, job)| !job.committed && !asked.contains(*key))
+        .map(|(key, job)| (key.clone(), job.clone()))
+        .collect()
+}
+
 fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
     let schemas: Vec<&EntitySchema> = match &args.entity {
         Some(name) => vec![find_entity(name)?],
@@ -696,7 +712,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         decode_threads: threads,
     };
     let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
-    let (results, out) = runtime.block_on(async {
+    let (results, out, unloaded) = runtime.block_on(async {
         let (client, mock) = match client {
             Some(client) => {
                 // The default is the demo platform: a production token sent there is
@@ -735,6 +751,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
         }
         let state = RunState::load(&state_path).context("reading the run state")?;
+        let unloaded = unloaded_exports(&state, &specs);
         // Saved once before any export is added: a state file that cannot be written (a
         // full disk, a read-only directory) fails the run here, not after exports were added
         // that nothing records.
@@ -766,7 +783,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         if let (Some(mock), Ok(_)) = (mock, &results) {
             mock.shutdown().await;
         }
-        Ok::<_, Failure>((results, out))
+        Ok::<_, Failure>((results, out, unloaded))
     })?;
     let results = match results {
         Ok(r) => r,
@@ -782,6 +799,14 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
 
     let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
     say!("{}", summary::render(&rows).trim_end());
+    for (key, job) in &unloaded {
+        note!(
+            "{key}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {} until that window is run again (the export is resumed while the API keeps it)",
+            job.export_id,
+            job.created_utc,
+            schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str())
+        );
+    }
     let mut status = 0;
     for r in &results {
         let s = match &r.outcome {

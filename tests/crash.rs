@@ -506,6 +506,44 @@ async fn a_commit_the_state_file_cannot_record_is_found_by_the_rerun() {
     h.mock.shutdown().await;
 }
 
+/// An export left unloaded by a run that stopped (here a crash), followed by a run of
+/// another window (a daily schedule): that run says which window's rows are missing, even
+/// with `-q`, until that window is run again, which resumes the export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unloaded_export_of_another_window_is_named_until_it_is_loaded() {
+    let h = Harness::start(Faults::default()).await;
+    let window = |start: &str, end: &str| {
+        let mut cmd = h.run();
+        cmd.args(["--updated-start", start, "--updated-end", end]);
+        cmd
+    };
+    let mut first = window("2024-01-01", "2024-01-02");
+    first.env(CRASH_AT_VAR, "before-switch");
+    assert_crashed_at(&output(first).await, "before-switch");
+    let unloaded = h.job().export_id;
+
+    let o = output(window("2024-01-02", "2024-01-03")).await;
+    assert_status(&o, 0);
+    let named = |o: &Output| {
+        stderr(o).contains(&format!(
+            "updated=2024-01-01T00:00:00Z..2024-01-02T00:00:00Z: export {unloaded}"
+        ))
+    };
+    assert!(named(&o), "{}", describe(&o));
+    assert!(stderr(&o).contains("never loaded"), "{}", describe(&o));
+
+    assert_status(&output(window("2024-01-01", "2024-01-02")).await, 0);
+    assert_eq!(
+        h.mock.stats().exports_added,
+        2,
+        "the first window's export is resumed"
+    );
+    let o = output(window("2024-01-02", "2024-01-03")).await;
+    assert_status(&o, 0);
+    assert!(!named(&o), "{}", describe(&o));
+    h.mock.shutdown().await;
+}
+
 /// Starts `run` against a mock that trickles its files, and waits until it is downloading
 /// (its export is in the state file and the mock has served bytes).
 async fn downloading(h: &Harness) -> Running {
