@@ -774,6 +774,10 @@ fn input_error(plan: &LoadPlan, e: InputError) -> LoadError {
                     },
                 }
             }
+            unsupported @ InputError::Unsupported { .. } => download::DownloadError::Export {
+                export_id: plan.export_id.clone(),
+                message: unsupported.to_string(),
+            },
         })),
         None => LoadError::Input(e),
     }

@@ -113,6 +113,25 @@ impl Source {
     }
 }
 
+/// Formats an export file is sometimes mistaken for, by their first bytes: read as text,
+/// each would be a load of rejected lines instead of one clear error.
+const FOREIGN_MAGIC: &[(&[u8], &str)] = &[
+    (b"BZh", "bzip2-compressed"),
+    (&[0xFD, 0x37, 0x7A, 0x58], "xz-compressed"),
+    (&[0x04, 0x22, 0x4D, 0x18], "LZ4-compressed"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (&[0x37, 0x7A, 0xBC, 0xAF], "a 7-Zip archive"),
+    (b"PAR1", "a Parquet file"),
+];
+
+/// What a source that is not JSON Lines, plain, gzip or zstd, is, if its first bytes say.
+fn foreign_format(head: &[u8]) -> Option<&'static str> {
+    FOREIGN_MAGIC
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|&(_, what)| what)
+}
+
 /// Failure to open, read or decompress a source. These are infrastructure errors: the
 /// load cannot go on, unlike a bad line, which the decoder quarantines.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +155,14 @@ pub enum InputError {
         /// The underlying error.
         #[source]
         io: io::Error,
+    },
+    /// The source is in a format that is not read (bzip2, a ZIP archive, Parquet…).
+    #[error("{source_name} is {format}, not JSON Lines (plain, gzip or zstd): decompress or extract it first")]
+    Unsupported {
+        /// The source, as [`Source::display_name`] gives it.
+        source_name: String,
+        /// What its first bytes say it is.
+        format: &'static str,
     },
     /// The source's compressed data is corrupt or truncated.
     #[error(
@@ -204,8 +231,15 @@ pub async fn decompress<R: AsyncBufRead + Send + Unpin + 'static>(
         after_bytes: 0,
         io,
     };
+    let unsupported = |format| InputError::Unsupported {
+        source_name: name.to_owned(),
+        format,
+    };
     let head = reader.fill_buf().await.map_err(read_error)?;
     if head.len() >= MAGIC_BYTES || head.is_empty() {
+        if let Some(format) = foreign_format(head) {
+            return Err(unsupported(format));
+        }
         let compression = Compression::detect(head);
         return Ok((wrap_decoder(compression, reader), compression));
     }
@@ -218,6 +252,9 @@ pub async fn decompress<R: AsyncBufRead + Send + Unpin + 'static>(
         let take = chunk.len().min(MAGIC_BYTES - head.len());
         head.extend_from_slice(&chunk[..take]);
         reader.consume(take);
+    }
+    if let Some(format) = foreign_format(&head) {
+        return Err(unsupported(format));
     }
     let compression = Compression::detect(&head);
     let rejoined = io::Cursor::new(head).chain(reader);
@@ -592,6 +629,46 @@ mod tests {
                 (expected.1, expected.2)
             );
             assert_eq!(totals.bytes, data.len() as u64, "{name}");
+        }
+    }
+
+    /// Files of a format that is not read are named for what they are, from their first
+    /// bytes, however few a read returns, instead of being read as lines of text.
+    #[tokio::test]
+    async fn a_format_that_is_not_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], &str); 6] = [
+            ("a.bz2", b"BZh91AY&SY\x01\x02", "bzip2-compressed"),
+            ("a.xz", b"\xFD7zXZ\x00\x00\x04", "xz-compressed"),
+            ("a.lz4", b"\x04\x22\x4D\x18\x64\x40", "LZ4-compressed"),
+            ("a.zip", b"PK\x03\x04\x14\x00", "a ZIP archive"),
+            ("a.7z", b"7z\xBC\xAF\x27\x1C", "a 7-Zip archive"),
+            ("a.parquet", b"PAR1\x15\x04", "a Parquet file"),
+        ];
+        for (name, bytes, what) in cases {
+            let path = write_temp(&dir, name, bytes);
+            let error = open_and_frame(&path).await.unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+            assert!(
+                error.contains(&format!(" is {what}, not JSON Lines")),
+                "{error}"
+            );
+            // A pipe may hand over the first bytes one at a time.
+            let (reader, mut writer) = tokio::io::duplex(1);
+            let body = bytes.to_vec();
+            let feed = tokio::spawn(async move {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut writer, &body).await;
+            });
+            let error = decompress(BufReader::with_capacity(1, reader), name)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                error.contains(&format!(" is {what}, not JSON Lines")),
+                "{name}: {error}"
+            );
+            feed.abort();
         }
     }
 
