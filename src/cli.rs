@@ -27,7 +27,8 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  every load committed (rejected lines within --max-rejected are reported, not fatal)
   1  internal error (a bug: please report it with the log)
-  2  usage error (bad flag or argument; convert: files of another entity type than --entity)
+  2  usage error (bad flag or argument; convert: files of another entity type than --entity;
+     run: tokens the API refuses, or a request it refuses as made)
   3  an input could not be read or decompressed; nothing of that load was committed
   4  the output could not be written or committed (or an append with another
      --partition-by or other columns than the table's); the table keeps its previous contents
@@ -39,7 +40,7 @@ Exit status:
      cannot resume (another client's, or one recorded for another window; the API allows
      one at a time)
   When entity types of one run end differently, the status is the first that applies of
-  1, 4, 8, 7, 5.
+  1, 2, 4, 8, 7, 5.
   130, 143  run, convert: stopped by SIGINT (Ctrl-C) or SIGTERM; loads in progress were
      abandoned and nothing of them is visible; run: the next run resumes the same exports
      (a second signal exits at once; the next run cleans up)";

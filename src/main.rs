@@ -837,6 +837,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             job::JobOutcome::Failed { reason, kind, .. } => {
                 fail!("{}: {reason}", r.entity);
                 match kind {
+                    job::FailureKind::Usage => exit::USAGE,
                     job::FailureKind::Remote => exit::SOME_FAILED,
                     job::FailureKind::Output => exit::OUTPUT,
                     job::FailureKind::Internal => exit::INTERNAL,
@@ -847,10 +848,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 exit::CONFLICT
             }
         };
-        // The most specific problem wins: a defect, then the output directory and a
-        // conflict, which need a person, then a failure, which a rerun may mend.
+        // The most specific problem wins: a defect, then the command, the output directory
+        // and a conflict, which need a person, then a failure, which a rerun may mend.
         let rank = |s: u8| match s {
-            exit::INTERNAL => 5,
+            exit::INTERNAL => 6,
+            exit::USAGE => 5,
             exit::OUTPUT => 4,
             exit::CONFLICT => 3,
             exit::SOME_FAILED => 2,

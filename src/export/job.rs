@@ -115,6 +115,9 @@ pub enum JobOutcome {
 /// What a failed job's failure concerns, which decides the run's exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
+    /// The run as asked cannot succeed: a flag, tokens the API refuses (401), or a request
+    /// it refuses as made (another 4xx): a person must change the command first.
+    Usage,
     /// The API, the export or its files: a later run may well succeed.
     Remote,
     /// The output directory (its files, the run's state file, a table's layout): a person
@@ -170,6 +173,13 @@ fn is_already_running(e: &ApiError) -> bool {
         .any(|w| text.contains(w))
 }
 
+/// Whether the API refused `exports/add` as asked: the tokens (401), or the request (any
+/// other 4xx but a timeout or a rate limit, which the client has retried already). Asking
+/// again the same way gets the same answer.
+fn is_refused(e: &ApiError) -> bool {
+    matches!(e.status(), Some(status) if (400..500).contains(&status) && status != 408 && status != 429)
+}
+
 /// Forgets the export recorded for the job `key`, so that the next turn of its loop (or the
 /// next run) adds a new one.
 async fn forget_export(ctx: &RunContext, key: &str) -> Result<(), String> {
@@ -217,6 +227,11 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         reason,
         kind: FailureKind::Remote,
     };
+    let usage_failed = |reason: String| JobOutcome::Failed {
+        export_id: None,
+        reason,
+        kind: FailureKind::Usage,
+    };
     let output_failed = |export_id: Option<&str>, reason: String| JobOutcome::Failed {
         export_id: export_id.map(str::to_owned),
         reason,
@@ -225,7 +240,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
     let partition = match &ctx.load.partition_by {
         Some(p) => match spec.schema.parse_partition_spec(p) {
             Ok(p) => p,
-            Err(e) => return failed(None, format!("--partition-by: {e}")),
+            Err(e) => return usage_failed(format!("--partition-by: {e}")),
         },
         None => spec.schema.default_partition_spec(),
     };
@@ -277,7 +292,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 let added = {
                     let mut credentials = ctx.credentials.lock().await;
                     if let Credentials::Refused(reason) = &*credentials {
-                        return failed(None, format!("not attempted: {reason}"));
+                        return usage_failed(format!("not attempted: {reason}"));
                     }
                     // Until one add has answered, hold the lock across it, so the other jobs
                     // wait for the verdict instead of each sending a request with bad tokens.
@@ -350,6 +365,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                         };
                         return JobOutcome::Conflict { reason };
                     }
+                    Err(e) if is_refused(&e) => return usage_failed(e.to_string()),
                     Err(e) => return failed(None, e.to_string()),
                 }
             }
