@@ -93,6 +93,7 @@ pub struct RunArgs {
     pub updated_start: Option<String>,
     /// Only rows updated before this instant (default with --updated-start: 5 minutes ago;
     /// a later run with the same start and no end then resumes or replaces this one's load).
+    /// An end less than 5 minutes ago, or up to 5 minutes ahead, is waited for.
     #[arg(long, requires = "updated_start")]
     pub updated_end: Option<String>,
     /// First ledger posting date for LedgerEntry. Default: two exports, the month before

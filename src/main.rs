@@ -616,6 +616,21 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     {
         tracing::warn!("--posting-start and --posting-end apply to LedgerEntry only, which this run does not export");
     }
+    let mut now = now;
+    if let Some(wait) = updated
+        .filter(|w| !w.open_end)
+        .and_then(|w| export::end_wait(w.end, now))
+    {
+        if args.dry_run {
+            tracing::info!("--updated-end is less than 5 minutes ago: a run would first wait {wait} s, as the API takes only windows that ended 5 minutes ago");
+        } else {
+            // Before the signal handlers: a stop signal ends the process at once, and
+            // nothing has started that it could leave behind.
+            tracing::info!("--updated-end is less than 5 minutes ago: waiting {wait} s, as the API takes only windows that ended 5 minutes ago");
+            std::thread::sleep(std::time::Duration::from_secs(wait.unsigned_abs()));
+        }
+        now += wait;
+    }
     let request = RunRequest {
         entities,
         scope,

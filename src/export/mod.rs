@@ -198,6 +198,20 @@ pub fn default_posting(now_secs: i64) -> Vec<(Window, String)> {
     ]
 }
 
+/// Longest wait for a given `--updated-end` to become old enough for the API (see
+/// [`end_wait`]): an end up to 5 minutes ahead of the clock.
+pub const MAX_END_WAIT_SECS: i64 = 2 * MIN_END_AGE_SECS;
+
+/// Seconds to wait before a window that ends at `end` (seconds since the epoch) is
+/// [`MIN_END_AGE_SECS`] old, which the API requires, if that is soon (at most
+/// [`MAX_END_WAIT_SECS`]): a scheduler that passes the end of its interval (Airflow's
+/// `data_interval_end`) starts the run right at that end, and a refusal would need a person.
+/// `None`: no wait needed, or an end too far ahead to wait for.
+pub fn end_wait(end: i64, now_secs: i64) -> Option<i64> {
+    let wait = end + MIN_END_AGE_SECS - now_secs;
+    (wait > 0 && wait <= MAX_END_WAIT_SECS).then_some(wait)
+}
+
 /// Posting dates given on the command line, as the calendar months they touch: each month
 /// an export and a load named by its month, like [`default_posting`]'s, so that a backfill
 /// and the daily run replace each other's months instead of holding them twice. Each month
@@ -650,6 +664,17 @@ mod tests {
             ]
         );
         assert_eq!(ahead[1].key(), "LedgerEntry posting=2025-01");
+    }
+
+    #[test]
+    fn an_end_less_than_five_minutes_ago_is_waited_for_if_soon() {
+        let now = 1_000_000;
+        assert_eq!(end_wait(now - MIN_END_AGE_SECS, now), None);
+        assert_eq!(end_wait(now - 3600, now), None);
+        assert_eq!(end_wait(now - 60, now), Some(MIN_END_AGE_SECS - 60));
+        assert_eq!(end_wait(now, now), Some(MIN_END_AGE_SECS));
+        assert_eq!(end_wait(now + 300, now), Some(MAX_END_WAIT_SECS));
+        assert_eq!(end_wait(now + 301, now), None);
     }
 
     #[test]
