@@ -1132,6 +1132,8 @@ mod tests {
         assert!(matches!(error, ApiError::Transport { .. }), "{error:?}");
         assert!(error.is_retryable());
         assert_no_secret(&all_text(&error));
+        // Its text says what failed, not only that a request did.
+        assert!(error.to_string().contains("Connection refused"), "{error}");
 
         let error = client(&server)
             .download("http://files.example/f.jsonl?sig=SECRETSIG", 0)
