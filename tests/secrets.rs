@@ -261,7 +261,7 @@ fn cases() -> Vec<Case> {
         "401 wrong access token",
         Faults::default(),
         &["-vvv", "--entity", "OrderItem", "--partition-by", "none"],
-        7,
+        2,
     );
     unauthorized.access_token = WRONG_ACCESS_TOKEN;
     unauthorized.env.push(("RUST_LOG", "trace"));

@@ -126,6 +126,23 @@ impl fmt::Display for RequestIdSuffix<'_> {
     }
 }
 
+/// An error's text followed by its causes' (`error sending request: client error
+/// (Connect): dns error: …`): reqwest's own text alone does not say what failed (a name
+/// that does not resolve, a refused connection, a certificate).
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,21 +191,4 @@ mod tests {
         assert!(!exhausted.is_retryable());
         assert!(exhausted.to_string().contains("6 attempts"), "{exhausted}");
     }
-}
-
-/// An error's text followed by its causes' (`error sending request: client error
-/// (Connect): dns error: …`): reqwest's own text alone does not say what failed (a name
-/// that does not resolve, a refused connection, a certificate).
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
 }
