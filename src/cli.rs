@@ -153,8 +153,8 @@ pub struct MockServerArgs {
     /// Rows per export.
     #[arg(long, default_value_t = 5000)]
     pub rows: u64,
-    /// Files per export.
-    #[arg(long, default_value_t = 2)]
+    /// Files per export (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub files: usize,
     /// Serve files gzip-compressed.
     #[arg(long)]

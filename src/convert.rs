@@ -460,7 +460,8 @@ pub async fn load(
             rows_in_table = committed.rows_in_table,
             // The load alone (download or read, decode, write, commit), without the wait
             // for an export: what compares `run` with `convert` of the same files.
-            load_seconds = started.elapsed().as_secs_f64(),
+            // To the millisecond: more digits are noise, and f64 would print them.
+            load_seconds = started.elapsed().as_millis() as f64 / 1000.0,
             "load committed"
         );
         let outcome = LoadOutcome::Committed {

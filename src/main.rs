@@ -895,7 +895,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
 fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     let mut config = MockConfig::demo();
     config.rows = args.rows;
-    config.files_per_export = args.files.max(1);
+    config.files_per_export = args.files;
     config.gzip = args.gzip;
     config.seed = args.seed;
     let runtime = runtime(1, 1)?;
@@ -908,6 +908,15 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     };
     runtime
         .block_on(mews_etl::mock::serve_forever(config, addr, announce))
-        .context("serving the mock")?;
+        .map_err(|e| match e.kind() {
+            // The port given cannot be had: a matter of the command, not a defect.
+            std::io::ErrorKind::AddrInUse
+            | std::io::ErrorKind::AddrNotAvailable
+            | std::io::ErrorKind::PermissionDenied => usage(format!(
+                "--port {}: {e}; choose another (0 picks a free one)",
+                args.port
+            )),
+            _ => Failure::from(anyhow::Error::from(e).context("serving the mock")),
+        })?;
     Ok(())
 }

@@ -1261,3 +1261,26 @@ async fn mock_server_on_port_0_announces_the_port_it_listens_on() {
     let table = common::read_table(&dir.path().join("out"), &table("Bill"));
     assert_eq!(table.num_rows(), 40);
 }
+
+/// `mock-server` on a port another process holds is a matter of the command (exit 2, naming
+/// the port), not an internal error; and an export of no files is refused, not mended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_server_refuses_a_busy_port_and_no_files() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let mut cmd = bare_command();
+    cmd.args(["mock-server", "--port", &port]);
+    let o = output(cmd).await;
+    assert_status(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("--port {port}")),
+        "{}",
+        describe(&o)
+    );
+    let mut cmd = bare_command();
+    cmd.args(["mock-server", "--port", "0", "--files", "0"]);
+    let o = output(cmd).await;
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("--files"), "{}", describe(&o));
+    drop(busy);
+}
