@@ -36,13 +36,23 @@ pub fn notice(args: std::fmt::Arguments<'_>) {
 /// A JSON log record in the shape of the log's others, written past the log filter: `-q`
 /// or a `RUST_LOG` naming other crates must not hide what the run ended with.
 fn record(level: &str, args: std::fmt::Arguments<'_>) {
-    let line = serde_json::json!({
-        "timestamp": mews_etl::manifest::rfc3339_utc(std::time::SystemTime::now()),
-        "level": level,
-        "fields": { "message": args.to_string() },
-        "target": "mews_etl",
-    });
-    err(format_args!("{line}"));
+    // Keys in the order, and the time to the microsecond, of the tracing records around it.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = mews_etl::calendar::format_utc_seconds(since_epoch.as_secs() as i64);
+    let timestamp = format!(
+        "{}.{:06}Z",
+        seconds.trim_end_matches('Z'),
+        since_epoch.subsec_micros()
+    );
+    let text = |value: &str| serde_json::Value::from(value).to_string();
+    err(format_args!(
+        r#"{{"timestamp":{},"level":{},"fields":{{"message":{}}},"target":"mews_etl"}}"#,
+        text(&timestamp),
+        text(level),
+        text(&args.to_string())
+    ));
 }
 
 /// Writes one line to standard output. A reader that has gone away is not an error of
@@ -73,11 +83,6 @@ macro_rules! say {
     ($($arg:tt)*) => { $crate::console::out(format_args!($($arg)*)) };
 }
 
-/// `eprintln!` that does not panic (see [`err`]).
-macro_rules! shout {
-    ($($arg:tt)*) => { $crate::console::err(format_args!($($arg)*)) };
-}
-
 /// See [`problem`].
 macro_rules! fail {
     ($($arg:tt)*) => { $crate::console::problem(format_args!($($arg)*)) };
@@ -88,4 +93,4 @@ macro_rules! note {
     ($($arg:tt)*) => { $crate::console::notice(format_args!($($arg)*)) };
 }
 
-pub(crate) use {fail, note, say, shout};
+pub(crate) use {fail, note, say};

@@ -17,7 +17,7 @@ use cli::{
     Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs,
     SchemaFormat,
 };
-use console::{fail, note, say, shout};
+use console::{fail, note, say};
 use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
@@ -239,9 +239,14 @@ fn argument_error(e: clap::Error) -> ExitCode {
     }
     console::set_json(true);
     let text = e.render().to_string();
-    // clap's first line is the error; the rest (usage, a hint to --help) is for a terminal.
-    let message = text.lines().next().unwrap_or_default();
-    fail!("{}", message.trim_start_matches("error: "));
+    // clap's first paragraph is the error (with the arguments it names, one a line, such
+    // as the required ones missing); the rest (usage, a hint to --help) is for a terminal.
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    fail!("{}", message.join(" ").trim_start_matches("error: "));
     ExitCode::from(exit::USAGE)
 }
 
@@ -902,7 +907,7 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let (client_token, access_token) = (config.client_token.clone(), config.access_token.clone());
     let announce = move |url: &str| {
-        shout!(
+        note!(
             "serving the Connector API mock on {url} (client token {client_token}, access token {access_token}); Ctrl-C stops"
         );
     };

@@ -1,7 +1,7 @@
 //! SIGINT and SIGTERM for `run` and `convert`: the first stops the work gracefully (see
 //! `main::interrupted`), a second exits at once.
 
-use crate::console::shout;
+use crate::console::note;
 use tokio::sync::watch;
 
 /// Exit status after SIGINT (Ctrl-C): 128 + 2, as shells report a death by that signal.
@@ -50,13 +50,13 @@ impl Signals {
                     };
                     let _ = ready_tx.send(Ok(()));
                     let first = listener.next().await;
-                    shout!(
+                    note!(
                         "{}: stopping; loads in progress are abandoned (a second signal exits at once)",
                         first.name
                     );
                     let _ = tx.send(Some(first));
                     let second = listener.next().await;
-                    shout!("{}: exiting at once; the next run cleans up", second.name);
+                    note!("{}: exiting at once; the next run cleans up", second.name);
                     std::process::exit(i32::from(second.status));
                 });
             })?;

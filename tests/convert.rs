@@ -815,6 +815,21 @@ fn unknown_entity_and_bad_flags_are_usage_errors() {
         .as_str()
         .unwrap()
         .contains("--bogus"));
+    // A missing argument is named in the record, not only announced.
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args(["--log-format", "json", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let record: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON record");
+    assert!(
+        record["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--out"),
+        "{stderr}"
+    );
     let o = env.convert(&["--entity", "OrderItem", "missing.jsonl"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));

@@ -621,7 +621,9 @@ fn sigterm_stops_a_convert() {
     assert_status(&convert(&out, "first", &first).output().unwrap(), 0);
     let (more, _) = input(dir.path(), "more.jsonl", 200, 200);
     let mut cmd = bare_command();
-    cmd.args(["convert", "-e", ENTITY, "--export-id", "stdin"])
+    // With JSON logs, so that the lines the signal makes are checked to be records too.
+    cmd.args(["--log-format", "json"])
+        .args(["convert", "-e", ENTITY, "--export-id", "stdin"])
         .args(["--partition-by", "ConsumedUtc:year", "--out"])
         .arg(&out)
         .arg("-")
@@ -642,6 +644,15 @@ fn sigterm_stops_a_convert() {
         "{}",
         describe(&o)
     );
+    assert!(stderr(&o).contains("SIGTERM: stopping"), "{}", describe(&o));
+    for line in stderr(&o).lines() {
+        let record: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(
+            record.is_ok(),
+            "not a JSON record: {line}\n{}",
+            describe(&o)
+        );
+    }
     assert_table(&out, &first_ids, "after SIGTERM");
     assert_no_debris(&out, "after SIGTERM");
 }
