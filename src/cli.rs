@@ -130,8 +130,8 @@ pub struct RunArgs {
     /// once).
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
-    /// Check the settings (tokens, platform URL; no request is sent), print the exports and
-    /// tables the run would produce, and change nothing.
+    /// Check the settings (tokens, platform URL; no request is sent) and that each table can
+    /// take its load, print the exports and tables the run would produce, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Rows per export served by --demo. The embedded mock keeps the export files it serves

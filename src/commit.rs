@@ -503,11 +503,7 @@ impl OutputDir {
     /// Manifests of the loads in the visible version of `table`, in commit order; empty if
     /// the table does not exist yet.
     pub fn current_loads(&self, table: &str) -> Result<Vec<LoadManifest>, CommitError> {
-        check_table(table)?;
-        match self.current_version(table)? {
-            Some(v) => read_manifests(&self.tables_root().join(table).join(version_name(v))),
-            None => Ok(Vec::new()),
-        }
+        loads_at(&self.root, table)
     }
 
     /// Checks, before any work, that load `load_id` with partitioning `partition_spec` and
@@ -555,34 +551,7 @@ impl OutputDir {
     /// The visible version of `table`: `None` if `<out>/<table>` does not exist; an error if
     /// it exists but is not our symlink (never touch user data).
     fn current_version(&self, table: &str) -> Result<Option<u64>, CommitError> {
-        let link = self.root.join(table);
-        let meta = match fs::symlink_metadata(&link) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).at("inspecting", &link),
-        };
-        let not_managed = |what: String| CommitError::NotManaged {
-            path: link.clone(),
-            what,
-        };
-        if !meta.file_type().is_symlink() {
-            let what = if meta.is_dir() {
-                "a real directory"
-            } else {
-                "a regular file"
-            };
-            return Err(not_managed(what.to_owned()));
-        }
-        let target = fs::read_link(&link).at("reading symlink", &link)?;
-        let version = target
-            .strip_prefix(Path::new(STATE_DIR).join(TABLES_DIR).join(table))
-            .ok()
-            .and_then(|rest| rest.to_str())
-            .and_then(parse_version);
-        match version {
-            Some(v) if target == Self::link_target(table, v) => Ok(Some(v)),
-            _ => Err(not_managed(format!("a symlink to {}", target.display()))),
-        }
+        version_at(&self.root, table)
     }
 
     /// Points `<out>/<table>` at `version` by renaming a fresh symlink over it.
@@ -758,6 +727,78 @@ fn check_load_id(load_id: &str) -> Result<(), CommitError> {
 
 /// Table names come from schema files (`order_item`); anything else is refused, so a table
 /// can never be `.mews-etl`, `_quarantine` or a path.
+/// The visible version of `table` in the output directory `root` (see
+/// [`OutputDir::current_version`]).
+fn version_at(root: &Path, table: &str) -> Result<Option<u64>, CommitError> {
+    let link = root.join(table);
+    let meta = match fs::symlink_metadata(&link) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at("inspecting", &link),
+    };
+    let not_managed = |what: String| CommitError::NotManaged {
+        path: link.clone(),
+        what,
+    };
+    if !meta.file_type().is_symlink() {
+        let what = if meta.is_dir() {
+            "a real directory"
+        } else {
+            "a regular file"
+        };
+        return Err(not_managed(what.to_owned()));
+    }
+    let target = fs::read_link(&link).at("reading symlink", &link)?;
+    let version = target
+        .strip_prefix(Path::new(STATE_DIR).join(TABLES_DIR).join(table))
+        .ok()
+        .and_then(|rest| rest.to_str())
+        .and_then(parse_version);
+    match version {
+        Some(v) if target == OutputDir::link_target(table, v) => Ok(Some(v)),
+        _ => Err(not_managed(format!("a symlink to {}", target.display()))),
+    }
+}
+
+/// The manifests of the loads `table` shows in the output directory `root`.
+fn loads_at(root: &Path, table: &str) -> Result<Vec<LoadManifest>, CommitError> {
+    check_table(table)?;
+    match version_at(root, table)? {
+        Some(v) => read_manifests(
+            &root
+                .join(STATE_DIR)
+                .join(TABLES_DIR)
+                .join(table)
+                .join(version_name(v)),
+        ),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// What [`OutputDir::check_append`] (for `WriteMode::Append`) or
+/// [`OutputDir::check_replace`] checks, reading only: for a dry run, which takes no lock and
+/// creates or mends nothing. An output directory that does not exist yet takes any load.
+pub fn check_layout_read_only(
+    root: &Path,
+    table: &str,
+    mode: WriteMode,
+    load_id: &str,
+    partition_spec: &str,
+    schema_fingerprint: &str,
+) -> Result<(), CommitError> {
+    check_table(table)?;
+    match mode {
+        WriteMode::Append => same_layout(
+            table,
+            &loads_at(root, table)?,
+            load_id,
+            partition_spec,
+            schema_fingerprint,
+        ),
+        WriteMode::Replace => version_at(root, table).map(drop),
+    }
+}
+
 fn check_table(table: &str) -> Result<(), CommitError> {
     let valid = !table.is_empty()
         && table.len() <= MAX_LOAD_ID_LEN

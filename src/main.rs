@@ -718,6 +718,35 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             );
         }
         say!("{} export(s); nothing was changed (--dry-run)", specs.len());
+        // The layout checks a run makes before adding an export, reading only.
+        let mut refused = 0;
+        for spec in &specs {
+            let partition = match &args.load.partition_by {
+                Some(p) => spec.schema.parse_partition_spec(p).map_err(usage)?,
+                None => spec.schema.default_partition_spec(),
+            };
+            if let Err(e) = mews_etl::commit::check_layout_read_only(
+                &args.out,
+                &spec.schema.table,
+                spec.mode,
+                &spec.load_id(),
+                &partition.to_string(),
+                &spec.schema.fingerprint(),
+            ) {
+                fail!("{}: a run would fail: {e}", spec.schema.entity);
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            return Err(Failure {
+                status: exit::OUTPUT,
+                error: anyhow!(
+                    "{refused} of {} export(s) could not be loaded into {} as they are (--dry-run)",
+                    specs.len(),
+                    args.out.display()
+                ),
+            });
+        }
         return Ok(());
     }
 

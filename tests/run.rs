@@ -977,6 +977,47 @@ async fn dry_run_and_missing_tokens() {
     }
 }
 
+/// A dry run makes the layout checks a run makes before adding an export: an append the
+/// table cannot take (another partitioning) exits 4, as the run would, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_finds_an_append_the_table_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let window = |start: &str, end: &str| {
+        let mut cmd = bare_command();
+        cmd.args([
+            "-q",
+            "run",
+            "--demo",
+            "--demo-rows",
+            "40",
+            "-e",
+            "OrderItem",
+        ])
+        .args(["--updated-start", start, "--updated-end", end, "--out"])
+        .arg(&out);
+        cmd
+    };
+    let mut first = window("2024-03-01", "2024-04-01");
+    first.args(["--partition-by", "none"]);
+    assert_status(&output(first).await, 0);
+    let before = common::parquet_files(&out);
+    let mut dry = window("2024-04-01", "2024-05-01");
+    dry.arg("--dry-run");
+    let o = output(dry).await;
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o)
+            .contains("OrderItem: a run would fail: table order_item is partitioned by \"none\""),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(common::parquet_files(&out), before);
+    let mut same = window("2024-04-01", "2024-05-01");
+    same.args(["--partition-by", "none", "--dry-run"]);
+    assert_status(&output(same).await, 0);
+}
+
 /// The most threads allowed, in as many loads at once as the run has: every decoder and
 /// writer of every load gets a thread (with too few, the last stage waited forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
