@@ -17,6 +17,9 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Format of the summary on stdout (convert, run).
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text, global = true)]
+    pub summary_format: SummaryFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +54,17 @@ pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Summary format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    /// A table, then any drift, a line each.
+    Text,
+    /// One JSON object per load, a line each: entity, export_id, outcome (committed,
+    /// already_loaded, over_budget, failed, conflict), version, files, lines, rows,
+    /// rejected, bytes, seconds, reason, drift.
     Json,
 }
 

@@ -163,6 +163,7 @@ fn init_logging(cli: &Cli) {
         .with_ansi(colour)
         .log_internal_errors(false);
     console::set_json(matches!(cli.log_format, LogFormat::Json));
+    summary::set_json(matches!(cli.summary_format, cli::SummaryFormat::Json));
     match cli.log_format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -511,7 +512,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     };
     say!(
         "{}",
-        summary::render(&[summary::Row::from_report(&report)]).trim_end()
+        summary::render_chosen(&[summary::Row::from_report(&report)])
     );
     if let Some(q) = &report.quarantine {
         note!(
@@ -847,7 +848,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     };
 
     let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
-    say!("{}", summary::render(&rows).trim_end());
+    say!("{}", summary::render_chosen(&rows));
     for (key, job) in &unloaded {
         note!(
             "{key}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {} until that window is run again (the export is resumed while the API keeps it)",

@@ -1,6 +1,26 @@
-//! The end-of-run summary table, printed to stdout.
+//! The end-of-run summary, printed to stdout: a table for people, or one JSON object per
+//! load for a scheduler (`--summary-format json`).
 
 use mews_etl::convert::{LoadOutcome, LoadReport};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the summary is JSON (`--summary-format json`).
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`render_chosen`] render JSON (or the table).
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// The summary in the format the command line chose, without a trailing newline.
+pub fn render_chosen(rows: &[Row]) -> String {
+    let text = if JSON.load(Ordering::Relaxed) {
+        render_json(rows)
+    } else {
+        render(rows)
+    };
+    text.trim_end().to_owned()
+}
 use mews_etl::export::job::{JobOutcome, JobResult};
 
 /// One line of the summary.
@@ -14,6 +34,12 @@ pub struct Row {
     bytes: u64,
     seconds: f64,
     status: String,
+    /// `committed`, `already_loaded`, `over_budget`, `failed` or `conflict`.
+    outcome: &'static str,
+    /// The table version that holds the load, once committed.
+    version: Option<u64>,
+    /// Why the load did not commit, whole.
+    reason: Option<String>,
     drift: Vec<String>,
 }
 
@@ -44,6 +70,20 @@ impl Row {
                 LoadOutcome::Committed { version } => format!("committed v{version}"),
                 LoadOutcome::OverBudget => "NOT committed (over --max-rejected)".into(),
             },
+            outcome: match r.outcome {
+                LoadOutcome::Committed { .. } => "committed",
+                LoadOutcome::OverBudget => "over_budget",
+            },
+            version: match r.outcome {
+                LoadOutcome::Committed { version } => Some(version),
+                LoadOutcome::OverBudget => None,
+            },
+            reason: match r.outcome {
+                LoadOutcome::Committed { .. } => None,
+                LoadOutcome::OverBudget => {
+                    Some("more lines rejected than --max-rejected allows".into())
+                }
+            },
             drift,
         }
     }
@@ -64,22 +104,39 @@ impl Row {
                 bytes: m.sources.iter().map(|s| s.bytes).sum(),
                 seconds: 0.0,
                 status: "committed by an earlier run".into(),
+                outcome: "already_loaded",
+                version: None,
+                reason: None,
                 drift: Vec::new(),
             },
             JobOutcome::Failed {
                 export_id, reason, ..
-            } => Row::failed(&j.entity, export_id.as_deref(), format!("FAILED: {reason}")),
-            JobOutcome::Conflict { .. } => Row::failed(
+            } => Row::failed(
+                &j.entity,
+                export_id.as_deref(),
+                "failed",
+                format!("FAILED: {reason}"),
+                reason,
+            ),
+            JobOutcome::Conflict { reason } => Row::failed(
                 &j.entity,
                 None,
+                "conflict",
                 "NOT started: another export is pending".into(),
+                reason,
             ),
         };
         row.seconds = j.elapsed.as_secs_f64();
         row
     }
 
-    fn failed(entity: &str, export_id: Option<&str>, status: String) -> Self {
+    fn failed(
+        entity: &str,
+        export_id: Option<&str>,
+        outcome: &'static str,
+        status: String,
+        reason: &str,
+    ) -> Self {
         let status: String = status.chars().take(120).collect();
         Row {
             entity: entity.to_owned(),
@@ -91,6 +148,9 @@ impl Row {
             bytes: 0,
             seconds: 0.0,
             status,
+            outcome,
+            version: None,
+            reason: Some(reason.to_owned()),
             drift: Vec::new(),
         }
     }
@@ -140,6 +200,32 @@ pub fn render(rows: &[Row]) -> String {
         for d in &r.drift {
             let _ = writeln!(out, "drift: {} {d}", r.entity);
         }
+    }
+    out
+}
+
+/// One JSON object per load, a line each: the table's columns with exact numbers (bytes,
+/// seconds to the millisecond), the outcome as a word, the table version, the whole reason
+/// a load did not commit, and any drift.
+pub fn render_json(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let line = serde_json::json!({
+            "entity": r.entity,
+            "export_id": r.export_id,
+            "outcome": r.outcome,
+            "version": r.version,
+            "files": r.files,
+            "lines": r.lines,
+            "rows": r.rows,
+            "rejected": r.rejected,
+            "bytes": r.bytes,
+            "seconds": (r.seconds * 1000.0).round() / 1000.0,
+            "reason": r.reason,
+            "drift": r.drift,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
     }
     out
 }

@@ -1043,3 +1043,57 @@ fn an_empty_load_leaves_a_readable_empty_table() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("(0, 0)"));
     }
 }
+
+/// `--summary-format json`: one JSON object per load on stdout, with exact numbers and the
+/// outcome as a word, for a scheduler to read (the table's cells hold spaces and units).
+#[test]
+fn the_summary_can_be_one_json_object_per_load() {
+    let env = Env::new();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/sample/order_item.jsonl"
+    );
+    let bytes = std::fs::metadata(sample).unwrap().len();
+    let summary = |o: &Output| -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    let o = env.convert(&[
+        "--summary-format",
+        "json",
+        "--entity",
+        "OrderItem",
+        "--export-id",
+        "my export",
+        sample,
+    ]);
+    assert_ok(&o);
+    let s = summary(&o);
+    let rows = read_table(&env.out(), "order_item").num_rows() as u64;
+    assert_eq!(s["entity"], "OrderItem");
+    assert_eq!(s["export_id"], "my export");
+    assert_eq!(s["outcome"], "committed");
+    assert_eq!(s["version"], 1);
+    assert_eq!(s["rows"], rows);
+    assert_eq!(s["bytes"], bytes);
+    assert_eq!(s["reason"], serde_json::Value::Null);
+
+    let bad = env.write("bad.jsonl", b"{not json\n");
+    let o = env.convert(&[
+        "--summary-format",
+        "json",
+        "--entity",
+        "OrderItem",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(5));
+    let s = summary(&o);
+    assert_eq!(s["outcome"], "over_budget");
+    assert_eq!(
+        (s["rejected"].as_u64(), s["rows"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(s["version"], serde_json::Value::Null);
+}
