@@ -296,32 +296,43 @@ fn refuse_partial_reload(
         return Ok(());
     };
     // A file is its directory and its name without extensions (`x.jsonl.gz` is `x.jsonl`
-    // recompressed), so that `d1/part.jsonl` does not stand for `d2/part.jsonl`. The
-    // directory is compared where both loads know it (manifests record it since it mattered).
-    let given: Vec<(Option<PathBuf>, String)> = sources
+    // recompressed), so that `d1/part.jsonl` does not stand for `d2/part.jsonl`; both
+    // resolved, as manifests record them, so that a link stands for its target. Manifests
+    // written before they recorded the resolved path are compared by the names given.
+    struct Given {
+        resolved: Option<(PathBuf, String)>,
+        stem: String,
+        shown: String,
+    }
+    let given: Vec<Given> = sources
         .iter()
-        .map(|s| match s {
-            Source::Path(p) => {
-                let dir = std::fs::canonicalize(p)
-                    .ok()
-                    .and_then(|p| p.parent().map(Path::to_path_buf));
-                (dir, source_stem(&p.to_string_lossy()).to_owned())
+        .map(|s| {
+            let shown = s.display_name();
+            let resolved = match s {
+                Source::Path(p) => std::fs::canonicalize(p).ok().and_then(|r| {
+                    let stem = source_stem(&r.to_string_lossy()).to_owned();
+                    r.parent().map(|dir| (dir.to_path_buf(), stem))
+                }),
+                Source::Stdin => None,
+            };
+            Given {
+                resolved,
+                stem: source_stem(&shown).to_owned(),
+                shown,
             }
-            Source::Stdin => (None, source_stem(&s.display_name()).to_owned()),
         })
         .collect();
     let dropped: Vec<&str> = earlier
         .sources
         .iter()
         .filter(|held| {
-            let dir = held.path.as_deref().and_then(|p| Path::new(p).parent());
-            let stem = source_stem(held.path.as_deref().unwrap_or(&held.name));
-            !given.iter().any(|(given_dir, given_stem)| {
-                given_stem == stem
-                    && match (dir, given_dir) {
-                        (Some(a), Some(b)) => a == b,
-                        _ => true,
-                    }
+            let held_resolved = held.path.as_deref().map(Path::new);
+            !given.iter().any(|g| match (held_resolved, &g.resolved) {
+                (Some(path), Some((dir, stem))) => {
+                    path.parent() == Some(dir.as_path())
+                        && source_stem(&path.to_string_lossy()) == stem
+                }
+                _ => source_stem(&held.name) == g.stem,
             })
         })
         .map(|held| held.path.as_deref().unwrap_or(&held.name))
@@ -329,10 +340,12 @@ fn refuse_partial_reload(
     if dropped.is_empty() {
         return Ok(());
     }
+    let reads: Vec<&str> = given.iter().map(|g| g.shown.as_str()).collect();
     Err(usage(format!(
-        "load {load_id} of table {} holds the rows of {} too, which this convert does not read; it would replace them. Give all of the load's files in one convert, or name this load apart with --export-id if its rows are not those of the load already there",
+        "load {load_id} of table {} holds the rows of {} too, which this convert does not read (it reads {}); it would replace them. Give all of the load's files in one convert, or name this load apart with --export-id if its rows are not those of the load already there",
         schema.table,
-        dropped.join(", ")
+        dropped.join(", "),
+        reads.join(", ")
     )))
 }
 

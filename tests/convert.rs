@@ -584,6 +584,15 @@ fn a_file_of_the_same_name_in_another_directory_does_not_replace_a_load() {
         days[1].to_str().unwrap(),
     ]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // A link stands for its target: converted twice through a link of another name (a
+    // content-addressed store), the load is reloaded, not refused.
+    let link = env.dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink(&days[0], &link).unwrap();
+    for _ in 0..2 {
+        let o = env.convert(&["--entity", "OrderItem", link.to_str().unwrap()]);
+        assert_ok(&o);
+    }
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 80);
 }
 
 /// A file of another entity type among a convert's files is refused with the whole load
