@@ -349,22 +349,6 @@ fn refuse_partial_reload(
     )))
 }
 
-/// Exports the state file records as added but not loaded, of windows (or scopes) this
-/// run does not ask for: a run that failed or timed out, followed by runs of other windows
-/// (a daily schedule), would otherwise leave that window's rows out without a word.
-fn unloaded_exports(
-    state: &RunState,
-    specs: &[mews_etl::export::ExportSpec],
-) -> Vec<(String, mews_etl::export::state::JobState)> {
-    let asked: std::collections::HashSet<String> = specs.iter().map(|s| s.key()).collect();
-    state
-        .jobs
-        .iter()
-        .filter(|(key, job)| !job.committed && !asked.contains(*key))
-        .map(|(key, job)| (key.clone(), job.clone()))
-        .collect()
-}
-
 fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
     let schemas: Vec<&EntitySchema> = match &args.entity {
         Some(name) => vec![find_entity(name)?],
@@ -814,7 +798,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
         }
         let state = RunState::load(&state_path).context("reading the run state")?;
-        let unloaded = unloaded_exports(&state, &specs);
+        let unloaded = job::unloaded_exports(&state, &specs, &out);
         // Saved once before any export is added: a state file that cannot be written (a
         // full disk, a read-only directory) fails the run here, not after exports were added
         // that nothing records.
@@ -864,10 +848,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     say!("{}", summary::render_chosen(&rows));
     for (key, job) in &unloaded {
         note!(
-            "{key}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {} until that window is run again (the export is resumed while the API keeps it)",
+            "{key}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {} until that window is run again (the export is resumed while the API keeps it; to drop it instead, remove its entry from {})",
             job.export_id,
             job.created_utc,
-            schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str())
+            schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str()),
+            out.root().join(mews_etl::commit::STATE_DIR).join("state.json").display()
         );
     }
     let mut status = 0;

@@ -494,14 +494,32 @@ async fn a_commit_the_state_file_cannot_record_is_found_by_the_rerun() {
     let job = h.job();
     assert!(!job.committed, "{job:?}");
     h.assert_loaded(&job.export_id, "right after the run");
+    // Its rows are in the table: a run of another window does not call it unloaded.
+    let other = output(h.run_window()).await;
+    assert_status(&other, 0);
+    assert!(
+        !stderr(&other).contains("never loaded"),
+        "{}",
+        describe(&other)
+    );
 
     let o = output(h.run()).await;
     assert_status(&o, 0);
-    let rerun = h.job();
+    let rerun = h.state().jobs.remove("OrderItem").unwrap();
     assert!(rerun.committed, "{rerun:?}");
     assert_eq!(rerun.export_id, job.export_id);
-    assert_eq!(h.mock.stats().exports_added, 1);
-    h.assert_loaded(&rerun.export_id, "after the rerun");
+    assert_eq!(h.mock.stats().exports_added, 2);
+    // The table holds both exports' rows, each once.
+    let window = h
+        .state()
+        .jobs
+        .into_iter()
+        .find(|(key, _)| key != "OrderItem")
+        .unwrap()
+        .1;
+    let mut expected = h.mock.expected_ids(&job.export_id).unwrap();
+    expected.extend(h.mock.expected_ids(&window.export_id).unwrap());
+    assert_table(&h.out(), &expected, "after the rerun");
     assert_no_debris(&h.out(), "after the rerun");
     h.mock.shutdown().await;
 }

@@ -180,6 +180,33 @@ fn is_refused(e: &ApiError) -> bool {
     matches!(e.status(), Some(status) if (400..500).contains(&status) && status != 408 && status != 429)
 }
 
+/// Exports the state file records as added but not loaded, of windows (or scopes) that
+/// `specs` do not ask for: a run that timed out or was killed, followed by runs of other
+/// windows (a daily schedule), would otherwise leave that window's rows out without a
+/// word. An export whose load a table shows (committed, but not recorded: a crash, or a
+/// state file that could not be saved) is not one of them.
+pub fn unloaded_exports(
+    state: &RunState,
+    specs: &[ExportSpec],
+    out: &OutputDir,
+) -> Vec<(String, JobState)> {
+    let asked: std::collections::HashSet<String> = specs.iter().map(ExportSpec::key).collect();
+    state
+        .jobs
+        .iter()
+        .filter(|(key, job)| !job.committed && !asked.contains(*key))
+        .filter(|(_, job)| {
+            let Some(schema) = crate::schema::find(&job.entity) else {
+                return true;
+            };
+            // An unreadable table cannot tell: name the export rather than stay silent.
+            !out.current_loads(&schema.table)
+                .is_ok_and(|loads| loads.iter().any(|m| m.export_id == job.export_id))
+        })
+        .map(|(key, job)| (key.clone(), job.clone()))
+        .collect()
+}
+
 /// Forgets the export recorded for the job `key`, so that the next turn of its loop (or the
 /// next run) adds a new one.
 async fn forget_export(ctx: &RunContext, key: &str) -> Result<(), String> {
