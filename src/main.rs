@@ -619,21 +619,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     {
         tracing::warn!("--posting-start and --posting-end apply to LedgerEntry only, which this run does not export");
     }
-    let mut now = now;
-    if let Some(wait) = updated
+    // An end the API would refuse as too recent is waited for, once everything else is
+    // known to be right; the plan is made for the time the wait ends.
+    let end_wait = updated
         .filter(|w| !w.open_end)
-        .and_then(|w| export::end_wait(w.end, now))
-    {
-        if args.dry_run {
-            tracing::info!("--updated-end is less than 5 minutes ago: a run would first wait {wait} s, as the API takes only windows that ended 5 minutes ago");
-        } else {
-            // Before the signal handlers: a stop signal ends the process at once, and
-            // nothing has started that it could leave behind.
-            tracing::info!("--updated-end is less than 5 minutes ago: waiting {wait} s, as the API takes only windows that ended 5 minutes ago");
-            std::thread::sleep(std::time::Duration::from_secs(wait.unsigned_abs()));
-        }
-        now += wait;
-    }
+        .and_then(|w| export::end_wait(w.end, now).map(|wait| (w.end, wait)));
+    let now = now + end_wait.map_or(0, |(_, wait)| wait);
     let request = RunRequest {
         entities,
         scope,
@@ -698,7 +689,17 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         Some(ApiClient::new(config).map_err(|e| usage(e.to_string()))?)
     };
 
+    let end_waited = |end: i64, wait: i64, verb: &str| {
+        tracing::info!(
+            "--updated-end {} is not yet {} minutes past: {verb} {wait} s, as the API takes only windows that ended that long ago",
+            mews_etl::calendar::format_utc_seconds(end),
+            export::MIN_END_AGE_SECS / 60
+        );
+    };
     if args.dry_run {
+        if let Some((end, wait)) = end_wait {
+            end_waited(end, wait, "a run would first wait");
+        }
         say!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
         for spec in &specs {
             let text = format!("{}{}", spec.scope_text(), spec.filters_text());
@@ -748,6 +749,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         return Ok(());
     }
 
+    if let Some((end, wait)) = end_wait {
+        // Before the signal handlers: a stop signal ends the process at once, and nothing
+        // has started that it could leave behind.
+        end_waited(end, wait, "waiting");
+        std::thread::sleep(std::time::Duration::from_secs(wait.unsigned_abs()));
+    }
     let runtime = runtime(args.concurrency.min(specs.len()), threads)?;
     let load = job::LoadSettings {
         partition_by: args.load.partition_by.clone(),

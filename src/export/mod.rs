@@ -200,7 +200,10 @@ pub fn default_posting(now_secs: i64) -> Vec<(Window, String)> {
 
 /// Longest wait for a given `--updated-end` to become old enough for the API (see
 /// [`end_wait`]): an end up to 5 minutes ahead of the clock.
-pub const MAX_END_WAIT_SECS: i64 = 2 * MIN_END_AGE_SECS;
+pub const MAX_END_WAIT_SECS: i64 = 2 * MIN_END_AGE_SECS + END_WAIT_MARGIN_SECS;
+
+/// Seconds waited past the API's 5 minutes, for its clock to be a little behind ours.
+pub const END_WAIT_MARGIN_SECS: i64 = 15;
 
 /// Seconds to wait before a window that ends at `end` (seconds since the epoch) is
 /// [`MIN_END_AGE_SECS`] old, which the API requires, if that is soon (at most
@@ -208,8 +211,11 @@ pub const MAX_END_WAIT_SECS: i64 = 2 * MIN_END_AGE_SECS;
 /// `data_interval_end`) starts the run right at that end, and a refusal would need a person.
 /// `None`: no wait needed, or an end too far ahead to wait for.
 pub fn end_wait(end: i64, now_secs: i64) -> Option<i64> {
-    let wait = end + MIN_END_AGE_SECS - now_secs;
-    (wait > 0 && wait <= MAX_END_WAIT_SECS).then_some(wait)
+    if end + MIN_END_AGE_SECS <= now_secs {
+        return None;
+    }
+    let wait = end + MIN_END_AGE_SECS + END_WAIT_MARGIN_SECS - now_secs;
+    (wait <= MAX_END_WAIT_SECS).then_some(wait)
 }
 
 /// Posting dates given on the command line, as the calendar months they touch: each month
@@ -283,6 +289,12 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
             }
             if end <= start {
                 return Err("--updated-end must be after --updated-start".into());
+            }
+            if end > now_secs {
+                return Err(format!(
+                    "--updated-end {} is more than 5 minutes ahead of the clock; the API takes only windows that ended 5 minutes ago (an end less than 5 minutes ago, or up to 5 minutes ahead, is waited for)",
+                    format_utc_seconds(end)
+                ));
             }
             if end > now_secs - MIN_END_AGE_SECS {
                 return Err(format!(
@@ -669,10 +681,14 @@ mod tests {
     #[test]
     fn an_end_less_than_five_minutes_ago_is_waited_for_if_soon() {
         let now = 1_000_000;
+        let margin = END_WAIT_MARGIN_SECS;
         assert_eq!(end_wait(now - MIN_END_AGE_SECS, now), None);
         assert_eq!(end_wait(now - 3600, now), None);
-        assert_eq!(end_wait(now - 60, now), Some(MIN_END_AGE_SECS - 60));
-        assert_eq!(end_wait(now, now), Some(MIN_END_AGE_SECS));
+        assert_eq!(
+            end_wait(now - 60, now),
+            Some(MIN_END_AGE_SECS - 60 + margin)
+        );
+        assert_eq!(end_wait(now, now), Some(MIN_END_AGE_SECS + margin));
         assert_eq!(end_wait(now + 300, now), Some(MAX_END_WAIT_SECS));
         assert_eq!(end_wait(now + 301, now), None);
     }
