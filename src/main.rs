@@ -717,9 +717,17 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             );
         }
         say!("{} export(s); nothing was changed (--dry-run)", specs.len());
-        // The layout checks a run makes before adding an export, reading only.
+        // The layout checks a run makes before adding an export, reading only. After a
+        // replace of a table, the run's appends join the layout that replace gives it.
         let mut refused = 0;
+        let mut replaced = std::collections::HashSet::new();
         for spec in &specs {
+            if spec.mode == WriteMode::Append && replaced.contains(&spec.schema.table) {
+                continue;
+            }
+            if spec.mode == WriteMode::Replace {
+                replaced.insert(spec.schema.table.clone());
+            }
             let partition = match &args.load.partition_by {
                 Some(p) => spec.schema.parse_partition_spec(p).map_err(usage)?,
                 None => spec.schema.default_partition_spec(),

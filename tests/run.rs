@@ -1016,6 +1016,17 @@ async fn a_dry_run_finds_an_append_the_table_cannot_take() {
     let mut same = window("2024-04-01", "2024-05-01");
     same.args(["--partition-by", "none", "--dry-run"]);
     assert_status(&output(same).await, 0);
+    // A replace over two windows (over 180 days): the second window appends to the layout
+    // the first gives the table, as in the run, not to the table as it is.
+    let mut replace = window("2023-01-01", "2024-05-01");
+    replace.args(["--mode", "replace", "--dry-run"]);
+    let o = output(replace).await;
+    assert_status(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 export(s)"),
+        "{}",
+        describe(&o)
+    );
 }
 
 /// The most threads allowed, in as many loads at once as the run has: every decoder and

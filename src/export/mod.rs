@@ -198,6 +198,11 @@ pub fn default_posting(now_secs: i64) -> Vec<(Window, String)> {
     ]
 }
 
+/// Most exports one run may add: a range that asks for more is far more likely a typo in a
+/// date (`0024` for `2024`) than a wish, and its exports are added one entity type at a
+/// time (the API allows one pending export per type).
+pub const MAX_EXPORTS_PER_RUN: usize = 1000;
+
 /// Longest wait for a given `--updated-end` to become old enough for the API (see
 /// [`end_wait`]): an end up to 5 minutes ahead of the clock.
 pub const MAX_END_WAIT_SECS: i64 = 2 * MIN_END_AGE_SECS + END_WAIT_MARGIN_SECS;
@@ -349,6 +354,26 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
                 ));
             }
         }
+    }
+    let ledger_entities = request
+        .entities
+        .iter()
+        .filter(|s| s.entity == "LedgerEntry")
+        .count();
+    let planned = windows.len().saturating_mul(
+        (request.entities.len() - ledger_entities)
+            .saturating_add(ledger_entities.saturating_mul(postings.len())),
+    );
+    if planned > MAX_EXPORTS_PER_RUN {
+        return Err(format!(
+            "this run would add {planned} exports ({} update window(s){}), more than {MAX_EXPORTS_PER_RUN}: check the dates, or split the range over several runs",
+            windows.len(),
+            if ledger_entities > 0 {
+                format!(" × {} posting month(s) for ledger entries", postings.len())
+            } else {
+                String::new()
+            }
+        ));
     }
     let mut specs = Vec::new();
     for schema in &request.entities {
@@ -676,6 +701,37 @@ mod tests {
             ]
         );
         assert_eq!(ahead[1].key(), "LedgerEntry posting=2025-01");
+    }
+
+    /// A range that would add more than [`MAX_EXPORTS_PER_RUN`] exports (a year mistyped)
+    /// is refused before any is planned, however the count comes about.
+    #[test]
+    fn a_run_of_too_many_exports_is_refused() {
+        let now = parse_instant("2026-11-30T00:00:00Z").unwrap();
+        let mut r = request(None);
+        r.entities.retain(|e| e.entity == "LedgerEntry");
+        r.posting = Some(Window::new(
+            parse_day("0024-01-01").unwrap(),
+            parse_day("2026-11-29").unwrap(),
+        ));
+        let err = plan(&r, now).unwrap_err();
+        assert!(err.contains("more than 1000"), "{err}");
+        r.posting = Some(Window::new(
+            parse_day("0001-01-01").unwrap(),
+            parse_day("9999-12-31").unwrap(),
+        ));
+        r.updated = Some(Window::new(
+            parse_instant("0001-01-01").unwrap(),
+            now - 3600,
+        ));
+        assert!(plan(&r, now).is_err());
+        // Twenty years of months is within the bound.
+        r.updated = None;
+        r.posting = Some(Window::new(
+            parse_day("2006-12-01").unwrap(),
+            parse_day("2026-11-29").unwrap(),
+        ));
+        assert_eq!(plan(&r, now).unwrap().len(), 240);
     }
 
     #[test]
