@@ -397,6 +397,27 @@ async fn a_pending_export_is_resumed_by_the_next_run() {
     h.mock.shutdown().await;
 }
 
+/// A resumed export polled with tokens the API refuses (401 from `exports/getAll`) is a
+/// matter for a person, as the same refusal from `exports/add` is: exit 2, not 7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_refused_while_resuming_exit_2() {
+    let h = Harness::start(pending_config()).await;
+    let first = h
+        .run(&["--entity", "OrderItem", "--timeout", "100ms"])
+        .await;
+    assert_status(&first, 7);
+    let cmd = h.command_with_tokens(
+        &["--entity", "OrderItem"],
+        "wrong-client-token",
+        &h.config.access_token,
+    );
+    let o = output(cmd).await;
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("401"), "{}", describe(&o));
+    assert_eq!(h.mock.stats().exports_added, 1);
+    h.mock.shutdown().await;
+}
+
 /// 2a. An export the state file names but the API no longer lists (purged, or added by a
 /// server that has stopped, as every `--demo` run starts its own) does not wedge the output
 /// directory: the next run warns, adds a new export of the same window and loads it once.

@@ -174,10 +174,10 @@ fn is_already_running(e: &ApiError) -> bool {
 }
 
 /// Whether the API refused `exports/add` as asked: the tokens (401), or the request (any
-/// other 4xx but a timeout or a rate limit, which the client has retried already). Asking
-/// again the same way gets the same answer.
+/// other 4xx but a timeout, a conflict to resubmit, or a rate limit, which the client has
+/// retried already). Asking again the same way gets the same answer.
 fn is_refused(e: &ApiError) -> bool {
-    matches!(e.status(), Some(status) if (400..500).contains(&status) && status != 408 && status != 429)
+    matches!(e.status(), Some(status) if (400..500).contains(&status) && ![408, 409, 429].contains(&status))
 }
 
 /// Exports the state file records as added but not loaded, of windows (or scopes) that
@@ -434,6 +434,18 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     return output_failed(Some(&export_id), e);
                 }
                 continue;
+            }
+            // Tokens refused while resuming an export: a person must mend them.
+            Ok(Err(
+                e @ WaitError::Poll {
+                    status: Some(401), ..
+                },
+            )) => {
+                return JobOutcome::Failed {
+                    export_id: Some(export_id),
+                    reason: e.to_string(),
+                    kind: FailureKind::Usage,
+                }
             }
             Ok(Err(e)) => return failed(Some(&export_id), e.to_string()),
             Err(_) => {

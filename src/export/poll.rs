@@ -32,8 +32,13 @@ pub enum WaitError {
     #[error("export {0} is not listed by exports/getAll")]
     NotListed(String),
     /// Asking `exports/getAll` failed (after the client's retries).
-    #[error("polling export status: {0}")]
-    Poll(String),
+    #[error("polling export status: {message}")]
+    Poll {
+        /// What failed.
+        message: String,
+        /// The HTTP status of the API's answer, if it answered.
+        status: Option<u16>,
+    },
     /// The poller's task ended.
     #[error("the poller stopped")]
     Stopped,
@@ -182,7 +187,10 @@ async fn run(inner: Weak<Inner>) {
                 for id in ids {
                     if let Some(w) = waiting.remove(&id) {
                         for tx in w.waiters {
-                            let _ = tx.send(Err(WaitError::Poll(e.to_string())));
+                            let _ = tx.send(Err(WaitError::Poll {
+                                message: e.to_string(),
+                                status: e.status(),
+                            }));
                         }
                     }
                 }
@@ -320,7 +328,7 @@ mod tests {
         let a = a.await.unwrap();
         let error = a.expect_err("the failed round did not fail export a");
         assert!(
-            matches!(&error, WaitError::Poll(e) if e.contains("400")),
+            matches!(&error, WaitError::Poll { message, status: Some(400) } if message.contains("400")),
             "{error}"
         );
         assert_eq!(b.expect("export b failed").status, ExportStatus::Success);
