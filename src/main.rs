@@ -700,23 +700,38 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         if let Some((end, wait)) = end_wait {
             end_waited(end, wait, "a run would first wait");
         }
-        say!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
-        for spec in &specs {
-            let text = format!("{}{}", spec.scope_text(), spec.filters_text());
-            let filters = text.trim();
-            say!(
-                "{:<24} {:<8} {:<60} {}",
-                spec.schema.entity,
-                spec.mode.to_string(),
-                if filters.is_empty() {
-                    "(all rows)"
-                } else {
-                    filters
-                },
-                args.out.join(&spec.schema.table).display()
-            );
+        if summary::is_json() {
+            // One JSON object per export, as the summary of a run would have one per load.
+            for spec in &specs {
+                let text = format!("{}{}", spec.scope_text(), spec.filters_text());
+                let line = serde_json::json!({
+                    "entity": spec.schema.entity,
+                    "key": spec.key(),
+                    "mode": spec.mode.to_string(),
+                    "filters": text.trim(),
+                    "table": args.out.join(&spec.schema.table).display().to_string(),
+                });
+                say!("{line}");
+            }
+        } else {
+            say!("{:<24} {:<8} {:<60} table", "entity", "mode", "filters");
+            for spec in &specs {
+                let text = format!("{}{}", spec.scope_text(), spec.filters_text());
+                let filters = text.trim();
+                say!(
+                    "{:<24} {:<8} {:<60} {}",
+                    spec.schema.entity,
+                    spec.mode.to_string(),
+                    if filters.is_empty() {
+                        "(all rows)"
+                    } else {
+                        filters
+                    },
+                    args.out.join(&spec.schema.table).display()
+                );
+            }
+            say!("{} export(s); nothing was changed (--dry-run)", specs.len());
         }
-        say!("{} export(s); nothing was changed (--dry-run)", specs.len());
         // The layout checks a run makes before adding an export, reading only. After a
         // replace of a table, the run's appends join the layout that replace gives it.
         let mut refused = 0;

@@ -2,6 +2,7 @@
 //! load for a scheduler (`--summary-format json`).
 
 use mews_etl::convert::{LoadOutcome, LoadReport};
+use mews_etl::export::job::{JobOutcome, JobResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the summary is JSON (`--summary-format json`).
@@ -12,16 +13,20 @@ pub fn set_json(json: bool) {
     JSON.store(json, Ordering::Relaxed);
 }
 
+/// Whether the command line asked for JSON (`--summary-format json`).
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
 /// The summary in the format the command line chose, without a trailing newline.
 pub fn render_chosen(rows: &[Row]) -> String {
-    let text = if JSON.load(Ordering::Relaxed) {
+    let text = if is_json() {
         render_json(rows)
     } else {
         render(rows)
     };
     text.trim_end().to_owned()
 }
-use mews_etl::export::job::{JobOutcome, JobResult};
 
 /// One line of the summary.
 pub struct Row {
@@ -40,6 +45,9 @@ pub struct Row {
     version: Option<u64>,
     /// Why the load did not commit, whole.
     reason: Option<String>,
+    /// `run`: the job's key (entity, scope and window), which tells apart the loads of one
+    /// entity type (posting months, 180-day parts).
+    key: Option<String>,
     drift: Vec<String>,
 }
 
@@ -78,6 +86,7 @@ impl Row {
                 LoadOutcome::Committed { version } => Some(version),
                 LoadOutcome::OverBudget => None,
             },
+            key: None,
             reason: match r.outcome {
                 LoadOutcome::Committed { .. } => None,
                 LoadOutcome::OverBudget => {
@@ -107,6 +116,7 @@ impl Row {
                 outcome: "already_loaded",
                 version: None,
                 reason: None,
+                key: None,
                 drift: Vec::new(),
             },
             JobOutcome::Failed {
@@ -127,6 +137,7 @@ impl Row {
             ),
         };
         row.seconds = j.elapsed.as_secs_f64();
+        row.key = Some(j.key.clone());
         row
     }
 
@@ -151,6 +162,7 @@ impl Row {
             outcome,
             version: None,
             reason: Some(reason.to_owned()),
+            key: None,
             drift: Vec::new(),
         }
     }
@@ -204,28 +216,51 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
+/// One line of [`render_json`], its fields in this order.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    entity: &'a str,
+    key: Option<&'a str>,
+    export_id: Option<&'a str>,
+    outcome: &'a str,
+    version: Option<u64>,
+    files: usize,
+    lines: u64,
+    rows: u64,
+    rejected: u64,
+    bytes: u64,
+    seconds: f64,
+    reason: Option<&'a str>,
+    drift: &'a [String],
+}
+
 /// One JSON object per load, a line each: the table's columns with exact numbers (bytes,
-/// seconds to the millisecond), the outcome as a word, the table version, the whole reason
-/// a load did not commit, and any drift.
+/// seconds to the millisecond), the outcome as a word, the job's key (`run`), the table
+/// version, the whole reason a load did not commit, and any drift.
 pub fn render_json(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows {
-        let line = serde_json::json!({
-            "entity": r.entity,
-            "export_id": r.export_id,
-            "outcome": r.outcome,
-            "version": r.version,
-            "files": r.files,
-            "lines": r.lines,
-            "rows": r.rows,
-            "rejected": r.rejected,
-            "bytes": r.bytes,
-            "seconds": (r.seconds * 1000.0).round() / 1000.0,
-            "reason": r.reason,
-            "drift": r.drift,
-        });
-        out.push_str(&line.to_string());
-        out.push('\n');
+        let row = JsonRow {
+            entity: &r.entity,
+            key: r.key.as_deref(),
+            // A job that failed before its export was added has none.
+            export_id: (r.export_id != "-").then_some(r.export_id.as_str()),
+            outcome: r.outcome,
+            version: r.version,
+            files: r.files,
+            lines: r.lines,
+            rows: r.rows,
+            rejected: r.rejected,
+            bytes: r.bytes,
+            seconds: (r.seconds * 1000.0).round() / 1000.0,
+            reason: r.reason.as_deref(),
+            drift: &r.drift,
+        };
+        // Serializing plain fields cannot fail.
+        if let Ok(line) = serde_json::to_string(&row) {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     out
 }

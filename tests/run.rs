@@ -898,11 +898,30 @@ async fn a_size_mismatch_fails_the_entity() {
 async fn wrong_token_fails_fast_without_retrying() {
     let h = Harness::start(config(ROWS, Faults::default())).await;
     let started = Instant::now();
-    let cmd = h.command_with_tokens(&[], "wrong-client-token", &h.config.access_token);
+    let cmd = h.command_with_tokens(
+        &["--summary-format", "json"],
+        "wrong-client-token",
+        &h.config.access_token,
+    );
     let o = output(cmd).await;
     let elapsed = started.elapsed();
     // A person must mend the tokens: a usage error, not a failure a rerun may mend.
     assert_status(&o, 2);
+    // The summary, one JSON object per job: failed, without an export, the reason whole.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for line in stdout.lines() {
+        let row: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(row["outcome"], "failed", "{line}");
+        assert_eq!(row["export_id"], serde_json::Value::Null, "{line}");
+        assert!(row["reason"].as_str().unwrap().contains("401"), "{line}");
+        let (key, entity) = (
+            row["key"].as_str().unwrap(),
+            row["entity"].as_str().unwrap(),
+        );
+        assert!(key.starts_with(entity), "{line}");
+    }
+    assert_eq!(stdout.lines().count(), 11, "{stdout}");
     let err = stderr(&o);
     assert!(
         err.contains("exports/add") && err.contains("401"),
