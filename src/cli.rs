@@ -168,7 +168,7 @@ pub struct MockServerArgs {
     #[arg(long, default_value_t = 5000)]
     pub rows: u64,
     /// Files per export (at least 1).
-    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub files: usize,
     /// Serve files gzip-compressed.
     #[arg(long)]
@@ -255,4 +255,13 @@ pub enum SchemaFormat {
     /// One JSON object per entity (a line each): columns with their schema, Arrow and
     /// DuckDB types, nullability and descriptions.
     Json,
+}
+
+/// A count of at least 1 (`--files`).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

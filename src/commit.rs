@@ -725,8 +725,6 @@ fn check_load_id(load_id: &str) -> Result<(), CommitError> {
     Ok(())
 }
 
-/// Table names come from schema files (`order_item`); anything else is refused, so a table
-/// can never be `.mews-etl`, `_quarantine` or a path.
 /// The visible version of `table` in the output directory `root` (see
 /// [`OutputDir::current_version`]).
 fn version_at(root: &Path, table: &str) -> Result<Option<u64>, CommitError> {
@@ -799,6 +797,8 @@ pub fn check_layout_read_only(
     }
 }
 
+/// Table names come from schema files (`order_item`); anything else is refused, so a table
+/// can never be `.mews-etl`, `_quarantine` or a path.
 fn check_table(table: &str) -> Result<(), CommitError> {
     let valid = !table.is_empty()
         && table.len() <= MAX_LOAD_ID_LEN

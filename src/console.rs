@@ -33,6 +33,16 @@ pub fn notice(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// News that is no problem but must be seen even with `-q` (where a server listens): a
+/// line on stderr, or an `INFO` record in JSON logs.
+pub fn announce(args: std::fmt::Arguments<'_>) {
+    if JSON.load(Ordering::Relaxed) {
+        record("INFO", args);
+    } else {
+        err(args);
+    }
+}
+
 /// A JSON log record in the shape of the log's others, written past the log filter: `-q`
 /// or a `RUST_LOG` naming other crates must not hide what the run ended with.
 fn record(level: &str, args: std::fmt::Arguments<'_>) {
@@ -93,4 +103,9 @@ macro_rules! note {
     ($($arg:tt)*) => { $crate::console::notice(format_args!($($arg)*)) };
 }
 
-pub(crate) use {fail, note, say};
+/// See [`announce`].
+macro_rules! tell {
+    ($($arg:tt)*) => { $crate::console::announce(format_args!($($arg)*)) };
+}
+
+pub(crate) use {fail, note, say, tell};

@@ -115,21 +115,29 @@ impl Source {
 
 /// Formats an export file is sometimes mistaken for, by their first bytes: read as text,
 /// each would be a load of rejected lines instead of one clear error.
-const FOREIGN_MAGIC: &[(&[u8], &str)] = &[
-    (b"BZh", "bzip2-compressed"),
-    (&[0xFD, 0x37, 0x7A, 0x58], "xz-compressed"),
-    (&[0x04, 0x22, 0x4D, 0x18], "LZ4-compressed"),
-    (b"PK\x03\x04", "a ZIP archive"),
-    (&[0x37, 0x7A, 0xBC, 0xAF], "a 7-Zip archive"),
-    (b"PAR1", "a Parquet file"),
+/// Each with what it is and what to do about it.
+const FOREIGN_MAGIC: &[(&[u8], &str, &str)] = &[
+    (b"BZh", "bzip2-compressed", DECOMPRESS),
+    (&[0xFD, 0x37, 0x7A, 0x58], "xz-compressed", DECOMPRESS),
+    (&[0x04, 0x22, 0x4D, 0x18], "LZ4-compressed", DECOMPRESS),
+    (b"PK\x03\x04", "a ZIP archive", EXTRACT),
+    (&[0x37, 0x7A, 0xBC, 0xAF], "a 7-Zip archive", EXTRACT),
+    (
+        b"PAR1",
+        "a Parquet file",
+        "it needs no converting: give the export's JSON Lines file",
+    ),
 ];
+const DECOMPRESS: &str = "decompress it first, or recompress it with gzip or zstd";
+const EXTRACT: &str = "extract its files first";
 
-/// What a source that is not JSON Lines, plain, gzip or zstd, is, if its first bytes say.
-fn foreign_format(head: &[u8]) -> Option<&'static str> {
+/// What a source that is not JSON Lines, plain, gzip or zstd, is, and what to do, if its
+/// first bytes say.
+fn foreign_format(head: &[u8]) -> Option<(&'static str, &'static str)> {
     FOREIGN_MAGIC
         .iter()
-        .find(|(magic, _)| head.starts_with(magic))
-        .map(|&(_, what)| what)
+        .find(|(magic, _, _)| head.starts_with(magic))
+        .map(|&(_, what, hint)| (what, hint))
 }
 
 /// Failure to open, read or decompress a source. These are infrastructure errors: the
@@ -157,12 +165,14 @@ pub enum InputError {
         io: io::Error,
     },
     /// The source is in a format that is not read (bzip2, a ZIP archive, Parquet…).
-    #[error("{source_name} is {format}, not JSON Lines (plain, gzip or zstd): decompress or extract it first")]
+    #[error("{source_name} is {format}, not JSON Lines (plain, gzip or zstd): {hint}")]
     Unsupported {
         /// The source, as [`Source::display_name`] gives it.
         source_name: String,
         /// What its first bytes say it is.
         format: &'static str,
+        /// What to do about it.
+        hint: &'static str,
     },
     /// The source's compressed data is corrupt or truncated.
     #[error(
@@ -231,14 +241,15 @@ pub async fn decompress<R: AsyncBufRead + Send + Unpin + 'static>(
         after_bytes: 0,
         io,
     };
-    let unsupported = |format| InputError::Unsupported {
+    let unsupported = |(format, hint)| InputError::Unsupported {
         source_name: name.to_owned(),
         format,
+        hint,
     };
     let head = reader.fill_buf().await.map_err(read_error)?;
     if head.len() >= MAGIC_BYTES || head.is_empty() {
-        if let Some(format) = foreign_format(head) {
-            return Err(unsupported(format));
+        if let Some(found) = foreign_format(head) {
+            return Err(unsupported(found));
         }
         let compression = Compression::detect(head);
         return Ok((wrap_decoder(compression, reader), compression));
@@ -253,8 +264,8 @@ pub async fn decompress<R: AsyncBufRead + Send + Unpin + 'static>(
         head.extend_from_slice(&chunk[..take]);
         reader.consume(take);
     }
-    if let Some(format) = foreign_format(&head) {
-        return Err(unsupported(format));
+    if let Some(found) = foreign_format(&head) {
+        return Err(unsupported(found));
     }
     let compression = Compression::detect(&head);
     let rejoined = io::Cursor::new(head).chain(reader);

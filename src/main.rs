@@ -17,7 +17,7 @@ use cli::{
     Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs,
     SchemaFormat,
 };
-use console::{fail, note, say};
+use console::{fail, note, say, tell};
 use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
@@ -609,11 +609,6 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         }),
         (None, Some(_)) => return Err(usage("--posting-end needs --posting-start".into())),
     };
-    if let Some(w) = posting {
-        if w.end < w.start {
-            return Err(usage("--posting-end is before --posting-start".into()));
-        }
-    }
     if (args.posting_start.is_some() || args.posting_end.is_some())
         && !entities.iter().any(|e| e.entity == "LedgerEntry")
     {
@@ -965,7 +960,7 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let (client_token, access_token) = (config.client_token.clone(), config.access_token.clone());
     let announce = move |url: &str| {
-        note!(
+        tell!(
             "serving the Connector API mock on {url} (client token {client_token}, access token {access_token}); Ctrl-C stops"
         );
     };

@@ -39,7 +39,7 @@ pub struct ExportSpec {
     pub mode: WriteMode,
     /// How the key names the filters: their bounds (` updated=<start>..<end>`), except a
     /// window whose end was left to its default (` updated=2024-01-01T00:00:00Z..`) and a
-    /// default posting month (` posting=2024-11`). A later run asking the same then finds
+    /// posting month, default or given (` posting=2024-11`). A later run asking the same then finds
     /// this run's export to resume, and its load replaces this one's rows (a wider window
     /// of the same start, the same month to a later day) instead of adding them again.
     pub key_filters: String,
