@@ -28,27 +28,37 @@ pub fn render_chosen(rows: &[Row]) -> String {
     text.trim_end().to_owned()
 }
 
-/// One line of the summary.
+/// One line of the summary; serialized (fields in this order) for `--summary-format json`.
+#[derive(serde::Serialize)]
 pub struct Row {
     entity: String,
-    export_id: String,
+    /// `run`: the job's key (entity, scope and window), which tells apart the loads of one
+    /// entity type (posting months, 180-day parts).
+    key: Option<String>,
+    /// `None` for a job that failed before its export was added.
+    export_id: Option<String>,
+    /// `committed`, `already_loaded`, `over_budget`, `failed` or `conflict`.
+    outcome: &'static str,
+    /// The table version that holds the load, once committed.
+    version: Option<u64>,
     files: usize,
     lines: u64,
     rows: u64,
     rejected: u64,
     bytes: u64,
+    #[serde(serialize_with = "milliseconds")]
     seconds: f64,
-    status: String,
-    /// `committed`, `already_loaded`, `over_budget`, `failed` or `conflict`.
-    outcome: &'static str,
-    /// The table version that holds the load, once committed.
-    version: Option<u64>,
     /// Why the load did not commit, whole.
     reason: Option<String>,
-    /// `run`: the job's key (entity, scope and window), which tells apart the loads of one
-    /// entity type (posting months, 180-day parts).
-    key: Option<String>,
     drift: Vec<String>,
+    /// The table's status cell.
+    #[serde(skip)]
+    status: String,
+}
+
+/// Seconds to the millisecond: more digits are noise.
+fn milliseconds<S: serde::Serializer>(seconds: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((seconds * 1000.0).round() / 1000.0)
 }
 
 impl Row {
@@ -67,7 +77,7 @@ impl Row {
         }
         Row {
             entity: r.manifest.entity.clone(),
-            export_id: r.manifest.export_id.clone(),
+            export_id: Some(r.manifest.export_id.clone()),
             files: r.manifest.sources.len(),
             lines: c.lines_read - c.blank_lines,
             rows: c.rows_written,
@@ -105,7 +115,7 @@ impl Row {
             JobOutcome::Committed(r) | JobOutcome::OverBudget(r) => Row::from_report(r),
             JobOutcome::AlreadyLoaded(m) => Row {
                 entity: m.entity.clone(),
-                export_id: m.export_id.clone(),
+                export_id: Some(m.export_id.clone()),
                 files: m.sources.len(),
                 lines: m.counts.lines_read - m.counts.blank_lines,
                 rows: m.counts.rows_written,
@@ -151,7 +161,7 @@ impl Row {
         let status: String = status.chars().take(120).collect();
         Row {
             entity: entity.to_owned(),
-            export_id: export_id.unwrap_or("-").to_owned(),
+            export_id: export_id.map(str::to_owned),
             files: 0,
             lines: 0,
             rows: 0,
@@ -198,7 +208,7 @@ pub fn render(rows: &[Row]) -> String {
             out,
             "{:<24} {:<38} {:>5} {:>12} {:>12} {:>9} {:>11} {:>8.2}  {}",
             r.entity,
-            r.export_id,
+            r.export_id.as_deref().unwrap_or("-"),
             r.files,
             r.lines,
             r.rows,
@@ -216,48 +226,14 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// One line of [`render_json`], its fields in this order.
-#[derive(serde::Serialize)]
-struct JsonRow<'a> {
-    entity: &'a str,
-    key: Option<&'a str>,
-    export_id: Option<&'a str>,
-    outcome: &'a str,
-    version: Option<u64>,
-    files: usize,
-    lines: u64,
-    rows: u64,
-    rejected: u64,
-    bytes: u64,
-    seconds: f64,
-    reason: Option<&'a str>,
-    drift: &'a [String],
-}
-
-/// One JSON object per load, a line each: the table's columns with exact numbers (bytes,
-/// seconds to the millisecond), the outcome as a word, the job's key (`run`), the table
-/// version, the whole reason a load did not commit, and any drift.
+/// One JSON object per load, a line each (see [`Row`]): the table's columns with exact
+/// numbers, the outcome as a word, the job's key (`run`), the table version, the whole
+/// reason a load did not commit, and any drift.
 pub fn render_json(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows {
-        let row = JsonRow {
-            entity: &r.entity,
-            key: r.key.as_deref(),
-            // A job that failed before its export was added has none.
-            export_id: (r.export_id != "-").then_some(r.export_id.as_str()),
-            outcome: r.outcome,
-            version: r.version,
-            files: r.files,
-            lines: r.lines,
-            rows: r.rows,
-            rejected: r.rejected,
-            bytes: r.bytes,
-            seconds: (r.seconds * 1000.0).round() / 1000.0,
-            reason: r.reason.as_deref(),
-            drift: &r.drift,
-        };
         // Serializing plain fields cannot fail.
-        if let Ok(line) = serde_json::to_string(&row) {
+        if let Ok(line) = serde_json::to_string(r) {
             out.push_str(&line);
             out.push('\n');
         }
