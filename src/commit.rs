@@ -516,9 +516,10 @@ impl OutputDir {
         partition_spec: &str,
         schema_fingerprint: &str,
     ) -> Result<(), CommitError> {
-        same_layout(
+        check_layout(
+            &self.root,
             table,
-            &self.current_loads(table)?,
+            WriteMode::Append,
             load_id,
             partition_spec,
             schema_fingerprint,
@@ -539,13 +540,6 @@ impl OutputDir {
             .join(TABLES_DIR)
             .join(table)
             .join(version_name(version))
-    }
-
-    /// Checks, before any work, that `table` may be replaced: `<out>/<table>` is absent or
-    /// this directory's own link (never user data). The commit checks again.
-    pub fn check_replace(&self, table: &str) -> Result<(), CommitError> {
-        check_table(table)?;
-        self.current_version(table).map(drop)
     }
 
     /// The visible version of `table`: `None` if `<out>/<table>` does not exist; an error if
@@ -773,10 +767,14 @@ fn loads_at(root: &Path, table: &str) -> Result<Vec<LoadManifest>, CommitError> 
     }
 }
 
-/// What [`OutputDir::check_append`] (for `WriteMode::Append`) or
-/// [`OutputDir::check_replace`] checks, reading only: for a dry run, which takes no lock and
-/// creates or mends nothing. An output directory that does not exist yet takes any load.
-pub fn check_layout_read_only(
+/// Checks, before any work and reading only, that a load may join `table` in the output
+/// directory `root` in `mode`; the commit checks again. An append must share the layout
+/// and columns of the table's other loads ([`OutputDir::check_append`]). A replace needs
+/// only `<out>/<table>` to be absent or this directory's own link (never user data): no
+/// earlier manifest is read, so a replace mends a table whose manifests cannot be. It takes
+/// no lock and creates or mends nothing, so a dry run can make it too; a directory that
+/// does not exist yet takes any load.
+pub fn check_layout(
     root: &Path,
     table: &str,
     mode: WriteMode,

@@ -9,37 +9,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// log collector gets them as records instead of stray text lines.
 static JSON: AtomicBool = AtomicBool::new(false);
 
-/// Makes [`problem`] and [`notice`] log events (JSON logs) or plain lines (text).
+/// Makes [`problem`], [`notice`] and [`announce`] log events (JSON logs) or plain lines (text).
 pub fn set_json(json: bool) {
     JSON.store(json, Ordering::Relaxed);
 }
 
 /// A problem the run ends with: `error: …` on stderr, or an `ERROR` record in JSON logs.
 pub fn problem(args: std::fmt::Arguments<'_>) {
-    if JSON.load(Ordering::Relaxed) {
-        record("ERROR", args);
-    } else {
-        err(format_args!("error: {args}"));
-    }
+    past_the_filter("ERROR", "error: ", args);
 }
 
 /// News a person must see even with `-q` (a quarantine file): a line on stderr, or a
 /// `WARN` record in JSON logs.
 pub fn notice(args: std::fmt::Arguments<'_>) {
-    if JSON.load(Ordering::Relaxed) {
-        record("WARN", args);
-    } else {
-        err(args);
-    }
+    past_the_filter("WARN", "", args);
 }
 
 /// News that is no problem but must be seen even with `-q` (where a server listens): a
 /// line on stderr, or an `INFO` record in JSON logs.
 pub fn announce(args: std::fmt::Arguments<'_>) {
+    past_the_filter("INFO", "", args);
+}
+
+/// A `level` record in JSON logs, or the text after `prefix` on stderr.
+fn past_the_filter(level: &str, prefix: &str, args: std::fmt::Arguments<'_>) {
     if JSON.load(Ordering::Relaxed) {
-        record("INFO", args);
+        record(level, args);
     } else {
-        err(args);
+        err(format_args!("{prefix}{args}"));
     }
 }
 

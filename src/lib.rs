@@ -68,3 +68,21 @@ pub mod progress;
 pub mod quarantine;
 pub mod schema;
 pub mod sink;
+
+/// An error's text followed by its causes' (`error sending request: client error
+/// (Connect): dns error: …`), each cause only if the text so far does not already hold
+/// it: many messages carry their cause (as `{source}`), and a chain printed whole would
+/// repeat it.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}

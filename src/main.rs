@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            fail!("{}", describe_error(&f.error));
+            fail!("{}", mews_etl::with_causes(f.error.as_ref()));
             ExitCode::from(f.status)
         }
     }
@@ -262,21 +262,6 @@ fn wants_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
         previous_was_flag = arg == "--log-format";
     }
     false
-}
-
-/// The error and its causes. Most of our messages already end with their cause (as
-/// `{source}`), which `{:#}` would print a second time; a cause is shown only when the text
-/// so far does not include it.
-fn describe_error(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 /// Refuses a load that would replace an earlier load of the same id without reading all of
@@ -419,12 +404,9 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         threads,
         writer,
     } = load_settings(&args.load)?;
-    let partition = match &args.load.partition_by {
-        Some(spec) => schema
-            .parse_partition_spec(spec)
-            .map_err(|e| usage(format!("--partition-by: {e}")))?,
-        None => schema.default_partition_spec(),
-    };
+    let partition = schema
+        .partition_spec_or_default(args.load.partition_by.as_deref())
+        .map_err(|e| usage(format!("--partition-by: {e}")))?;
     let sources: Vec<Source> = args.files.iter().map(|f| Source::parse(f)).collect();
     if sources
         .iter()
@@ -738,11 +720,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             if spec.mode == WriteMode::Replace {
                 replaced.insert(spec.schema.table.clone());
             }
-            let partition = match &args.load.partition_by {
-                Some(p) => spec.schema.parse_partition_spec(p).map_err(usage)?,
-                None => spec.schema.default_partition_spec(),
-            };
-            if let Err(e) = mews_etl::commit::check_layout_read_only(
+            let partition = spec
+                .schema
+                .partition_spec_or_default(args.load.partition_by.as_deref())
+                .map_err(|e| usage(format!("--partition-by: {e}")))?;
+            if let Err(e) = mews_etl::commit::check_layout(
                 &args.out,
                 &spec.schema.table,
                 spec.mode,

@@ -27,7 +27,10 @@ pub enum ApiError {
     },
 
     /// The request did not complete: connection refused or reset, timeout, broken body.
-    #[error("{operation}: transport error on {url}: {}", with_causes(source))]
+    #[error(
+        "{operation}: transport error on {url}: {}",
+        crate::with_causes(source)
+    )]
     Transport {
         /// What was being done.
         operation: &'static str,
@@ -124,23 +127,6 @@ impl fmt::Display for RequestIdSuffix<'_> {
             None => Ok(()),
         }
     }
-}
-
-/// An error's text followed by its causes' (`error sending request: client error
-/// (Connect): dns error: …`): reqwest's own text alone does not say what failed (a name
-/// that does not resolve, a refused connection, a certificate).
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::commit::OutputDir;
 use crate::config::ErrorBudget;
 use crate::convert::{load, FailureSite, LoadError, LoadOutcome, LoadPlan, LoadReport, LoadSource};
 use crate::download::{DownloadError, ExportFiles};
-use crate::manifest::WriteMode;
 use crate::manifest::{rfc3339_utc, LoadManifest};
 use crate::sink::WriterOptions;
 use std::path::PathBuf;
@@ -254,8 +253,8 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         reason,
         kind: FailureKind::Remote,
     };
-    let usage_failed = |reason: String| JobOutcome::Failed {
-        export_id: None,
+    let usage_failed = |export_id: Option<&str>, reason: String| JobOutcome::Failed {
+        export_id: export_id.map(str::to_owned),
         reason,
         kind: FailureKind::Usage,
     };
@@ -264,27 +263,23 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         reason,
         kind: FailureKind::Output,
     };
-    let partition = match &ctx.load.partition_by {
-        Some(p) => match spec.schema.parse_partition_spec(p) {
-            Ok(p) => p,
-            Err(e) => return usage_failed(format!("--partition-by: {e}")),
-        },
-        None => spec.schema.default_partition_spec(),
+    let partition = match spec
+        .schema
+        .partition_spec_or_default(ctx.load.partition_by.as_deref())
+    {
+        Ok(p) => p,
+        Err(e) => return usage_failed(None, format!("--partition-by: {e}")),
     };
     // A table this load cannot join fails before an export is added and waited for.
     let table = &spec.schema.table;
-    let early_check = match spec.mode {
-        WriteMode::Append => ctx.out.check_append(
-            table,
-            &spec.load_id(),
-            &partition.to_string(),
-            &spec.schema.fingerprint(),
-        ),
-        // Only the link is checked: a replace needs no earlier manifest, and is what mends
-        // a table whose manifests cannot be read.
-        WriteMode::Replace => ctx.out.check_replace(table),
-    };
-    if let Err(e) = early_check {
+    if let Err(e) = crate::commit::check_layout(
+        ctx.out.root(),
+        table,
+        spec.mode,
+        &spec.load_id(),
+        &partition.to_string(),
+        &spec.schema.fingerprint(),
+    ) {
         return output_failed(None, format!("not attempted: {e}"));
     }
     let mut created = 0;
@@ -319,7 +314,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 let added = {
                     let mut credentials = ctx.credentials.lock().await;
                     if let Credentials::Refused(reason) = &*credentials {
-                        return usage_failed(format!("not attempted: {reason}"));
+                        return usage_failed(None, format!("not attempted: {reason}"));
                     }
                     // Until one add has answered, hold the lock across it, so the other jobs
                     // wait for the verdict instead of each sending a request with bad tokens.
@@ -392,7 +387,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                         };
                         return JobOutcome::Conflict { reason };
                     }
-                    Err(e) if is_refused(&e) => return usage_failed(e.to_string()),
+                    Err(e) if is_refused(&e) => return usage_failed(None, e.to_string()),
                     Err(e) => return failed(None, e.to_string()),
                 }
             }
@@ -440,13 +435,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                 e @ WaitError::Poll {
                     status: Some(401), ..
                 },
-            )) => {
-                return JobOutcome::Failed {
-                    export_id: Some(export_id),
-                    reason: e.to_string(),
-                    kind: FailureKind::Usage,
-                }
-            }
+            )) => return usage_failed(Some(&export_id), e.to_string()),
             Ok(Err(e)) => return failed(Some(&export_id), e.to_string()),
             Err(_) => {
                 return failed(

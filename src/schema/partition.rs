@@ -79,6 +79,14 @@ impl fmt::Display for PartitionSpec {
 }
 
 impl EntitySchema {
+    /// The partitioning `--partition-by` gives, if given, else the entity's default.
+    pub fn partition_spec_or_default(&self, given: Option<&str>) -> Result<PartitionSpec, String> {
+        match given {
+            Some(spec) => self.parse_partition_spec(spec),
+            None => Ok(self.default_partition_spec()),
+        }
+    }
+
     /// Parses a partition specification (`ConsumedUtc:month,AccountType`, `none` or empty)
     /// against this entity's properties.
     pub fn parse_partition_spec(&self, spec: &str) -> Result<PartitionSpec, String> {
