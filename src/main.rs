@@ -79,6 +79,9 @@ fn interrupted(
     }
 }
 
+/// How many unloaded windows of earlier runs a run names one by one; the rest are counted.
+const MAX_UNLOADED_NAMED: usize = 10;
+
 /// Longest pause between polls of the embedded mock in `run --demo`.
 const DEMO_POLL_CAP: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -804,8 +807,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 tracing::warn!(error = %e, "could not remove leftovers of an interrupted run");
             }
         }
-        let state = RunState::load(&state_path).context("reading the run state")?;
-        let unloaded = job::unloaded_exports(&state, &specs, &out);
+        let mut state = RunState::load(&state_path).context("reading the run state")?;
+        let unloaded = job::unloaded_jobs(&state, &specs, &out);
+        let now = mews_etl::manifest::rfc3339_utc(std::time::SystemTime::now());
+        for spec in &specs {
+            state.ask(&spec.key(), &spec.schema.entity, &now);
+        }
         // Saved once before any export is added: a state file that cannot be written (a
         // full disk, a read-only directory) fails the run here, not after exports were added
         // that nothing records.
@@ -853,13 +860,34 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
 
     let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
     say!("{}", summary::render_chosen(&rows));
-    for (key, job) in &unloaded {
+    let state_file = out
+        .root()
+        .join(mews_etl::commit::STATE_DIR)
+        .join("state.json");
+    // A schedule that fails the same way every day (an entity type the tokens may not
+    // export) would otherwise add a line a day, for ever.
+    for job in unloaded.iter().take(MAX_UNLOADED_NAMED) {
+        let table = schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str());
+        match &job.known {
+            job::Unloaded::Export(export) => note!(
+                "{}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {table} until that window is run again (the export is resumed while the API keeps it; to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
+                job.key,
+                export.export_id,
+                export.created_utc,
+                state_file.display()
+            ),
+            job::Unloaded::NoExport { first_asked_utc } => note!(
+                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: its rows are missing from table {table} until that window is run again (to drop it instead, remove its entry under \"not_loaded\" in {})",
+                job.key,
+                state_file.display()
+            ),
+        }
+    }
+    if unloaded.len() > MAX_UNLOADED_NAMED {
         note!(
-            "{key}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {} until that window is run again (the export is resumed while the API keeps it; to drop it instead, remove its entry from {})",
-            job.export_id,
-            job.created_utc,
-            schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str()),
-            out.root().join(mews_etl::commit::STATE_DIR).join("state.json").display()
+            "{} more windows of earlier runs are not loaded, and this run does not ask for them: they are listed under \"jobs\" and \"not_loaded\" in {}",
+            unloaded.len() - MAX_UNLOADED_NAMED,
+            state_file.display()
         );
     }
     let mut status = 0;

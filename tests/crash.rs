@@ -562,6 +562,81 @@ async fn an_unloaded_export_of_another_window_is_named_until_it_is_loaded() {
     h.mock.shutdown().await;
 }
 
+/// A window whose export ended `Failed` (nothing to resume), followed by a run of another
+/// window: that run names the window, even with `-q`, until a run of it loads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_whose_export_failed_is_named_until_it_is_loaded() {
+    let h = Harness::start(Faults {
+        fail_entity_once: Some(ENTITY.into()),
+        ..Faults::default()
+    })
+    .await;
+    let window = |start: &str, end: &str| {
+        let mut cmd = h.run();
+        cmd.args(["--updated-start", start, "--updated-end", end]);
+        cmd
+    };
+    let o = output(window("2024-01-01", "2024-01-02")).await;
+    assert_status(&o, 7);
+    assert!(h.state().jobs.is_empty(), "{:?}", h.state());
+
+    let named = |o: &Output| {
+        let text = stderr(o);
+        text.contains("updated=2024-01-01T00:00:00Z..2024-01-02T00:00:00Z: a run asked for it at")
+            && text.contains("did not load it")
+    };
+    for _ in 0..2 {
+        let o = output(window("2024-01-02", "2024-01-03")).await;
+        assert_status(&o, 0);
+        assert!(named(&o), "{}", describe(&o));
+    }
+
+    assert_status(&output(window("2024-01-01", "2024-01-02")).await, 0);
+    let o = output(window("2024-01-02", "2024-01-03")).await;
+    assert_status(&o, 0);
+    assert!(!named(&o), "{}", describe(&o));
+    assert!(h.state().not_loaded.is_empty(), "{:?}", h.state());
+    h.mock.shutdown().await;
+}
+
+/// Windows that fail every day (an entity type the API refuses to export) are named ten at
+/// a time, and the rest counted, so that the notice does not grow a line a day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_unloaded_windows_are_counted_past_ten() {
+    let h = Harness::start(Faults {
+        fail_entity: Some("LedgerEntry".into()),
+        ..Faults::default()
+    })
+    .await;
+    let months = |start: &str, end: &str| {
+        let mut cmd = h.run();
+        cmd.args([
+            "-e",
+            "LedgerEntry",
+            "--posting-start",
+            start,
+            "--posting-end",
+            end,
+        ]);
+        cmd
+    };
+    assert_status(&output(months("2023-01-01", "2023-12-31")).await, 7);
+    let o = output(months("2024-01-01", "2024-01-31")).await;
+    let text = stderr(&o);
+    assert_eq!(
+        text.matches("a run asked for it at").count(),
+        10,
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        text.contains("2 more windows of earlier runs are not loaded"),
+        "{}",
+        describe(&o)
+    );
+    h.mock.shutdown().await;
+}
+
 /// Starts `run` against a mock that trickles its files, and waits until it is downloading
 /// (its export is in the state file and the mock has served bytes).
 async fn downloading(h: &Harness) -> Running {

@@ -179,30 +179,74 @@ fn is_refused(e: &ApiError) -> bool {
     matches!(e.status(), Some(status) if (400..500).contains(&status) && ![408, 409, 429].contains(&status))
 }
 
-/// Exports the state file records as added but not loaded, of windows (or scopes) that
-/// `specs` do not ask for: a run that timed out or was killed, followed by runs of other
-/// windows (a daily schedule), would otherwise leave that window's rows out without a
-/// word. An export whose load a table shows (committed, but not recorded: a crash, or a
-/// state file that could not be saved) is not one of them.
-pub fn unloaded_exports(
-    state: &RunState,
-    specs: &[ExportSpec],
-    out: &OutputDir,
-) -> Vec<(String, JobState)> {
+/// A job of an earlier run that no table holds the rows of, and that this run does not ask
+/// for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnloadedJob {
+    /// The job's key (entity, scope and window).
+    pub key: String,
+    /// The entity type.
+    pub entity: String,
+    /// What the state file knows of it.
+    pub known: Unloaded,
+}
+
+/// What the state file knows of an [`UnloadedJob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unloaded {
+    /// Its export was added and never loaded; a run of its window resumes it while the API
+    /// keeps it.
+    Export(JobState),
+    /// A run asked for it at that time, and no export of it is left to resume: one ended
+    /// `Failed`, or none was added (refused, another export pending, the run stopped first).
+    NoExport {
+        /// When a run first asked for it (RFC 3339 UTC).
+        first_asked_utc: String,
+    },
+}
+
+/// The jobs of earlier runs that `specs` do not ask for and whose rows no table holds: a
+/// window that timed out, failed or was killed, followed by runs of other windows (a daily
+/// schedule), would otherwise be left out without a word. An export whose load a table
+/// shows (committed, but not recorded: a crash, or a state file that could not be saved)
+/// is not one of them.
+pub fn unloaded_jobs(state: &RunState, specs: &[ExportSpec], out: &OutputDir) -> Vec<UnloadedJob> {
     let asked: std::collections::HashSet<String> = specs.iter().map(ExportSpec::key).collect();
-    state
-        .jobs
-        .iter()
-        .filter(|(key, job)| !job.committed && !asked.contains(*key))
-        .filter(|(_, job)| {
-            let Some(schema) = crate::schema::find(&job.entity) else {
-                return true;
-            };
-            // An unreadable table cannot tell: name the export rather than stay silent.
-            !out.current_loads(&schema.table)
+    let is_shown = |job: &JobState| {
+        // An unreadable table cannot tell: name the export rather than stay silent.
+        crate::schema::find(&job.entity).is_some_and(|schema| {
+            out.current_loads(&schema.table)
                 .is_ok_and(|loads| loads.iter().any(|m| m.export_id == job.export_id))
         })
-        .map(|(key, job)| (key.clone(), job.clone()))
+    };
+    let keys: std::collections::BTreeSet<&String> =
+        state.jobs.keys().chain(state.not_loaded.keys()).collect();
+    keys.into_iter()
+        .filter(|key| !asked.contains(*key))
+        .filter_map(|key| {
+            // A committed job is loaded, unless a later run asked for it again and did not
+            // load it (a failed add leaves the old job in place).
+            let (entity, known) = match (state.jobs.get(key), state.not_loaded.get(key)) {
+                (Some(job), _) if !job.committed => {
+                    if is_shown(job) {
+                        return None;
+                    }
+                    (job.entity.clone(), Unloaded::Export(job.clone()))
+                }
+                (_, Some(asked)) => (
+                    asked.entity.clone(),
+                    Unloaded::NoExport {
+                        first_asked_utc: asked.first_asked_utc.clone(),
+                    },
+                ),
+                _ => return None,
+            };
+            Some(UnloadedJob {
+                key: key.clone(),
+                entity,
+                known,
+            })
+        })
         .collect()
 }
 
@@ -400,12 +444,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         // state does not know of: finish the bookkeeping instead of loading it again.
         if let Ok(loads) = ctx.out.current_loads(&spec.schema.table) {
             if let Some(m) = loads.into_iter().find(|m| m.export_id == export_id) {
-                let r = update_state(ctx, |s| {
-                    if let Some(j) = s.jobs.get_mut(key) {
-                        j.committed = true;
-                    }
-                })
-                .await;
+                let r = update_state(ctx, |s| s.loaded(key, None)).await;
                 if let Err(e) = r {
                     // The table is right; only the bookkeeping lags, and the next run
                     // recognises the load by its manifest again.
@@ -515,13 +554,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                             crate::crash::FAIL_AT_VAR
                         ))
                     } else {
-                        update_state(ctx, |s| {
-                            if let Some(j) = s.jobs.get_mut(key) {
-                                j.committed = true;
-                                j.version = Some(version);
-                            }
-                        })
-                        .await
+                        update_state(ctx, |s| s.loaded(key, Some(version))).await
                     };
                     crate::crash::point("after-state-update");
                     if let Err(e) = r {

@@ -33,6 +33,20 @@ pub struct RunState {
     pub format_version: u32,
     /// Jobs by key (entity, scope and filters).
     pub jobs: BTreeMap<String, JobState>,
+    /// Jobs a run was asked for and that have not loaded since, by key. What names a
+    /// window to the later runs that do not ask for it, when nothing else would: its
+    /// export ended `Failed`, was never added, or the run was stopped before adding it.
+    #[serde(default)]
+    pub not_loaded: BTreeMap<String, AskedJob>,
+}
+
+/// A job a run was asked for, until it loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskedJob {
+    /// The entity type.
+    pub entity: String,
+    /// When a run first asked for it (RFC 3339 UTC).
+    pub first_asked_utc: String,
 }
 
 /// Why the state file could not be read or written.
@@ -66,10 +80,32 @@ impl RunState {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RunState {
                 format_version: STATE_FORMAT_VERSION,
-                jobs: BTreeMap::new(),
+                ..RunState::default()
             }),
             Err(e) => Err(err(e.to_string())),
         }
+    }
+
+    /// Records that a run asks for job `key`; a job asked for before keeps its first time.
+    pub fn ask(&mut self, key: &str, entity: &str, now_utc: &str) {
+        self.not_loaded
+            .entry(key.to_owned())
+            .or_insert_with(|| AskedJob {
+                entity: entity.to_owned(),
+                first_asked_utc: now_utc.to_owned(),
+            });
+    }
+
+    /// Records that job `key`'s load is committed: it starts a new export next time, and is
+    /// no longer one to name.
+    pub fn loaded(&mut self, key: &str, version: Option<u64>) {
+        if let Some(job) = self.jobs.get_mut(key) {
+            job.committed = true;
+            if version.is_some() {
+                job.version = version;
+            }
+        }
+        self.not_loaded.remove(key);
     }
 
     /// Writes the state file atomically: a temporary file, synced, renamed over the old one.
