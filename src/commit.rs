@@ -4,15 +4,21 @@
 //!
 //! ```text
 //! <out>/
-//!   <table>  -> .mews-etl/tables/<table>/v0000000007   relative symlink: THE commit point
+//!   <table>  -> .mews-etl/tables/<table>/v0000000007/data   relative symlink: THE commit point
 //!   _quarantine/<table>/<load_id>.jsonl                rejected lines of a refused attempt
 //!   .mews-etl/
 //!     lock                                             held (flock) for the whole run
 //!     staging/<table>/<load_id>-<random>/…             PartitionedWriter output
-//!     tables/<table>/v0000000007/<partition dirs>/*.parquet
-//!     tables/<table>/v0000000007/_loads/<load_id>.json one manifest per load in the version
-//!     tables/<table>/v0000000007/_loads/<load_id>.rejected.jsonl   and its rejected lines
+//!     tables/<table>/v0000000007/data/<partition dirs>/*.parquet
+//!     tables/<table>/v0000000007/loads/<load_id>.json  one manifest per load in the version
+//!     tables/<table>/v0000000007/loads/<load_id>.rejected.jsonl   and its rejected lines
 //! ```
+//!
+//! The link points at the version's `data`, so what a reader or a warehouse load is
+//! pointed at holds Parquet files only (BigQuery and Snowflake, unlike Spark or DuckDB, do
+//! not skip names starting with `_`). Versions written before kept their manifests in
+//! `_loads/` among the data, the link pointing at the version itself; they are read as they
+//! are, and the next commit to the table writes the layout above.
 //!
 //! A version directory is a complete, immutable snapshot of a table. A commit builds the
 //! next version beside the current one (hard links to the files it keeps, the new load's
@@ -44,8 +50,14 @@ pub const MAX_LOAD_ID_LEN: usize = 128;
 const LOCK_FILE: &str = "lock";
 const STAGING_DIR: &str = "staging";
 const TABLES_DIR: &str = "tables";
-/// The directory of a table version holding each load's manifest and rejected lines.
+/// The directory of a staging directory (and of a version written by earlier releases)
+/// holding the load's manifest and rejected lines.
 const LOADS_DIR: &str = "_loads";
+/// The directory of a table version holding its Parquet files: what the table link shows.
+const DATA_DIR: &str = "data";
+/// The directory of a table version holding each load's manifest and rejected lines,
+/// beside [`DATA_DIR`].
+const VERSION_LOADS_DIR: &str = "loads";
 /// Prefix of a version being built; never visible, removed on recovery.
 const TMP_VERSION_PREFIX: &str = ".tmp-";
 /// Infix of a symlink being prepared for the switch (`.<table>.tmp-<random>`).
@@ -222,6 +234,8 @@ pub struct CommitOutcome {
     pub version: u64,
     /// The visible table path, `<out>/<table>`.
     pub table_dir: PathBuf,
+    /// The directory of the new version holding its loads' manifests and rejected lines.
+    pub loads_dir: PathBuf,
     /// Parquet files in the new version, all loads together.
     pub files: usize,
     /// Rows in the new version, all loads together.
@@ -386,9 +400,11 @@ impl OutputDir {
         let build = building.path();
         let mut files = 0usize;
         let mut rows = 0u64;
+        let built = VersionDirs::new(build);
+        fs::create_dir_all(&built.data).at("creating directory", &built.data)?;
         if let (WriteMode::Append, Some(current)) = (manifest.mode, current) {
-            let current_dir = table_versions.join(version_name(current));
-            let kept_loads = read_manifests(&current_dir)?;
+            let current_dirs = VersionDirs::of(&table_versions.join(version_name(current)));
+            let kept_loads = read_manifests(&current_dirs.loads)?;
             same_layout(
                 table,
                 &kept_loads,
@@ -404,32 +420,30 @@ impl OutputDir {
                     continue;
                 }
                 for file in &kept.files {
-                    let rel = relative_path(&file.path, &current_dir)?;
-                    link_or_copy(&current_dir.join(&rel), &build.join(&rel))?;
+                    let rel = relative_path(&file.path, &current_dirs.data)?;
+                    link_or_copy(&current_dirs.data.join(&rel), &built.data.join(&rel))?;
                     files += 1;
                     rows += file.rows;
                 }
-                let name = manifest_name(&kept.load_id);
-                link_or_copy(
-                    &current_dir.join(LOADS_DIR).join(&name),
-                    &build.join(LOADS_DIR).join(&name),
-                )?;
-                let rejections = rejections_path(&current_dir, &kept.load_id);
-                if rejections.exists() {
-                    link_or_copy(&rejections, &rejections_path(build, &kept.load_id))?;
+                for name in [manifest_name(&kept.load_id), rejections_name(&kept.load_id)] {
+                    let from = current_dirs.loads.join(&name);
+                    // Only a load with rejected lines has their file.
+                    if from.exists() {
+                        link_or_copy(&from, &built.loads.join(&name))?;
+                    }
                 }
             }
         }
         // The load's rejected lines, published with its rows and its manifest.
         let rejections = rejections_path(staged, &manifest.load_id);
         if rejections.exists() {
-            let to = rejections_path(build, &manifest.load_id);
+            let to = built.loads.join(rejections_name(&manifest.load_id));
             create_parent(&to)?;
             fs::rename(&rejections, &to).at("moving staged file", &rejections)?;
         }
         for file in &manifest.files {
             let rel = relative_path(&file.path, staged)?;
-            let (from, to) = (staged.join(&rel), build.join(&rel));
+            let (from, to) = (staged.join(&rel), built.data.join(&rel));
             if to.exists() {
                 return Err(CommitError::Inconsistent {
                     path: to,
@@ -452,7 +466,7 @@ impl OutputDir {
             let _ = building.keep();
             return Err(e);
         }
-        write_manifest(&build.join(LOADS_DIR), manifest)?;
+        write_manifest(&built.loads, manifest)?;
         sync_tree(build)?;
         if let Err(e) = stop_at(crash, CrashPoint::AfterManifest) {
             let _ = building.keep();
@@ -475,6 +489,7 @@ impl OutputDir {
         Ok(CommitOutcome {
             version: next,
             table_dir: self.root.join(table),
+            loads_dir: VersionDirs::new(&next_dir).loads,
             files,
             rows_in_table: rows,
         })
@@ -534,8 +549,14 @@ impl OutputDir {
         self.root.join(STATE_DIR).join(STAGING_DIR).join(table)
     }
 
-    /// The symlink target for a version, relative to the output root.
+    /// The symlink target for a version, relative to the output root: its `data`.
     fn link_target(table: &str, version: u64) -> PathBuf {
+        Self::version_dir(table, version).join(DATA_DIR)
+    }
+
+    /// A version's directory, relative to the output root: the target of the links made by
+    /// earlier releases.
+    fn version_dir(table: &str, version: u64) -> PathBuf {
         Path::new(STATE_DIR)
             .join(TABLES_DIR)
             .join(table)
@@ -744,10 +765,16 @@ fn version_at(root: &Path, table: &str) -> Result<Option<u64>, CommitError> {
     let version = target
         .strip_prefix(Path::new(STATE_DIR).join(TABLES_DIR).join(table))
         .ok()
-        .and_then(|rest| rest.to_str())
+        .and_then(|rest| rest.components().next())
+        .and_then(|first| first.as_os_str().to_str())
         .and_then(parse_version);
     match version {
-        Some(v) if target == OutputDir::link_target(table, v) => Ok(Some(v)),
+        Some(v)
+            if target == OutputDir::link_target(table, v)
+                || target == OutputDir::version_dir(table, v) =>
+        {
+            Ok(Some(v))
+        }
         _ => Err(not_managed(format!("a symlink to {}", target.display()))),
     }
 }
@@ -756,13 +783,9 @@ fn version_at(root: &Path, table: &str) -> Result<Option<u64>, CommitError> {
 fn loads_at(root: &Path, table: &str) -> Result<Vec<LoadManifest>, CommitError> {
     check_table(table)?;
     match version_at(root, table)? {
-        Some(v) => read_manifests(
-            &root
-                .join(STATE_DIR)
-                .join(TABLES_DIR)
-                .join(table)
-                .join(version_name(v)),
-        ),
+        Some(v) => {
+            read_manifests(&VersionDirs::of(&root.join(OutputDir::version_dir(table, v))).loads)
+        }
         None => Ok(Vec::new()),
     }
 }
@@ -828,11 +851,47 @@ fn manifest_name(load_id: &str) -> String {
     format!("{load_id}.json")
 }
 
-/// Where a load's rejected lines are in `dir`, its staging directory or a table version
-/// that holds it: `<dir>/_loads/<load_id>.rejected.jsonl`, beside its manifest.
+/// Where a load's rejected lines are kept in its staging directory `dir` until it commits:
+/// `<dir>/_loads/<load_id>.rejected.jsonl`.
 pub fn rejections_path(dir: &Path, load_id: &str) -> PathBuf {
-    dir.join(LOADS_DIR)
-        .join(format!("{load_id}.rejected.jsonl"))
+    dir.join(LOADS_DIR).join(rejections_name(load_id))
+}
+
+/// The name of the file of a load's rejected lines, beside its manifest.
+pub fn rejections_name(load_id: &str) -> String {
+    format!("{load_id}.rejected.jsonl")
+}
+
+/// Where a table version keeps its Parquet files and its loads' manifests.
+struct VersionDirs {
+    /// The Parquet files, in their partition directories: what the table link shows.
+    data: PathBuf,
+    /// Each load's manifest and rejected lines.
+    loads: PathBuf,
+}
+
+impl VersionDirs {
+    /// The layout this release writes, for the version directory `dir`.
+    fn new(dir: &Path) -> Self {
+        VersionDirs {
+            data: dir.join(DATA_DIR),
+            loads: dir.join(VERSION_LOADS_DIR),
+        }
+    }
+
+    /// The layout of the existing version directory `dir`: this release's, or that of the
+    /// releases before it (data and `_loads` in the version directory itself).
+    fn of(dir: &Path) -> Self {
+        let dirs = Self::new(dir);
+        if dirs.data.is_dir() {
+            dirs
+        } else {
+            VersionDirs {
+                data: dir.to_owned(),
+                loads: dir.join(LOADS_DIR),
+            }
+        }
+    }
 }
 
 /// A manifest's file path as a relative path that cannot leave `base`.
@@ -918,17 +977,17 @@ fn same_layout(
     Ok(())
 }
 
-/// Manifests in a version's `_loads`, ordered by commit time, then load id.
-fn read_manifests(version_dir: &Path) -> Result<Vec<LoadManifest>, CommitError> {
-    let dir = version_dir.join(LOADS_DIR);
+/// The manifests in a version's loads directory `dir`, ordered by commit time, then load
+/// id.
+fn read_manifests(dir: &Path) -> Result<Vec<LoadManifest>, CommitError> {
     let mut out = Vec::new();
-    let entries = match fs::read_dir(&dir) {
+    let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).at("listing", &dir),
+        Err(e) => return Err(e).at("listing", dir),
     };
     for entry in entries {
-        let path = entry.at("listing", &dir)?.path();
+        let path = entry.at("listing", dir)?.path();
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
@@ -1089,20 +1148,23 @@ mod tests {
             CommitOutcome {
                 version: 1,
                 table_dir: tmp.path().join(TABLE),
+                loads_dir: tmp
+                    .path()
+                    .join(".mews-etl/tables/order_item/v0000000001/loads"),
                 files: 2,
                 rows_in_table: 7
             }
         );
         assert_eq!(
             fs::read_link(tmp.path().join(TABLE)).unwrap(),
-            Path::new(".mews-etl/tables/order_item/v0000000001")
+            Path::new(".mews-etl/tables/order_item/v0000000001/data")
         );
+        assert!(outcome.loads_dir.join("l1.json").is_file());
         assert_eq!(
             visible(tmp.path()),
             BTreeSet::from([
                 "ConsumedUtc_month=2023-03/l1-00000-00000.parquet".to_owned(),
                 "ConsumedUtc_month=2023-04/l1-00001-00000.parquet".to_owned(),
-                "_loads/l1.json".to_owned(),
             ])
         );
         assert!(!staged.exists(), "staging directory removed after commit");
@@ -1132,8 +1194,6 @@ mod tests {
             BTreeSet::from([
                 "ConsumedUtc_month=2023-03/l2-00000-00000.parquet".to_owned(),
                 "ConsumedUtc_month=2023-04/l1-00000-00000.parquet".to_owned(),
-                "_loads/l1.json".to_owned(),
-                "_loads/l2.json".to_owned(),
             ])
         );
         let loads: Vec<String> = out
@@ -1184,6 +1244,49 @@ mod tests {
             .is_ok());
     }
 
+    /// A table written by an earlier release (the link at the version itself, manifests in
+    /// `_loads/` among the data) is read as it is, and the next commit writes this layout.
+    #[test]
+    fn a_version_of_the_earlier_layout_is_read_and_rewritten_by_the_next_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(tmp.path()).unwrap();
+        let (s, m) = stage(&out, "l1", WriteMode::Append, &[("2023-03", 5)]);
+        out.commit(&s, &m).unwrap();
+        let v1 = tmp.path().join(".mews-etl/tables/order_item/v0000000001");
+        for entry in fs::read_dir(v1.join(DATA_DIR)).unwrap() {
+            let entry = entry.unwrap();
+            fs::rename(entry.path(), v1.join(entry.file_name())).unwrap();
+        }
+        fs::remove_dir(v1.join(DATA_DIR)).unwrap();
+        fs::rename(v1.join(VERSION_LOADS_DIR), v1.join(LOADS_DIR)).unwrap();
+        let link = tmp.path().join(TABLE);
+        fs::remove_file(&link).unwrap();
+        make_symlink(Path::new(".mews-etl/tables/order_item/v0000000001"), &link).unwrap();
+        assert_eq!(out.current_loads(TABLE).unwrap().len(), 1);
+
+        let (s, m) = stage(&out, "l2", WriteMode::Append, &[("2023-04", 2)]);
+        let outcome = out.commit(&s, &m).unwrap();
+        assert_eq!((outcome.files, outcome.rows_in_table), (2, 7));
+        assert_eq!(
+            fs::read_link(&link).unwrap(),
+            Path::new(".mews-etl/tables/order_item/v0000000002/data")
+        );
+        assert_eq!(
+            visible(tmp.path()),
+            BTreeSet::from([
+                "ConsumedUtc_month=2023-03/l1-00000-00000.parquet".to_owned(),
+                "ConsumedUtc_month=2023-04/l2-00000-00000.parquet".to_owned(),
+            ])
+        );
+        let loads: Vec<String> = out
+            .current_loads(TABLE)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.load_id)
+            .collect();
+        assert_eq!(loads, ["l1", "l2"]);
+    }
+
     #[test]
     fn replace_leaves_only_the_new_load() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1195,10 +1298,7 @@ mod tests {
         assert_eq!((outcome.files, outcome.rows_in_table), (1, 1));
         assert_eq!(
             visible(tmp.path()),
-            BTreeSet::from([
-                "ConsumedUtc_month=2023-05/l2-00000-00000.parquet".to_owned(),
-                "_loads/l2.json".to_owned()
-            ])
+            BTreeSet::from(["ConsumedUtc_month=2023-05/l2-00000-00000.parquet".to_owned(),])
         );
         let loads = out.current_loads(TABLE).unwrap();
         assert_eq!(loads.len(), 1);
@@ -1274,7 +1374,6 @@ mod tests {
                         "ConsumedUtc_month=2023-03/l2-00000-00000.parquet".to_owned(),
                         "ConsumedUtc_month=2023-04/l2-00001-00000.parquet".to_owned(),
                         "ConsumedUtc_month=2023-05/l2-00002-00000.parquet".to_owned(),
-                        "_loads/l2.json".to_owned(),
                     ])
                     .collect::<BTreeSet<_>>();
                 let seen = visible(tmp.path());

@@ -23,7 +23,7 @@
 //! lines share its fate: committed with it, or kept apart for diagnosis when it is refused
 //! (see [`crate::quarantine`]).
 
-use crate::commit::{distinct_load_id, rejections_path, CommitError, OutputDir};
+use crate::commit::{distinct_load_id, rejections_name, rejections_path, CommitError, OutputDir};
 use crate::config::ErrorBudget;
 use crate::decode::{identify, DecodedBatch, RecordDecoder};
 use crate::download::{self, ExportFiles};
@@ -245,9 +245,9 @@ pub struct LoadReport {
     pub manifest: LoadManifest,
     /// Whether it committed.
     pub outcome: LoadOutcome,
-    /// The file of rejected lines, if any line was rejected: in the table
-    /// (`<table>/_loads/<load>.rejected.jsonl`) when the load committed, in
-    /// `_quarantine/<table>/<load>.jsonl` when it was refused over its budget.
+    /// The file of rejected lines, if any line was rejected: beside the load's manifest
+    /// (`.mews-etl/tables/<table>/v…/loads/<load>.rejected.jsonl`) when the load committed,
+    /// in `_quarantine/<table>/<load>.jsonl` when it was refused over its budget.
     pub quarantine: Option<PathBuf>,
     /// Wall time of the load.
     pub elapsed: Duration,
@@ -467,7 +467,7 @@ pub async fn load(
         let outcome = LoadOutcome::Committed {
             version: committed.version,
         };
-        let published = rejections_path(&committed.table_dir, &manifest.load_id);
+        let published = committed.loads_dir.join(rejections_name(&manifest.load_id));
         (outcome, written.quarantine.map(|_| published))
     } else {
         // Kept for diagnosis, outside the table: nothing of the load is committed.

@@ -47,8 +47,8 @@ impl fmt::Display for WriteMode {
     }
 }
 
-/// What one load read and wrote: stored as `_loads/<load_id>.json` in every table version
-/// that contains the load's files, so a version describes itself.
+/// What one load read and wrote: stored as `loads/<load_id>.json` in every table version
+/// that contains the load's files (beside its `data/`), so a version describes itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadManifest {
     /// [`MANIFEST_FORMAT_VERSION`] at the time of writing.

@@ -4,7 +4,8 @@
 //! A load writes its rejected lines into its staging directory, beside its Parquet files,
 //! so that they share the load's fate:
 //! - committed, they are published with the load's manifest, atomically, in the table's
-//!   version: `<table>/_loads/<load>.rejected.jsonl` ([`crate::commit::OutputDir::commit`]).
+//!   version: `.mews-etl/tables/<table>/v…/loads/<load>.rejected.jsonl`
+//!   ([`crate::commit::OutputDir::commit`]).
 //!   They are there for as long as the load is, and go when a reload or a replace drops it;
 //! - refused for rejecting more lines than the budget allows, they are moved to
 //!   `_quarantine/<table>/<load>.jsonl` (the latest refused attempt of the load, removed

@@ -50,7 +50,7 @@ fn lines_and_ids(out: &Path) -> Vec<(i64, String)> {
 
 /// The quarantine records of load `load`, committed.
 fn quarantine(out: &Path, load: &str) -> Vec<serde_json::Value> {
-    let path: PathBuf = out.join(format!("ledger_entry/_loads/{load}.rejected.jsonl"));
+    let path: PathBuf = common::in_loads(out, "ledger_entry", &format!("{load}.rejected.jsonl"));
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

@@ -309,8 +309,12 @@ fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
     assert_ok(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("committed"), "{stdout}");
-    let q =
-        std::fs::read_to_string(env.out().join("ledger_entry/_loads/le.rejected.jsonl")).unwrap();
+    let q = std::fs::read_to_string(common::in_loads(
+        &env.out(),
+        "ledger_entry",
+        "le.rejected.jsonl",
+    ))
+    .unwrap();
     let records: Vec<serde_json::Value> = q
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -342,7 +346,7 @@ fn rejected_lines_go_to_quarantine_with_file_line_and_reason() {
     assert_eq!(read_table(&env.out(), "ledger_entry").num_rows(), 2);
     // The manifest balances: rows + rejected = non-blank lines.
     let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(env.out().join("ledger_entry/_loads/le.json")).unwrap(),
+        &std::fs::read_to_string(common::in_loads(&env.out(), "ledger_entry", "le.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(m["counts"]["rows_written"], 2);
@@ -397,7 +401,7 @@ fn over_budget_commits_nothing_and_keeps_the_previous_table() {
 #[test]
 fn a_loads_rejected_lines_share_its_fate() {
     let env = Env::new();
-    let committed = env.out().join("ledger_entry/_loads/day.rejected.jsonl");
+    let committed = common::in_loads(&env.out(), "ledger_entry", "day.rejected.jsonl");
     let refused = env.out().join("_quarantine/ledger_entry/day.jsonl");
     let lines_of = |path: &std::path::Path| -> Vec<u64> {
         std::fs::read_to_string(path)
@@ -429,7 +433,7 @@ fn a_loads_rejected_lines_share_its_fate() {
     assert_ok(&o);
     assert_eq!(lines_of(&committed), [301]);
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("_loads/day.rejected.jsonl"),
+        String::from_utf8_lossy(&o.stderr).contains("/loads/day.rejected.jsonl"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -1035,7 +1039,7 @@ fn an_empty_load_leaves_a_readable_empty_table() {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
-            let manifest = env.out().join("order_item/_loads/empty.json");
+            let manifest = common::in_loads(&env.out(), "order_item", "empty.json");
             assert_eq!(mode(&manifest), mode(&files[0]));
         }
         let table = common::read_table(&env.out(), "order_item");

@@ -298,7 +298,7 @@ fn convert_recovers_from_a_crash_at_every_commit_step() {
         .open(&second)
         .unwrap();
     std::io::Write::write_all(&mut rejected, b"not json\n").unwrap();
-    let rejections = |out: &Path| out.join(TABLE).join("_loads/second.rejected.jsonl");
+    let rejections = |out: &Path| common::in_loads(out, TABLE, "second.rejected.jsonl");
     let both: Vec<String> = first_ids.iter().chain(&second_ids).cloned().collect();
     for point in CrashPoint::ALL {
         let name = point.name();
@@ -328,7 +328,7 @@ fn convert_recovers_from_a_crash_at_every_commit_step() {
         assert!(rejections(&out).exists(), "{name}: after the rerun");
         assert_no_debris(&out, name);
         let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(out.join(TABLE).join("_loads").join("second.json")).unwrap(),
+            &std::fs::read(common::in_loads(&out, TABLE, "second.json")).unwrap(),
         )
         .unwrap();
         let files = manifest["files"].as_array().unwrap().len();
@@ -1157,7 +1157,7 @@ async fn a_pending_export_of_another_window_is_named() {
 async fn a_replace_mends_a_table_whose_manifest_cannot_be_read() {
     let h = Harness::start(Faults::default()).await;
     assert_status(&output(h.run()).await, 0);
-    let loads = h.out().join(TABLE).join("_loads");
+    let loads = common::in_loads(&h.out(), TABLE, "");
     let manifest = std::fs::read_dir(&loads)
         .unwrap()
         .next()

@@ -234,7 +234,7 @@ fn hostile_partition_values_get_one_safe_directory_each_and_round_trip() {
     assert_eq!(read_back, expected);
 
     // The manifest records each file's raw value, the same one the file's rows hold.
-    let loads = table.join("_loads");
+    let loads = table.parent().unwrap().join("loads");
     let manifest_file = std::fs::read_dir(&loads).unwrap().next().unwrap().unwrap();
     let manifest: LoadManifest =
         serde_json::from_str(&std::fs::read_to_string(manifest_file.path()).unwrap()).unwrap();
@@ -438,7 +438,7 @@ fn hostile_export_ids_stay_inside_and_stay_distinct() {
         .map(|(i, id)| (i.to_string(), id.clone()))
         .collect();
     assert_eq!(export_ids, expected);
-    let loads: Vec<String> = std::fs::read_dir(table.join("_loads"))
+    let loads: Vec<String> = std::fs::read_dir(common::in_loads(&env.out(), "customer", ""))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();

@@ -507,7 +507,7 @@ fn the_search_finds_planted_secrets() {
     let sig = "0123456789abcdef".repeat(4);
     let needles = needles(std::slice::from_ref(&sig));
     let dir = tempfile::tempdir().unwrap();
-    let deep = dir.path().join(".mews-etl/tables/t/v0000000001/_loads");
+    let deep = dir.path().join(".mews-etl/tables/t/v0000000001/loads");
     std::fs::create_dir_all(&deep).unwrap();
     let mut bytes = vec![0u8, 159, 146, 150];
     bytes.extend_from_slice(&ACCESS_TOKEN.as_bytes()[4..]);

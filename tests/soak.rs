@@ -281,7 +281,7 @@ fn check_table(mock: &MockServer, out: &Path, entity: &str) -> Result<BTreeSet<S
         rows.insert(export_id, got.len() as u64);
     }
     // The version's manifests agree: one load per export, counting its rows.
-    let loads = out.join(table(entity)).join("_loads");
+    let loads = common::in_loads(out, &table(entity), "");
     let manifests: Vec<PathBuf> = std::fs::read_dir(&loads)
         .map_err(|e| format!("{}: {e}", loads.display()))?
         .flatten()

@@ -774,3 +774,10 @@ pub fn duckdb_available() -> bool {
     eprintln!("skipped a DuckDB check: python3 cannot import duckdb (pip install duckdb)");
     false
 }
+
+/// `name` in the loads directory of the version `<out>/<table>` shows: the `loads/` beside
+/// the `data/` that the table link points at (the kernel resolves `..` after following the
+/// link, so the path holds whatever version is visible when it is opened).
+pub fn in_loads(out: &std::path::Path, table: &str, name: &str) -> std::path::PathBuf {
+    out.join(table).join("..").join("loads").join(name)
+}
