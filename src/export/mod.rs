@@ -360,10 +360,10 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
         .iter()
         .filter(|s| s.entity == "LedgerEntry")
         .count();
-    let planned = windows.len().saturating_mul(
-        (request.entities.len() - ledger_entities)
-            .saturating_add(ledger_entities.saturating_mul(postings.len())),
-    );
+    let planned = windows
+        .len()
+        .saturating_mul(request.entities.len() - ledger_entities)
+        .saturating_add(ledger_entities.saturating_mul(postings.len()));
     if planned > MAX_EXPORTS_PER_RUN {
         return Err(format!(
             "this run would add {planned} exports ({} update window(s){}), more than {MAX_EXPORTS_PER_RUN}: check the dates, or split the range over several runs",
@@ -375,6 +375,9 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
             }
         ));
     }
+    if ledger_entities > 0 && request.updated.is_some() {
+        tracing::info!("ledger entries are exported by posting month alone: the update window does not apply to them");
+    }
     let mut specs = Vec::new();
     for schema in &request.entities {
         let ledger = schema.entity == "LedgerEntry";
@@ -383,8 +386,12 @@ pub fn plan(request: &RunRequest, now_secs: i64) -> Result<Vec<ExportSpec>, Stri
         } else {
             vec![None]
         };
+        // Ledger entries never change once made (the reference calls them immutable):
+        // an update window would only make each posting month's load one of many, each
+        // holding the month again, where a run of the month replaces its load.
+        let windows: &[Option<Window>] = if ledger { &[None] } else { &windows };
         let first = specs.len();
-        for window in &windows {
+        for window in windows {
             for posting in &postings {
                 let updated_utc = window.map(|w| TimeInterval {
                     start_utc: format_utc_seconds(w.start),
@@ -643,6 +650,37 @@ mod tests {
         );
     }
 
+    /// A daily run with an update window exports ledger entries by posting month alone, as a
+    /// run without one does: each month stays one load, replaced by the next run's.
+    #[test]
+    fn an_update_window_does_not_apply_to_ledger_entries() {
+        let now = parse_instant("2024-12-20T06:00:00Z").unwrap();
+        let day = (
+            parse_instant("2024-12-18").unwrap(),
+            parse_instant("2024-12-19").unwrap(),
+        );
+        let ledger = |updated| {
+            plan(&request(updated), now)
+                .unwrap()
+                .into_iter()
+                .filter(|s| s.schema.entity == "LedgerEntry")
+                .collect::<Vec<_>>()
+        };
+        let (windowed, plain) = (ledger(Some(day)), ledger(None));
+        assert_eq!(windowed.len(), 2);
+        for (w, p) in windowed.iter().zip(&plain) {
+            assert_eq!(w.key(), p.key());
+            assert_eq!(w.filters, p.filters);
+            assert!(w.filters.as_ref().unwrap().updated_utc.is_none());
+        }
+        // The other entity types keep the window.
+        let order = plan(&request(Some(day)), now).unwrap();
+        assert!(order
+            .iter()
+            .filter(|s| s.schema.entity == "OrderItem")
+            .all(|s| s.filters.as_ref().unwrap().updated_utc.is_some()));
+    }
+
     /// Posting dates given are the months they touch, each whole and named by its month:
     /// a backfill's months are the loads the daily run's months replace.
     #[test]
@@ -847,14 +885,10 @@ mod tests {
                 .collect()
         };
         assert_eq!(modes("OrderItem"), [WriteMode::Replace, WriteMode::Append]);
+        // Ledger entries: two posting months, whatever the update windows.
         assert_eq!(
             modes("LedgerEntry"),
-            [
-                WriteMode::Replace,
-                WriteMode::Append,
-                WriteMode::Append,
-                WriteMode::Append
-            ]
+            [WriteMode::Replace, WriteMode::Append]
         );
     }
 

@@ -194,7 +194,11 @@ pub fn type_table_markdown() -> String {
         values: vec![],
     }));
     let rows: Vec<(DataType, &str, &str)> = vec![
-        (DataType::String, "`string`", "UTF8 (dictionary-encoded)"),
+        (
+            DataType::String,
+            "`string`",
+            "UTF8 (dictionary-encoded, but for columns unique per row: `Id`)",
+        ),
         (example_enum, "`enum:<Name>`", "UTF8 (dictionary-encoded)"),
         (DataType::Integer, "`integer`", "INT64"),
         (
