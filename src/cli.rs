@@ -102,7 +102,8 @@ pub struct RunArgs {
     #[arg(long = "chain-id")]
     pub chain_ids: Vec<String>,
     /// Only rows updated at or after this instant (2024-01-01 or 2024-01-01T00:00:00Z).
-    /// Ranges over 180 days become consecutive exports.
+    /// Ranges over 180 days become consecutive exports. Not for LedgerEntry, whose rows
+    /// never change: it is exported by posting month.
     #[arg(long)]
     pub updated_start: Option<String>,
     /// Only rows updated before this instant (default with --updated-start: 5 minutes ago;
