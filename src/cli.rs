@@ -256,6 +256,9 @@ pub enum SchemaFormat {
     /// One JSON object per entity (a line each): columns with their schema, Arrow and
     /// DuckDB types, nullability and descriptions.
     Json,
+    /// A BigQuery schema per entity (a JSON array, a line each), for `bq mk --table` or
+    /// `bq load --schema`.
+    Bigquery,
 }
 
 /// A count of at least 1 (`--files`).

@@ -348,6 +348,7 @@ fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
             SchemaFormat::Duckdb => say!("{}", s.duckdb_ddl()),
             SchemaFormat::Arrow => say!("{:#?}", s.arrow_schema()),
             SchemaFormat::Json => say!("{}", s.describe_json()),
+            SchemaFormat::Bigquery => say!("{}", s.bigquery_schema()),
         }
     }
     Ok(())

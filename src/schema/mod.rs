@@ -137,6 +137,50 @@ mod tests {
         }
     }
 
+    /// Every table has a BigQuery schema (no list in a list, which BigQuery cannot hold),
+    /// naming the columns of the files in order, with the types a Parquet load gives them.
+    #[test]
+    fn the_bigquery_schema_names_every_column_with_its_bigquery_type() {
+        fn field<'a>(fields: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+            fields
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+        }
+        for s in all() {
+            let bq = s.bigquery_schema();
+            let names: Vec<&str> = bq
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap())
+                .collect();
+            let arrow = s.arrow_schema();
+            let expected: Vec<&str> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
+            assert_eq!(names, expected, "{}", s.entity);
+            assert_eq!(field(&bq, LINEAGE_LINE)["type"], "INT64");
+        }
+        let order = find("OrderItem").unwrap().bigquery_schema();
+        let amount = field(&order, "Amount");
+        assert_eq!(
+            (&amount["type"], &amount["mode"]),
+            (&"RECORD".into(), &"NULLABLE".into())
+        );
+        assert_eq!(field(&amount["fields"], "GrossValue")["type"], "NUMERIC");
+        let taxes = field(&amount["fields"], "TaxValues");
+        assert_eq!(
+            (&taxes["type"], &taxes["mode"]),
+            (&"RECORD".into(), &"REPEATED".into())
+        );
+        assert_eq!(field(&order, "ConsumedUtc")["type"], "TIMESTAMP");
+        assert!(field(&order, "Id")["description"].as_str().is_some());
+        let ledger = find("LedgerEntry").unwrap().bigquery_schema();
+        assert_eq!(field(&ledger, "PostingDate")["type"], "DATE");
+        assert_eq!(field(&ledger, "Value")["type"], "NUMERIC");
+    }
+
     #[test]
     fn a_misspelt_entity_type_finds_the_closest() {
         let name = |n: &str| closest(n).map(|s| s.entity.as_str());

@@ -150,6 +150,44 @@ impl EntitySchema {
         })
     }
 
+    /// The table's columns as a BigQuery schema (the JSON array `bq mk --table` and
+    /// `bq load --schema` take), derived from the Arrow schema the files are written with:
+    /// decimals as `NUMERIC` (38 digits, scale 9: the same numbers), instants as
+    /// `TIMESTAMP`, objects as `RECORD`, lists as `REPEATED` (as a Parquet load reads them
+    /// with `--parquet_enable_list_inference`). Every column is `NULLABLE`: the files allow
+    /// nulls wherever the API may leave a value out.
+    pub fn bigquery_schema(&self) -> serde_json::Value {
+        let description = |name: &str| {
+            self.properties
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.description.as_str())
+                .or_else(|| {
+                    LINEAGE_COLUMNS
+                        .iter()
+                        .find(|(n, _, _)| *n == name)
+                        .map(|(_, _, what)| *what)
+                })
+                .unwrap_or_default()
+        };
+        let fields: Vec<serde_json::Value> = self
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|field| {
+                let mut column = bigquery_field(field);
+                let text = description(field.name());
+                if !text.is_empty() {
+                    // BigQuery takes descriptions of at most 1024 characters.
+                    let cut: String = text.chars().take(1024).collect();
+                    column["description"] = cut.into();
+                }
+                column
+            })
+            .collect();
+        serde_json::Value::Array(fields)
+    }
+
     /// A DuckDB `CREATE TABLE` statement with the table's exact column types: the columns
     /// of the table's Parquet files, after a comment saying how to load them into it.
     ///
@@ -183,6 +221,39 @@ impl EntitySchema {
             cols.join(",\n")
         )
     }
+}
+
+/// One column (or nested field) of a BigQuery schema, for the Arrow field of our files.
+fn bigquery_field(field: &arrow::datatypes::Field) -> serde_json::Value {
+    use arrow::datatypes::DataType as Arrow;
+    let (data_type, repeated) = match field.data_type() {
+        Arrow::List(item) | Arrow::LargeList(item) => (item.data_type(), true),
+        other => (other, false),
+    };
+    let mut column = serde_json::json!({
+        "name": field.name(),
+        "mode": if repeated { "REPEATED" } else { "NULLABLE" },
+    });
+    let kind = match data_type {
+        Arrow::Utf8 | Arrow::LargeUtf8 | Arrow::Utf8View => "STRING",
+        Arrow::Int64 | Arrow::Int32 => "INT64",
+        Arrow::Decimal128(_, _) => "NUMERIC",
+        Arrow::Float64 => "FLOAT64",
+        Arrow::Boolean => "BOOL",
+        Arrow::Timestamp(_, _) => "TIMESTAMP",
+        Arrow::Date32 => "DATE",
+        Arrow::Struct(fields) => {
+            column["fields"] = fields.iter().map(|f| bigquery_field(f)).collect();
+            "RECORD"
+        }
+        // No schema nests a list in a list, which BigQuery could not hold; a test keeps it so.
+        other => unreachable!(
+            "no BigQuery type for the Arrow type {other} of {}",
+            field.name()
+        ),
+    };
+    column["type"] = kind.into();
+    column
 }
 
 /// The README's type table: each schema type with its Arrow, Parquet and DuckDB types.
