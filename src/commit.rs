@@ -565,7 +565,7 @@ impl OutputDir {
 
     /// The visible version of `table`: `None` if `<out>/<table>` does not exist; an error if
     /// it exists but is not our symlink (never touch user data).
-    fn current_version(&self, table: &str) -> Result<Option<u64>, CommitError> {
+    pub fn current_version(&self, table: &str) -> Result<Option<u64>, CommitError> {
         version_at(&self.root, table)
     }
 

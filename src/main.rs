@@ -905,7 +905,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 }
                 0
             }
-            job::JobOutcome::AlreadyLoaded(_) => 0,
+            job::JobOutcome::AlreadyLoaded { .. } => 0,
             job::JobOutcome::OverBudget(report) => {
                 fail!(
                     "{}: {} line(s) rejected, more than --max-rejected allows; nothing committed; they are in {}; a rerun with a larger budget resumes the same export",

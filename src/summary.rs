@@ -113,7 +113,10 @@ impl Row {
     pub fn from_job(j: &JobResult) -> Self {
         let mut row = match &j.outcome {
             JobOutcome::Committed(r) | JobOutcome::OverBudget(r) => Row::from_report(r),
-            JobOutcome::AlreadyLoaded(m) => Row {
+            JobOutcome::AlreadyLoaded {
+                manifest: m,
+                version,
+            } => Row {
                 entity: m.entity.clone(),
                 export_id: Some(m.export_id.clone()),
                 files: m.sources.len(),
@@ -124,7 +127,7 @@ impl Row {
                 seconds: 0.0,
                 status: "committed by an earlier run".into(),
                 outcome: "already_loaded",
-                version: None,
+                version: *version,
                 reason: None,
                 key: None,
                 drift: Vec::new(),

@@ -503,10 +503,17 @@ async fn a_commit_the_state_file_cannot_record_is_found_by_the_rerun() {
         describe(&other)
     );
 
-    let o = output(h.run()).await;
+    let mut cmd = h.run();
+    cmd.args(["--summary-format", "json"]);
+    let o = output(cmd).await;
     assert_status(&o, 0);
+    let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(row["outcome"], "already_loaded", "{row}");
+    // The version that shows it: the other window's load made the second.
+    assert_eq!(row["version"], 2, "{row}");
     let rerun = h.state().jobs.remove("OrderItem").unwrap();
     assert!(rerun.committed, "{rerun:?}");
+    assert_eq!(rerun.version, Some(2));
     assert_eq!(rerun.export_id, job.export_id);
     assert_eq!(h.mock.stats().exports_added, 2);
     // The table holds both exports' rows, each once.

@@ -89,7 +89,12 @@ pub enum JobOutcome {
     /// Its load committed.
     Committed(Box<LoadReport>),
     /// A previous run had already committed this export (it crashed before recording it).
-    AlreadyLoaded(Box<LoadManifest>),
+    AlreadyLoaded {
+        /// The load's manifest.
+        manifest: Box<LoadManifest>,
+        /// The table version that shows it.
+        version: Option<u64>,
+    },
     /// More lines were rejected than the budget allows; nothing committed. A rerun with a
     /// larger budget resumes the same export.
     OverBudget(Box<LoadReport>),
@@ -155,7 +160,7 @@ impl JobResult {
     pub fn is_committed(&self) -> bool {
         matches!(
             self.outcome,
-            JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded(_)
+            JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded { .. }
         )
     }
 }
@@ -276,7 +281,7 @@ pub async fn run_job(ctx: &RunContext, spec: &ExportSpec) -> JobResult {
     ctx.progress.set_state(&spec.schema.entity, "adding", None);
     let outcome = drive(ctx, spec, &key).await;
     let state = match &outcome {
-        JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded(_) => "committed",
+        JobOutcome::Committed(_) | JobOutcome::AlreadyLoaded { .. } => "committed",
         JobOutcome::OverBudget(_) => "over budget",
         JobOutcome::Conflict { .. } => "conflict",
         JobOutcome::Failed { .. } => "failed",
@@ -444,13 +449,17 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         // state does not know of: finish the bookkeeping instead of loading it again.
         if let Ok(loads) = ctx.out.current_loads(&spec.schema.table) {
             if let Some(m) = loads.into_iter().find(|m| m.export_id == export_id) {
-                let r = update_state(ctx, |s| s.loaded(key, None)).await;
+                let version = ctx.out.current_version(&spec.schema.table).ok().flatten();
+                let r = update_state(ctx, |s| s.loaded(key, version)).await;
                 if let Err(e) = r {
                     // The table is right; only the bookkeeping lags, and the next run
                     // recognises the load by its manifest again.
                     tracing::warn!(entity = %entity, export_id = %export_id, error = %e, "the load is committed, but the run's state file could not record it");
                 }
-                return JobOutcome::AlreadyLoaded(Box::new(m));
+                return JobOutcome::AlreadyLoaded {
+                    manifest: Box::new(m),
+                    version,
+                };
             }
         }
 
