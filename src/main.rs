@@ -600,6 +600,13 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     {
         tracing::warn!("--posting-start and --posting-end apply to LedgerEntry only, which this run does not export");
     }
+    let updated = match updated {
+        Some(_) if entities.iter().all(|e| e.entity == "LedgerEntry") => {
+            tracing::warn!("--updated-start and --updated-end do not apply to LedgerEntry, the only entity type of this run: it is exported by posting month");
+            None
+        }
+        updated => updated,
+    };
     // An end the API would refuse as too recent is waited for, once everything else is
     // known to be right; the plan is made for the time the wait ends.
     let end_wait = updated
@@ -877,8 +884,19 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 export.created_utc,
                 state_file.display()
             ),
-            job::Unloaded::NoExport { first_asked_utc } => note!(
+            job::Unloaded::NoExport {
+                first_asked_utc,
+                earlier: None,
+            } => note!(
                 "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: its rows are missing from table {table} until that window is run again (to drop it instead, remove its entry under \"not_loaded\" in {})",
+                job.key,
+                state_file.display()
+            ),
+            job::Unloaded::NoExport {
+                first_asked_utc,
+                earlier: Some(export_id),
+            } => note!(
+                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: table {table} holds it as export {export_id} loaded it earlier, without what changed since, until that window is run again (to drop it instead, remove its entry under \"not_loaded\" in {})",
                 job.key,
                 state_file.display()
             ),

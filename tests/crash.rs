@@ -606,6 +606,33 @@ async fn a_window_whose_export_failed_is_named_until_it_is_loaded() {
     h.mock.shutdown().await;
 }
 
+/// A window loaded once whose later run failed (here, tokens refused) is named as held
+/// from the earlier load, not as missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_window_whose_refresh_failed_is_named_as_held() {
+    let h = Harness::start(Faults::default()).await;
+    let window = |start: &str, end: &str| {
+        let mut cmd = h.run();
+        cmd.args(["--updated-start", start, "--updated-end", end]);
+        cmd
+    };
+    assert_status(&output(window("2024-01-01", "2024-01-02")).await, 0);
+    let loaded = h.job().export_id;
+    let mut refused = window("2024-01-01", "2024-01-02");
+    refused.env("MEWS_ACCESS_TOKEN", "not-the-token");
+    assert_status(&output(refused).await, 2);
+    let o = output(window("2024-01-02", "2024-01-03")).await;
+    assert_status(&o, 0);
+    let text = stderr(&o);
+    assert!(
+        text.contains(&format!("holds it as export {loaded} loaded it earlier"))
+            && !text.contains("missing from table"),
+        "{}",
+        describe(&o)
+    );
+    h.mock.shutdown().await;
+}
+
 /// Windows that fail every day (an entity type the API refuses to export) are named ten at
 /// a time, and the rest counted, so that the notice does not grow a line a day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1017,6 +1017,36 @@ async fn dry_run_and_missing_tokens() {
     }
 }
 
+/// An update window does not apply to ledger entries: a run of them alone says so and
+/// neither waits for a recent end nor refuses one ahead of the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_run_ignores_an_update_window_without_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let soon = mews_etl::manifest::rfc3339_utc(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(120),
+    );
+    let mut cmd = bare_command();
+    cmd.args(["run", "--demo", "--dry-run", "-e", "LedgerEntry"])
+        .args([
+            "--updated-start",
+            "2024-01-01",
+            "--updated-end",
+            &soon,
+            "--out",
+        ])
+        .arg(dir.path().join("out"));
+    let o = output(cmd).await;
+    assert_status(&o, 0);
+    let text = stderr(&o);
+    assert!(
+        text.contains("do not apply to LedgerEntry") && !text.contains("wait"),
+        "{}",
+        describe(&o)
+    );
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(!plan.contains("updated="), "{plan}");
+}
+
 /// A dry run makes the layout checks a run makes before adding an export: an append the
 /// table cannot take (another partitioning) exits 4, as the run would, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

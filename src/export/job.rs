@@ -207,6 +207,9 @@ pub enum Unloaded {
     NoExport {
         /// When a run first asked for it (RFC 3339 UTC).
         first_asked_utc: String,
+        /// The export of an earlier run of the same window whose load the table still
+        /// shows: the window is there, without what changed since.
+        earlier: Option<String>,
     },
 }
 
@@ -238,10 +241,13 @@ pub fn unloaded_jobs(state: &RunState, specs: &[ExportSpec], out: &OutputDir) ->
                     }
                     (job.entity.clone(), Unloaded::Export(job.clone()))
                 }
-                (_, Some(asked)) => (
+                (job, Some(asked)) => (
                     asked.entity.clone(),
                     Unloaded::NoExport {
                         first_asked_utc: asked.first_asked_utc.clone(),
+                        earlier: job
+                            .filter(|job| is_shown(job))
+                            .map(|job| job.export_id.clone()),
                     },
                 ),
                 _ => return None,

@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Version of the state file layout.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// Version of the state file layout. Version 2 added [`RunState::not_loaded`]: a release
+/// that knows only version 1 refuses the file rather than rewriting it without them.
+pub const STATE_FORMAT_VERSION: u32 = 2;
+
+/// The oldest layout still read (and rewritten as [`STATE_FORMAT_VERSION`]).
+const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// One job's export, as last recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,14 +72,15 @@ impl RunState {
         };
         match std::fs::read(path) {
             Ok(bytes) => {
-                let state: RunState = serde_json::from_slice(&bytes)
+                let mut state: RunState = serde_json::from_slice(&bytes)
                     .map_err(|e| err(format!("unreadable ({e}); move it away to start afresh")))?;
-                if state.format_version != STATE_FORMAT_VERSION {
+                if !(OLDEST_FORMAT_VERSION..=STATE_FORMAT_VERSION).contains(&state.format_version) {
                     return Err(err(format!(
-                        "format version {} is not {STATE_FORMAT_VERSION}",
+                        "format version {} is not one this release reads ({OLDEST_FORMAT_VERSION} to {STATE_FORMAT_VERSION}): it was written by a later release",
                         state.format_version
                     )));
                 }
+                state.format_version = STATE_FORMAT_VERSION;
                 Ok(state)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RunState {
@@ -196,6 +201,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unreadable"));
+    }
+
+    /// A file of the first layout (no `not_loaded`) is read and saved in the current one,
+    /// which the releases that know only the first refuse; a later layout is refused here.
+    #[test]
+    fn the_first_layout_is_read_and_a_later_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, br#"{"format_version":1,"jobs":{}}"#).unwrap();
+        let state = RunState::load(&path).unwrap();
+        assert!(state.not_loaded.is_empty());
+        state.save(&path).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["format_version"], STATE_FORMAT_VERSION);
+        std::fs::write(&path, br#"{"format_version":3,"jobs":{}}"#).unwrap();
+        let e = RunState::load(&path).unwrap_err().to_string();
+        assert!(e.contains("written by a later release"), "{e}");
     }
 
     #[test]
