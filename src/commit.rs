@@ -419,6 +419,10 @@ impl OutputDir {
                     tracing::info!(table, load_id = %kept.load_id, rows = kept.counts.rows_written, "replacing the earlier load with this id");
                     continue;
                 }
+                if manifest.replaces.contains(&kept.load_id) {
+                    tracing::info!(table, load_id = %kept.load_id, rows = kept.counts.rows_written, by = %manifest.load_id, "replacing an earlier load of the same rows");
+                    continue;
+                }
                 for file in &kept.files {
                     let rel = relative_path(&file.path, &current_dirs.data)?;
                     link_or_copy(&current_dirs.data.join(&rel), &built.data.join(&rel))?;
@@ -1101,6 +1105,7 @@ mod tests {
                 rows_written: rows,
                 ..LoadCounts::default()
             },
+            replaces: Vec::new(),
         };
         (staged, manifest)
     }

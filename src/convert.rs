@@ -194,6 +194,9 @@ pub struct LoadPlan {
     pub decode_threads: usize,
     /// Live counters for progress display.
     pub progress: Arc<LoadProgress>,
+    /// Other loads of the table this one takes the place of (see
+    /// [`LoadManifest::replaces`]).
+    pub replaces: Vec<String>,
 }
 
 /// How a load ended.
@@ -443,6 +446,7 @@ pub async fn load(
         sources: summaries,
         files: written.files,
         counts,
+        replaces: plan.replaces.clone(),
     };
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
     let (outcome, quarantine) = if plan.budget.allows(manifest.counts.rejected, lines) {
@@ -998,6 +1002,7 @@ mod tests {
             parallel_sources: 1,
             decode_threads: 1,
             progress: Default::default(),
+            replaces: Vec::new(),
         }
     }
 

@@ -468,6 +468,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
         decode_threads: threads,
         progress: Default::default(),
+        replaces: Vec::new(),
     };
     let runtime = runtime(1, threads)?;
     let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
@@ -876,9 +877,20 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
     // export) would otherwise add a line a day, for ever.
     for job in unloaded.iter().take(MAX_UNLOADED_NAMED) {
         let table = schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str());
+        let (until, resumed) = match export::legacy_ledger_month(&job.key) {
+            // A key of an earlier release, which no run asks for any more.
+            Some(month) => (
+                format!("until a run of posting month {month} loads the month, which takes its place (--posting-start {month}-01, or the default months)"),
+                "",
+            ),
+            None => (
+                "until that window is run again".to_owned(),
+                "the export is resumed while the API keeps it; ",
+            ),
+        };
         match &job.known {
             job::Unloaded::Export(export) => note!(
-                "{}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {table} until that window is run again (the export is resumed while the API keeps it; to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
+                "{}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {table} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
                 job.key,
                 export.export_id,
                 export.created_utc,
@@ -888,7 +900,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 first_asked_utc,
                 earlier: None,
             } => note!(
-                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: its rows are missing from table {table} until that window is run again (to drop it instead, remove its entry under \"not_loaded\" in {})",
+                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: its rows are missing from table {table} {until} (to drop it instead, remove its entry under \"not_loaded\" in {})",
                 job.key,
                 state_file.display()
             ),
@@ -896,7 +908,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 first_asked_utc,
                 earlier: Some(export_id),
             } => note!(
-                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: table {table} holds it as export {export_id} loaded it earlier, without what changed since, until that window is run again (to drop it instead, remove its entry under \"not_loaded\" in {})",
+                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: table {table} holds it as export {export_id} loaded it earlier, without what changed since, {until} (to drop it instead, remove its entry under \"not_loaded\" in {})",
                 job.key,
                 state_file.display()
             ),

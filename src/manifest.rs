@@ -75,6 +75,11 @@ pub struct LoadManifest {
     pub files: Vec<WrittenFile>,
     /// Counts of the whole load: the sum of the sources' counts.
     pub counts: LoadCounts,
+    /// Other loads of the table that this one took the place of, besides an earlier load
+    /// of its own id (a ledger month's load replacing the update windows of that month that
+    /// an earlier release loaded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
 }
 
 impl LoadManifest {
@@ -193,6 +198,7 @@ mod tests {
                 partition: vec![("ConsumedUtc_month".into(), "2023-03".into())],
             }],
             counts,
+            replaces: Vec::new(),
         }
     }
 

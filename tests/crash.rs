@@ -633,6 +633,65 @@ async fn a_loaded_window_whose_refresh_failed_is_named_as_held() {
     h.mock.shutdown().await;
 }
 
+/// A ledger posting month's load takes the place of the update windows of that month
+/// that an earlier release loaded (keyed by window and month), which hold its entries again,
+/// and their records go from the state file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_month_replaces_the_update_windows_an_earlier_release_loaded() {
+    let h = Harness::start(Faults::default()).await;
+    // What an earlier release left: a load of an update window of October, and its record.
+    let file = h.dir.path().join("october.jsonl");
+    let rows: String = (1..=5)
+        .map(|day| {
+            format!(
+                r#"{{"Id":"old-{day}","PostingDate":"2024-10-0{day}","Value":1,"CreatedUtc":"2024-10-01T10:00:00Z"}}"#
+            ) + "\n"
+        })
+        .collect();
+    std::fs::write(&file, rows).unwrap();
+    let mut cmd = bare_command();
+    cmd.args(["-q", "convert", "-e", "LedgerEntry", "--out"])
+        .arg(h.out())
+        .args(["--export-id", "legacy-october"])
+        .arg(&file);
+    assert_status(&cmd.output().unwrap(), 0);
+    let legacy = "LedgerEntry updated=2024-11-01T00:00:00Z..2024-11-10T00:00:00Z posting=2024-10";
+    let other = "LedgerEntry updated=2024-11-01T00:00:00Z..2024-11-10T00:00:00Z posting=2024-09";
+    let state_path = h.out().join(".mews-etl").join("state.json");
+    let mut state = RunState::load(&state_path).unwrap();
+    for key in [legacy, other] {
+        state.jobs.insert(
+            key.into(),
+            mews_etl::export::state::JobState {
+                entity: "LedgerEntry".into(),
+                export_id: "legacy-october".into(),
+                created_utc: "2024-11-10T00:05:00Z".into(),
+                committed: true,
+                version: Some(1),
+            },
+        );
+    }
+    state.save(&state_path).unwrap();
+
+    let mut cmd = h.run();
+    cmd.args(["-e", "LedgerEntry", "--posting-start", "2024-10-01"])
+        .args(["--posting-end", "2024-10-31"]);
+    let o = output(cmd).await;
+    assert_status(&o, 0);
+    let loads = mews_etl::commit::OutputDir::open(&h.out())
+        .unwrap()
+        .current_loads("ledger_entry")
+        .unwrap();
+    assert_eq!(loads.len(), 1, "{loads:?}");
+    assert!(loads[0].load_id.starts_with("LedgerEntry_posting_2024-10-"));
+    assert_eq!(loads[0].replaces, ["legacy-october"]);
+    let state = h.state();
+    assert!(!state.jobs.contains_key(legacy), "{state:?}");
+    // September is not the month loaded: its record stays.
+    assert!(state.jobs.contains_key(other), "{state:?}");
+    h.mock.shutdown().await;
+}
+
 /// Windows that fail every day (an entity type the API refuses to export) are named ten at
 /// a time, and the rest counted, so that the notice does not grow a line a day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

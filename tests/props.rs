@@ -784,6 +784,7 @@ fn run_case(
         parallel_sources: 1,
         decode_threads: 2,
         progress: Default::default(),
+        replaces: Vec::new(),
     };
     let report = runtime
         .block_on(load_files(&out, &plan, &[Source::Path(input)]))
@@ -989,6 +990,7 @@ fn check_identity_partitions(
         parallel_sources: 1,
         decode_threads: 2,
         progress: Default::default(),
+        replaces: Vec::new(),
     };
     let report = runtime
         .block_on(load_files(&out, &plan, &[Source::Path(input)]))

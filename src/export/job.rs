@@ -530,7 +530,36 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         }
 
+        // The same month's update windows loaded by an earlier release hold its entries
+        // again: this load takes their place, and their records go with them.
+        let (legacy, legacy_exports): (Vec<String>, Vec<String>) = {
+            let state = ctx.state.lock().await;
+            let keys: Vec<String> = state
+                .jobs
+                .keys()
+                .chain(state.not_loaded.keys())
+                .filter(|k| spec.replaces_key(k))
+                .cloned()
+                .collect();
+            let exports = keys
+                .iter()
+                .filter_map(|k| state.jobs.get(k).map(|j| j.export_id.clone()))
+                .collect();
+            (keys, exports)
+        };
+        let replaces: Vec<String> = if legacy_exports.is_empty() {
+            Vec::new()
+        } else {
+            ctx.out
+                .current_loads(&spec.schema.table)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| legacy_exports.contains(&m.export_id))
+                .map(|m| m.load_id)
+                .collect()
+        };
         let plan = LoadPlan {
+            replaces,
             schema: spec.schema,
             load_id,
             export_id: export_id.clone(),
@@ -569,7 +598,14 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                             crate::crash::FAIL_AT_VAR
                         ))
                     } else {
-                        update_state(ctx, |s| s.loaded(key, Some(version))).await
+                        update_state(ctx, |s| {
+                            s.loaded(key, Some(version));
+                            for k in &legacy {
+                                s.jobs.remove(k);
+                                s.not_loaded.remove(k);
+                            }
+                        })
+                        .await
                     };
                     crate::crash::point("after-state-update");
                     if let Err(e) = r {

@@ -99,6 +99,19 @@ impl ExportSpec {
 }
 
 impl ExportSpec {
+    /// Whether the job `key` is one this spec's load takes the place of: the same ledger
+    /// posting month and scope exported by update window, as releases before ledger entries
+    /// were exported by posting month alone named them (`LedgerEntry updated=<a>..<b>
+    /// posting=2024-10`). Their loads hold the month's entries again.
+    pub fn replaces_key(&self, key: &str) -> bool {
+        self.schema.entity == "LedgerEntry"
+            && self.key_filters.starts_with(" posting=")
+            && key
+                .strip_prefix(&format!("{} updated=", self.scope_key()))
+                .and_then(|rest| rest.strip_suffix(&self.key_filters))
+                .is_some_and(|window| !window.contains(' '))
+    }
+
     /// The id of this spec's load in its table: derived from the spec (entity, scope,
     /// filters), not from the export, so that exporting the same window again replaces the
     /// rows the last export of it loaded instead of appending them a second time. A short
@@ -112,6 +125,19 @@ impl ExportSpec {
         let suffix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!("{readable}-{suffix}")
     }
+}
+
+/// The posting month (`2024-10`) of a ledger job `key` of an update window, as releases
+/// before ledger entries were exported by posting month alone named them: a run of that
+/// month replaces it ([`ExportSpec::replaces_key`]).
+pub fn legacy_ledger_month(key: &str) -> Option<&str> {
+    let (head, month) = key.rsplit_once(" posting=")?;
+    let is_month = month.len() == 7
+        && month.bytes().enumerate().all(|(i, b)| match i {
+            4 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    (key.starts_with("LedgerEntry") && head.contains(" updated=") && is_month).then_some(month)
 }
 
 /// What a run asks for, validated.
@@ -679,6 +705,46 @@ mod tests {
             .iter()
             .filter(|s| s.schema.entity == "OrderItem")
             .all(|s| s.filters.as_ref().unwrap().updated_utc.is_some()));
+    }
+
+    /// A ledger month replaces only the same month and scope exported by update window, as
+    /// earlier releases keyed it.
+    #[test]
+    fn a_ledger_month_replaces_the_update_windows_of_its_month_and_scope() {
+        let now = parse_instant("2024-12-20T06:00:00Z").unwrap();
+        let specs = plan(&request(None), now).unwrap();
+        let november = specs
+            .iter()
+            .find(|s| s.key() == "LedgerEntry posting=2024-11")
+            .unwrap();
+        let window = "updated=2024-12-01T00:00:00Z..2024-12-02T00:00:00Z";
+        assert!(november.replaces_key(&format!("LedgerEntry {window} posting=2024-11")));
+        assert!(november.replaces_key("LedgerEntry updated=2024-12-01T00:00:00Z posting=2024-11"));
+        for other in [
+            format!("LedgerEntry {window} posting=2024-10"),
+            format!("LedgerEntry enterprises=a {window} posting=2024-11"),
+            "LedgerEntry posting=2024-11".to_owned(),
+            format!("OrderItem {window}"),
+        ] {
+            assert!(!november.replaces_key(&other), "{other}");
+        }
+        let order = specs
+            .iter()
+            .find(|s| s.schema.entity == "OrderItem")
+            .unwrap();
+        assert!(!order.replaces_key(&format!("LedgerEntry {window} posting=2024-11")));
+
+        assert_eq!(
+            legacy_ledger_month(&format!("LedgerEntry {window} posting=2024-11")),
+            Some("2024-11")
+        );
+        assert_eq!(legacy_ledger_month("LedgerEntry posting=2024-11"), None);
+        assert_eq!(
+            legacy_ledger_month(&format!(
+                "LedgerEntry {window} posting=2024-09-15..2024-11-03"
+            )),
+            None
+        );
     }
 
     /// Posting dates given are the months they touch, each whole and named by its month:
