@@ -1128,6 +1128,15 @@ mod tests {
         out
     }
 
+    /// The ids of the loads the table shows, in commit order.
+    fn load_ids(out: &OutputDir) -> Vec<String> {
+        out.current_loads(TABLE)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.load_id)
+            .collect()
+    }
+
     fn versions(root: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(root.join(STATE_DIR).join(TABLES_DIR).join(TABLE))
             .unwrap()
@@ -1201,13 +1210,7 @@ mod tests {
                 "ConsumedUtc_month=2023-04/l1-00000-00000.parquet".to_owned(),
             ])
         );
-        let loads: Vec<String> = out
-            .current_loads(TABLE)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.load_id)
-            .collect();
-        assert_eq!(loads, ["l1", "l2"]);
+        assert_eq!(load_ids(&out), ["l1", "l2"]);
         // Current and previous versions are kept, older ones collected.
         assert_eq!(versions(tmp.path()), ["v0000000002", "v0000000003"]);
     }
@@ -1283,13 +1286,7 @@ mod tests {
                 "ConsumedUtc_month=2023-04/l2-00000-00000.parquet".to_owned(),
             ])
         );
-        let loads: Vec<String> = out
-            .current_loads(TABLE)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.load_id)
-            .collect();
-        assert_eq!(loads, ["l1", "l2"]);
+        assert_eq!(load_ids(&out), ["l1", "l2"]);
     }
 
     #[test]

@@ -386,13 +386,13 @@ impl Harness {
 
     /// [`Harness::run`] of the updates of January 2024: a window, so its load appends.
     fn run_window(&self) -> Command {
+        self.run_updated("2024-01-01", "2024-02-01")
+    }
+
+    /// [`Harness::run`] of the updates from `start` to `end`.
+    fn run_updated(&self, start: &str, end: &str) -> Command {
         let mut cmd = self.run();
-        cmd.args([
-            "--updated-start",
-            "2024-01-01",
-            "--updated-end",
-            "2024-02-01",
-        ]);
+        cmd.args(["--updated-start", start, "--updated-end", end]);
         cmd
     }
 
@@ -537,11 +537,7 @@ async fn a_commit_the_state_file_cannot_record_is_found_by_the_rerun() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unloaded_export_of_another_window_is_named_until_it_is_loaded() {
     let h = Harness::start(Faults::default()).await;
-    let window = |start: &str, end: &str| {
-        let mut cmd = h.run();
-        cmd.args(["--updated-start", start, "--updated-end", end]);
-        cmd
-    };
+    let window = |start: &str, end: &str| h.run_updated(start, end);
     let mut first = window("2024-01-01", "2024-01-02");
     first.env(CRASH_AT_VAR, "before-switch");
     assert_crashed_at(&output(first).await, "before-switch");
@@ -578,11 +574,7 @@ async fn a_window_whose_export_failed_is_named_until_it_is_loaded() {
         ..Faults::default()
     })
     .await;
-    let window = |start: &str, end: &str| {
-        let mut cmd = h.run();
-        cmd.args(["--updated-start", start, "--updated-end", end]);
-        cmd
-    };
+    let window = |start: &str, end: &str| h.run_updated(start, end);
     let o = output(window("2024-01-01", "2024-01-02")).await;
     assert_status(&o, 7);
     assert!(h.state().jobs.is_empty(), "{:?}", h.state());
@@ -611,11 +603,7 @@ async fn a_window_whose_export_failed_is_named_until_it_is_loaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loaded_window_whose_refresh_failed_is_named_as_held() {
     let h = Harness::start(Faults::default()).await;
-    let window = |start: &str, end: &str| {
-        let mut cmd = h.run();
-        cmd.args(["--updated-start", start, "--updated-end", end]);
-        cmd
-    };
+    let window = |start: &str, end: &str| h.run_updated(start, end);
     assert_status(&output(window("2024-01-01", "2024-01-02")).await, 0);
     let loaded = h.job().export_id;
     let mut refused = window("2024-01-01", "2024-01-02");
