@@ -843,6 +843,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             credentials: Default::default(),
             state_unsaved: Default::default(),
         });
+        let state = ctx.state.clone();
         let results = tokio::select! {
             results = export::run_all(ctx, specs) => Ok(results),
             stop = signals.stopped() => Err(stop),
@@ -852,6 +853,16 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         }
         if let (Some(mock), Ok(_)) = (mock, &results) {
             mock.shutdown().await;
+        }
+        // What this run loaded in passing (a ledger month takes the place of an earlier
+        // release's windows of it) is no longer to be named.
+        let mut unloaded = unloaded;
+        {
+            let state = state.lock().await;
+            unloaded.retain(|u| {
+                state.jobs.get(&u.key).is_some_and(|j| !j.committed)
+                    || state.not_loaded.contains_key(&u.key)
+            });
         }
         Ok::<_, Failure>((results, out, unloaded))
     })?;
@@ -888,31 +899,30 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 "the export is resumed while the API keeps it; ",
             ),
         };
-        match &job.known {
-            job::Unloaded::Export(export) => note!(
-                "{}: export {} (created {}) was never loaded, and this run does not ask for it: its rows are missing from table {table} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
-                job.key,
-                export.export_id,
-                export.created_utc,
-                state_file.display()
+        let (what, resumed) = match &job.known {
+            job::Unloaded::Export(export) => (
+                format!(
+                    "export {} (created {}) was never loaded",
+                    export.export_id, export.created_utc
+                ),
+                resumed,
             ),
-            job::Unloaded::NoExport {
-                first_asked_utc,
-                earlier: None,
-            } => note!(
-                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: its rows are missing from table {table} {until} (to drop it instead, remove its entry under \"not_loaded\" in {})",
-                job.key,
-                state_file.display()
+            job::Unloaded::NoExport { first_asked_utc } => (
+                format!("a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added)"),
+                "",
             ),
-            job::Unloaded::NoExport {
-                first_asked_utc,
-                earlier: Some(export_id),
-            } => note!(
-                "{}: a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added), and this run does not ask for it: table {table} holds it as export {export_id} loaded it earlier, without what changed since, {until} (to drop it instead, remove its entry under \"not_loaded\" in {})",
-                job.key,
-                state_file.display()
+        };
+        let holds = match &job.earlier {
+            None => format!("its rows are missing from table {table}"),
+            Some(export_id) => format!(
+                "table {table} holds it as export {export_id} loaded it earlier, without what changed since,"
             ),
-        }
+        };
+        note!(
+            "{}: {what}, and this run does not ask for it: {holds} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
+            job.key,
+            state_file.display()
+        );
     }
     if unloaded.len() > MAX_UNLOADED_NAMED {
         note!(

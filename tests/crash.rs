@@ -618,6 +618,19 @@ async fn a_loaded_window_whose_refresh_failed_is_named_as_held() {
         "{}",
         describe(&o)
     );
+    // So is one whose later run added an export and stopped before loading it.
+    let mut crashed = window("2024-01-01", "2024-01-02");
+    crashed.env(CRASH_AT_VAR, "before-switch");
+    assert_crashed_at(&output(crashed).await, "before-switch");
+    let o = output(window("2024-01-02", "2024-01-03")).await;
+    let text = stderr(&o);
+    assert!(
+        text.contains("was never loaded")
+            && text.contains(&format!("holds it as export {loaded} loaded it earlier"))
+            && !text.contains("missing from table"),
+        "{}",
+        describe(&o)
+    );
     h.mock.shutdown().await;
 }
 
@@ -627,7 +640,12 @@ async fn a_loaded_window_whose_refresh_failed_is_named_as_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_month_replaces_the_update_windows_an_earlier_release_loaded() {
     let h = Harness::start(Faults::default()).await;
-    // What an earlier release left: a load of an update window of October, and its record.
+    // What an earlier release left: two loads of update windows of October, named by their
+    // keys, one of them still recorded in the state file.
+    let legacy = "LedgerEntry updated=2024-11-01T00:00:00Z..2024-11-10T00:00:00Z posting=2024-10";
+    let unrecorded =
+        "LedgerEntry updated=2024-11-10T00:00:00Z..2024-11-20T00:00:00Z posting=2024-10";
+    let other = "LedgerEntry updated=2024-11-01T00:00:00Z..2024-11-10T00:00:00Z posting=2024-09";
     let file = h.dir.path().join("october.jsonl");
     let rows: String = (1..=5)
         .map(|day| {
@@ -637,14 +655,18 @@ async fn a_ledger_month_replaces_the_update_windows_an_earlier_release_loaded() 
         })
         .collect();
     std::fs::write(&file, rows).unwrap();
-    let mut cmd = bare_command();
-    cmd.args(["-q", "convert", "-e", "LedgerEntry", "--out"])
-        .arg(h.out())
-        .args(["--export-id", "legacy-october"])
-        .arg(&file);
-    assert_status(&cmd.output().unwrap(), 0);
-    let legacy = "LedgerEntry updated=2024-11-01T00:00:00Z..2024-11-10T00:00:00Z posting=2024-10";
-    let other = "LedgerEntry updated=2024-11-01T00:00:00Z..2024-11-10T00:00:00Z posting=2024-09";
+    let old_ids: Vec<String> = [legacy, unrecorded]
+        .iter()
+        .map(|k| mews_etl::export::load_id_of_key(k))
+        .collect();
+    for id in &old_ids {
+        let mut cmd = bare_command();
+        cmd.args(["-q", "convert", "-e", "LedgerEntry", "--out"])
+            .arg(h.out())
+            .args(["--export-id", id])
+            .arg(&file);
+        assert_status(&cmd.output().unwrap(), 0);
+    }
     let state_path = h.out().join(".mews-etl").join("state.json");
     let mut state = RunState::load(&state_path).unwrap();
     for key in [legacy, other] {
@@ -652,10 +674,11 @@ async fn a_ledger_month_replaces_the_update_windows_an_earlier_release_loaded() 
             key.into(),
             mews_etl::export::state::JobState {
                 entity: "LedgerEntry".into(),
-                export_id: "legacy-october".into(),
+                // Not the export the table shows: a later run of the window added another.
+                export_id: "a-later-export".into(),
                 created_utc: "2024-11-10T00:05:00Z".into(),
-                committed: true,
-                version: Some(1),
+                committed: false,
+                version: None,
             },
         );
     }
@@ -666,17 +689,28 @@ async fn a_ledger_month_replaces_the_update_windows_an_earlier_release_loaded() 
         .args(["--posting-end", "2024-10-31"]);
     let o = output(cmd).await;
     assert_status(&o, 0);
+    // Taken care of by this run: not named after it.
+    assert!(!stderr(&o).contains("posting=2024-10:"), "{}", describe(&o));
     let loads = mews_etl::commit::OutputDir::open(&h.out())
         .unwrap()
         .current_loads("ledger_entry")
         .unwrap();
     assert_eq!(loads.len(), 1, "{loads:?}");
     assert!(loads[0].load_id.starts_with("LedgerEntry_posting_2024-10-"));
-    assert_eq!(loads[0].replaces, ["legacy-october"]);
+    let mut replaced = loads[0].replaces.clone();
+    replaced.sort();
+    let mut expected = old_ids.clone();
+    expected.sort();
+    assert_eq!(replaced, expected);
     let state = h.state();
     assert!(!state.jobs.contains_key(legacy), "{state:?}");
-    // September is not the month loaded: its record stays.
+    // September is not the month loaded: its record stays, and is named.
     assert!(state.jobs.contains_key(other), "{state:?}");
+    assert!(
+        stderr(&o).contains("until a run of posting month 2024-09 loads the month"),
+        "{}",
+        describe(&o)
+    );
     h.mock.shutdown().await;
 }
 

@@ -194,6 +194,9 @@ pub struct UnloadedJob {
     pub entity: String,
     /// What the state file knows of it.
     pub known: Unloaded,
+    /// The export of an earlier run of the same job whose load the table still shows: the
+    /// window is there, without what changed since.
+    pub earlier: Option<String>,
 }
 
 /// What the state file knows of an [`UnloadedJob`].
@@ -207,9 +210,6 @@ pub enum Unloaded {
     NoExport {
         /// When a run first asked for it (RFC 3339 UTC).
         first_asked_utc: String,
-        /// The export of an earlier run of the same window whose load the table still
-        /// shows: the window is there, without what changed since.
-        earlier: Option<String>,
     },
 }
 
@@ -220,12 +220,11 @@ pub enum Unloaded {
 /// is not one of them.
 pub fn unloaded_jobs(state: &RunState, specs: &[ExportSpec], out: &OutputDir) -> Vec<UnloadedJob> {
     let asked: std::collections::HashSet<String> = specs.iter().map(ExportSpec::key).collect();
-    let is_shown = |job: &JobState| {
-        // An unreadable table cannot tell: name the export rather than stay silent.
-        crate::schema::find(&job.entity).is_some_and(|schema| {
-            out.current_loads(&schema.table)
-                .is_ok_and(|loads| loads.iter().any(|m| m.export_id == job.export_id))
-        })
+    // An unreadable table cannot tell: the job is named rather than passed over.
+    let loads = |entity: &str| {
+        crate::schema::find(entity)
+            .and_then(|schema| out.current_loads(&schema.table).ok())
+            .unwrap_or_default()
     };
     let keys: std::collections::BTreeSet<&String> =
         state.jobs.keys().chain(state.not_loaded.keys()).collect();
@@ -236,26 +235,32 @@ pub fn unloaded_jobs(state: &RunState, specs: &[ExportSpec], out: &OutputDir) ->
             // load it (a failed add leaves the old job in place).
             let (entity, known) = match (state.jobs.get(key), state.not_loaded.get(key)) {
                 (Some(job), _) if !job.committed => {
-                    if is_shown(job) {
-                        return None;
-                    }
                     (job.entity.clone(), Unloaded::Export(job.clone()))
                 }
-                (job, Some(asked)) => (
+                (_, Some(asked)) => (
                     asked.entity.clone(),
                     Unloaded::NoExport {
                         first_asked_utc: asked.first_asked_utc.clone(),
-                        earlier: job
-                            .filter(|job| is_shown(job))
-                            .map(|job| job.export_id.clone()),
                     },
                 ),
                 _ => return None,
             };
+            let loads = loads(&entity);
+            if let Unloaded::Export(job) = &known {
+                if loads.iter().any(|m| m.export_id == job.export_id) {
+                    return None;
+                }
+            }
+            let load_id = super::load_id_of_key(key);
+            let earlier = loads
+                .into_iter()
+                .find(|m| m.load_id == load_id)
+                .map(|m| m.export_id);
             Some(UnloadedJob {
                 key: key.clone(),
                 entity,
                 known,
+                earlier,
             })
         })
         .collect()
@@ -433,6 +438,9 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                                 .collect()
                         };
                         let reason = match recorded.first() {
+                            Some((other, id)) if super::legacy_ledger_month(other).is_some() => format!(
+                                "an export of {entity} is pending or processing ({e}); this output directory recorded export {id} for an update window of an earlier release ({other}), which no run asks for any more: wait for it to end (exports end on their own)"
+                            ),
                             Some((other, id)) => format!(
                                 "an export of {entity} is pending or processing ({e}); this output directory recorded export {id} for another window or scope ({other}) and has not loaded it: if that is the one, run that window again to load it; otherwise, or meanwhile, wait for it to end (exports end on their own)"
                             ),
@@ -450,13 +458,35 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         let load_id = spec.load_id();
         ctx.progress
             .set_state(entity, "exporting", Some(&export_id));
+        // The same month's update windows loaded by an earlier release hold its entries
+        // again: this load takes their place, and their records go with them.
+        let legacy: Vec<String> = {
+            let state = ctx.state.lock().await;
+            state
+                .jobs
+                .keys()
+                .chain(state.not_loaded.keys())
+                .filter(|k| spec.replaces_key(k))
+                .cloned()
+                .collect()
+        };
+        let forget_legacy = |s: &mut RunState| {
+            for k in &legacy {
+                s.jobs.remove(k);
+                s.not_loaded.remove(k);
+            }
+        };
 
         // A crash between commit and the state update leaves a committed load that the
         // state does not know of: finish the bookkeeping instead of loading it again.
         if let Ok(loads) = ctx.out.current_loads(&spec.schema.table) {
             if let Some(m) = loads.into_iter().find(|m| m.export_id == export_id) {
                 let version = ctx.out.current_version(&spec.schema.table).ok().flatten();
-                let r = update_state(ctx, |s| s.loaded(key, version)).await;
+                let r = update_state(ctx, |s| {
+                    s.loaded(key, version);
+                    forget_legacy(s);
+                })
+                .await;
                 if let Err(e) = r {
                     // The table is right; only the bookkeeping lags, and the next run
                     // recognises the load by its manifest again.
@@ -530,33 +560,19 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
             }
         }
 
-        // The same month's update windows loaded by an earlier release hold its entries
-        // again: this load takes their place, and their records go with them.
-        let (legacy, legacy_exports): (Vec<String>, Vec<String>) = {
-            let state = ctx.state.lock().await;
-            let keys: Vec<String> = state
-                .jobs
-                .keys()
-                .chain(state.not_loaded.keys())
-                .filter(|k| spec.replaces_key(k))
-                .cloned()
-                .collect();
-            let exports = keys
-                .iter()
-                .filter_map(|k| state.jobs.get(k).map(|j| j.export_id.clone()))
-                .collect();
-            (keys, exports)
-        };
-        let replaces: Vec<String> = if legacy_exports.is_empty() {
-            Vec::new()
-        } else {
+        // By load id, which follows from the key whichever export loaded it; by name too,
+        // for a load whose key the state file no longer holds.
+        let legacy_ids: Vec<String> = legacy.iter().map(|k| super::load_id_of_key(k)).collect();
+        let replaces: Vec<String> = if spec.key_filters.starts_with(" posting=") {
             ctx.out
                 .current_loads(&spec.schema.table)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|m| legacy_exports.contains(&m.export_id))
                 .map(|m| m.load_id)
+                .filter(|id| legacy_ids.contains(id) || spec.replaces_load(id))
                 .collect()
+        } else {
+            Vec::new()
         };
         let plan = LoadPlan {
             replaces,
@@ -600,10 +616,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
                     } else {
                         update_state(ctx, |s| {
                             s.loaded(key, Some(version));
-                            for k in &legacy {
-                                s.jobs.remove(k);
-                                s.not_loaded.remove(k);
-                            }
+                            forget_legacy(s);
                         })
                         .await
                     };

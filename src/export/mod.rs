@@ -117,14 +117,37 @@ impl ExportSpec {
     /// rows the last export of it loaded instead of appending them a second time. A short
     /// hash of the key keeps distinct specs distinct after sanitising.
     pub fn load_id(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let key = self.key();
-        let hash = Sha256::digest(key.as_bytes());
-        let readable = crate::commit::sanitize_load_id(&key.replace(' ', "_"));
-        let readable: String = readable.chars().take(80).collect();
-        let suffix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{readable}-{suffix}")
+        load_id_of_key(&self.key())
     }
+
+    /// Whether `load_id` is the load of an update window of this ledger month, unscoped, as
+    /// an earlier release named it (`LedgerEntry_updated_<window>_posting_2024-10-<hash>`):
+    /// found by its name when the state file no longer records its key.
+    pub fn replaces_load(&self, load_id: &str) -> bool {
+        let Some(month) = self.key_filters.strip_prefix(" posting=") else {
+            return false;
+        };
+        self.schema.entity == "LedgerEntry"
+            && self.scope.is_none()
+            && load_id
+                .strip_prefix("LedgerEntry_updated_")
+                .and_then(|rest| rest.rsplit_once('-'))
+                .is_some_and(|(readable, hash)| {
+                    hash.len() == 12
+                        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                        && readable.ends_with(&format!("_posting_{month}"))
+                })
+    }
+}
+
+/// The load id of the job `key` (see [`ExportSpec::load_id`]).
+pub fn load_id_of_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(key.as_bytes());
+    let readable = crate::commit::sanitize_load_id(&key.replace(' ', "_"));
+    let readable: String = readable.chars().take(80).collect();
+    let suffix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{readable}-{suffix}")
 }
 
 /// The posting month (`2024-10`) of a ledger job `key` of an update window, as releases
@@ -733,6 +756,15 @@ mod tests {
             .find(|s| s.schema.entity == "OrderItem")
             .unwrap();
         assert!(!order.replaces_key(&format!("LedgerEntry {window} posting=2024-11")));
+        // By name, for a load whose key the state file no longer holds: unscoped only, as a
+        // scoped key's name is cut before its month.
+        let old = load_id_of_key(&format!("LedgerEntry {window} posting=2024-11"));
+        assert!(november.replaces_load(&old));
+        assert!(!november.replaces_load(&load_id_of_key(&format!(
+            "LedgerEntry {window} posting=2024-10"
+        ))));
+        assert!(!november.replaces_load(&november.load_id()));
+        assert!(!order.replaces_load(&old));
 
         assert_eq!(
             legacy_ledger_month(&format!("LedgerEntry {window} posting=2024-11")),
