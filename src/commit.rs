@@ -783,8 +783,9 @@ fn version_at(root: &Path, table: &str) -> Result<Option<u64>, CommitError> {
     }
 }
 
-/// The manifests of the loads `table` shows in the output directory `root`.
-fn loads_at(root: &Path, table: &str) -> Result<Vec<LoadManifest>, CommitError> {
+/// The manifests of the loads `table` shows in the output directory `root`, reading only
+/// (no lock taken, nothing mended): what a dry run may look at.
+pub fn loads_at(root: &Path, table: &str) -> Result<Vec<LoadManifest>, CommitError> {
     check_table(table)?;
     match version_at(root, table)? {
         Some(v) => {

@@ -25,6 +25,7 @@ use mews_etl::config::ErrorBudget;
 use mews_etl::convert::{
     load_files, load_id_from_file_name, source_stem, FailureSite, LoadError, LoadOutcome, LoadPlan,
 };
+use mews_etl::export::job::{Unloaded, UnloadedJob};
 use mews_etl::export::poll::Poller;
 use mews_etl::export::state::RunState;
 use mews_etl::input::Source;
@@ -81,6 +82,60 @@ fn interrupted(
 
 /// How many unloaded windows of earlier runs a run names one by one; the rest are counted.
 const MAX_UNLOADED_NAMED: usize = 10;
+
+/// Names the jobs of earlier runs that no table holds the rows of and that this run does not
+/// ask for, after the summary and even with `-q`: a window that failed and is never asked for
+/// again would otherwise be left out without a word.
+fn name_unloaded(unloaded: &[UnloadedJob], root: &std::path::Path) {
+    let state_file = root.join(mews_etl::commit::STATE_DIR).join("state.json");
+    // A schedule that fails the same way every day (an entity type the tokens may not
+    // export) would otherwise add a line a day, for ever.
+    for job in unloaded.iter().take(MAX_UNLOADED_NAMED) {
+        let table = schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str());
+        let (until, resumed) = match mews_etl::export::legacy_ledger_month(&job.key) {
+            // A key of an earlier release, which no run asks for any more.
+            Some(month) => (
+                format!("until a run of posting month {month} loads the month, which takes its place (--posting-start {month}-01, or the default months)"),
+                "",
+            ),
+            None => (
+                "until that window is run again".to_owned(),
+                "the export is resumed while the API keeps it; ",
+            ),
+        };
+        let (what, resumed) = match &job.known {
+            Unloaded::Export(export) => (
+                format!(
+                    "export {} (created {}) was never loaded",
+                    export.export_id, export.created_utc
+                ),
+                resumed,
+            ),
+            Unloaded::NoExport { first_asked_utc } => (
+                format!("a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added)"),
+                "",
+            ),
+        };
+        let holds = match &job.earlier {
+            None => format!("its rows are missing from table {table}"),
+            Some(export_id) => format!(
+                "table {table} holds it as export {export_id} loaded it earlier, without what changed since,"
+            ),
+        };
+        note!(
+            "{}: {what}, and this run does not ask for it: {holds} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
+            job.key,
+            state_file.display()
+        );
+    }
+    if unloaded.len() > MAX_UNLOADED_NAMED {
+        note!(
+            "{} more windows of earlier runs are not loaded, and this run does not ask for them: they are listed under \"jobs\" and \"not_loaded\" in {}",
+            unloaded.len() - MAX_UNLOADED_NAMED,
+            state_file.display()
+        );
+    }
+}
 
 /// Longest pause between polls of the embedded mock in `run --demo`.
 const DEMO_POLL_CAP: std::time::Duration = std::time::Duration::from_secs(1);
@@ -721,6 +776,12 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
             say!("{} export(s); nothing was changed (--dry-run)", specs.len());
         }
+        let state_file = args
+            .out
+            .join(mews_etl::commit::STATE_DIR)
+            .join("state.json");
+        let state = RunState::load(&state_file).context("reading the run state")?;
+        name_unloaded(&job::unloaded_jobs(&state, &specs, &args.out), &args.out);
         // The layout checks a run makes before adding an export, reading only. After a
         // replace of a table, the run's appends join the layout that replace gives it.
         let mut refused = 0;
@@ -817,7 +878,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
         }
         let mut state = RunState::load(&state_path).context("reading the run state")?;
-        let unloaded = job::unloaded_jobs(&state, &specs, &out);
+        let unloaded = job::unloaded_jobs(&state, &specs, out.root());
         let now = mews_etl::manifest::rfc3339_utc(std::time::SystemTime::now());
         for spec in &specs {
             state.ask(&spec.key(), &spec.schema.entity, &now);
@@ -880,57 +941,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
 
     let rows: Vec<summary::Row> = results.iter().map(summary::Row::from_job).collect();
     say!("{}", summary::render_chosen(&rows));
-    let state_file = out
-        .root()
-        .join(mews_etl::commit::STATE_DIR)
-        .join("state.json");
-    // A schedule that fails the same way every day (an entity type the tokens may not
-    // export) would otherwise add a line a day, for ever.
-    for job in unloaded.iter().take(MAX_UNLOADED_NAMED) {
-        let table = schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str());
-        let (until, resumed) = match export::legacy_ledger_month(&job.key) {
-            // A key of an earlier release, which no run asks for any more.
-            Some(month) => (
-                format!("until a run of posting month {month} loads the month, which takes its place (--posting-start {month}-01, or the default months)"),
-                "",
-            ),
-            None => (
-                "until that window is run again".to_owned(),
-                "the export is resumed while the API keeps it; ",
-            ),
-        };
-        let (what, resumed) = match &job.known {
-            job::Unloaded::Export(export) => (
-                format!(
-                    "export {} (created {}) was never loaded",
-                    export.export_id, export.created_utc
-                ),
-                resumed,
-            ),
-            job::Unloaded::NoExport { first_asked_utc } => (
-                format!("a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added)"),
-                "",
-            ),
-        };
-        let holds = match &job.earlier {
-            None => format!("its rows are missing from table {table}"),
-            Some(export_id) => format!(
-                "table {table} holds it as export {export_id} loaded it earlier, without what changed since,"
-            ),
-        };
-        note!(
-            "{}: {what}, and this run does not ask for it: {holds} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
-            job.key,
-            state_file.display()
-        );
-    }
-    if unloaded.len() > MAX_UNLOADED_NAMED {
-        note!(
-            "{} more windows of earlier runs are not loaded, and this run does not ask for them: they are listed under \"jobs\" and \"not_loaded\" in {}",
-            unloaded.len() - MAX_UNLOADED_NAMED,
-            state_file.display()
-        );
-    }
+    name_unloaded(&unloaded, out.root());
     let mut status = 0;
     for r in &results {
         let s = match &r.outcome {

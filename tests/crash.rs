@@ -584,6 +584,15 @@ async fn a_window_whose_export_failed_is_named_until_it_is_loaded() {
         text.contains("updated=2024-01-01T00:00:00Z..2024-01-02T00:00:00Z: a run asked for it at")
             && text.contains("did not load it")
     };
+    // A dry run names it too, and changes nothing.
+    let before = std::fs::read(h.out().join(".mews-etl").join("state.json")).unwrap();
+    let mut dry = window("2024-01-02", "2024-01-03");
+    dry.arg("--dry-run");
+    let o = output(dry).await;
+    assert_status(&o, 0);
+    assert!(named(&o), "{}", describe(&o));
+    let after = std::fs::read(h.out().join(".mews-etl").join("state.json")).unwrap();
+    assert_eq!(before, after);
     for _ in 0..2 {
         let o = output(window("2024-01-02", "2024-01-03")).await;
         assert_status(&o, 0);

@@ -218,12 +218,17 @@ pub enum Unloaded {
 /// schedule), would otherwise be left out without a word. An export whose load a table
 /// shows (committed, but not recorded: a crash, or a state file that could not be saved)
 /// is not one of them.
-pub fn unloaded_jobs(state: &RunState, specs: &[ExportSpec], out: &OutputDir) -> Vec<UnloadedJob> {
+/// `root` is the output directory, only read.
+pub fn unloaded_jobs(
+    state: &RunState,
+    specs: &[ExportSpec],
+    root: &std::path::Path,
+) -> Vec<UnloadedJob> {
     let asked: std::collections::HashSet<String> = specs.iter().map(ExportSpec::key).collect();
     // An unreadable table cannot tell: the job is named rather than passed over.
     let loads = |entity: &str| {
         crate::schema::find(entity)
-            .and_then(|schema| out.current_loads(&schema.table).ok())
+            .and_then(|schema| crate::commit::loads_at(root, &schema.table).ok())
             .unwrap_or_default()
     };
     let keys: std::collections::BTreeSet<&String> =
