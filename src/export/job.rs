@@ -218,6 +218,7 @@ pub enum Unloaded {
 /// schedule), would otherwise be left out without a word. An export whose load a table
 /// shows (committed, but not recorded: a crash, or a state file that could not be saved)
 /// is not one of them.
+///
 /// `root` is the output directory, only read.
 pub fn unloaded_jobs(
     state: &RunState,
