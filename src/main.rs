@@ -87,34 +87,28 @@ const MAX_UNLOADED_NAMED: usize = 10;
 /// ask for, after the summary and even with `-q`: a window that failed and is never asked for
 /// again would otherwise be left out without a word.
 fn name_unloaded(unloaded: &[UnloadedJob], root: &std::path::Path) {
-    let state_file = root.join(mews_etl::commit::STATE_DIR).join("state.json");
+    let state_file = RunState::path_in(root);
     // A schedule that fails the same way every day (an entity type the tokens may not
     // export) would otherwise add a line a day, for ever.
     for job in unloaded.iter().take(MAX_UNLOADED_NAMED) {
         let table = schema::find(&job.entity).map_or(job.entity.as_str(), |s| s.table.as_str());
-        let (until, resumed) = match mews_etl::export::legacy_ledger_month(&job.key) {
+        let legacy_month = mews_etl::export::legacy_ledger_month(&job.key);
+        let until = match legacy_month {
             // A key of an earlier release, which no run asks for any more.
-            Some(month) => (
-                format!("until a run of posting month {month} loads the month, which takes its place (--posting-start {month}-01, or the default months)"),
-                "",
-            ),
-            None => (
-                "until that window is run again".to_owned(),
-                "the export is resumed while the API keeps it; ",
-            ),
+            Some(month) => format!("until a run of posting month {month} loads the month, which takes its place (--posting-start {month}-01, or the default months)"),
+            None => "until that window is run again".to_owned(),
         };
-        let (what, resumed) = match &job.known {
-            Unloaded::Export(export) => (
-                format!(
-                    "export {} (created {}) was never loaded",
-                    export.export_id, export.created_utc
-                ),
-                resumed,
+        let what = match &job.known {
+            Unloaded::Export(export) => format!(
+                "export {} (created {}) was never loaded",
+                export.export_id, export.created_utc
             ),
-            Unloaded::NoExport { first_asked_utc } => (
-                format!("a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added)"),
-                "",
-            ),
+            Unloaded::NoExport { first_asked_utc } => format!("a run asked for it at {first_asked_utc} and did not load it (its export failed or was never added)"),
+        };
+        // Only a run of the job's own key resumes its export.
+        let resumed = match (&job.known, legacy_month) {
+            (Unloaded::Export(_), None) => "the export is resumed while the API keeps it; ",
+            _ => "",
         };
         let holds = match &job.earlier {
             None => format!("its rows are missing from table {table}"),
@@ -776,11 +770,8 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
             say!("{} export(s); nothing was changed (--dry-run)", specs.len());
         }
-        let state_file = args
-            .out
-            .join(mews_etl::commit::STATE_DIR)
-            .join("state.json");
-        let state = RunState::load(&state_file).context("reading the run state")?;
+        let state =
+            RunState::load(&RunState::path_in(&args.out)).context("reading the run state")?;
         name_unloaded(&job::unloaded_jobs(&state, &specs, &args.out), &args.out);
         // The layout checks a run makes before adding an export, reading only. After a
         // replace of a table, the run's appends join the layout that replace gives it.
@@ -867,10 +858,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         };
         let out = Arc::new(OutputDir::open(&args.out)?);
         let run_out = out.clone();
-        let state_path = out
-            .root()
-            .join(mews_etl::commit::STATE_DIR)
-            .join("state.json");
+        let state_path = RunState::path_in(out.root());
         // The lock is held: no other process is saving, so temporaries are leftovers.
         if let Some(dir) = state_path.parent() {
             if let Err(e) = RunState::remove_leftovers(dir) {
@@ -920,10 +908,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         let mut unloaded = unloaded;
         {
             let state = state.lock().await;
-            unloaded.retain(|u| {
-                state.jobs.get(&u.key).is_some_and(|j| !j.committed)
-                    || state.not_loaded.contains_key(&u.key)
-            });
+            unloaded.retain(|u| state.is_unloaded(&u.key));
         }
         Ok::<_, Failure>((results, out, unloaded))
     })?;

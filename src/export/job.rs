@@ -235,10 +235,8 @@ pub fn unloaded_jobs(
     let keys: std::collections::BTreeSet<&String> =
         state.jobs.keys().chain(state.not_loaded.keys()).collect();
     keys.into_iter()
-        .filter(|key| !asked.contains(*key))
+        .filter(|key| !asked.contains(*key) && state.is_unloaded(key))
         .filter_map(|key| {
-            // A committed job is loaded, unless a later run asked for it again and did not
-            // load it (a failed add leaves the old job in place).
             let (entity, known) = match (state.jobs.get(key), state.not_loaded.get(key)) {
                 (Some(job), _) if !job.committed => {
                     (job.entity.clone(), Unloaded::Export(job.clone()))
@@ -569,7 +567,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
         // By load id, which follows from the key whichever export loaded it; by name too,
         // for a load whose key the state file no longer holds.
         let legacy_ids: Vec<String> = legacy.iter().map(|k| super::load_id_of_key(k)).collect();
-        let replaces: Vec<String> = if spec.key_filters.starts_with(" posting=") {
+        let replaces: Vec<String> = if spec.ledger_month().is_some() {
             ctx.out
                 .current_loads(&spec.schema.table)
                 .unwrap_or_default()

@@ -104,12 +104,17 @@ impl ExportSpec {
     /// were exported by posting month alone named them (`LedgerEntry updated=<a>..<b>
     /// posting=2024-10`). Their loads hold the month's entries again.
     pub fn replaces_key(&self, key: &str) -> bool {
-        self.schema.entity == "LedgerEntry"
-            && self.key_filters.starts_with(" posting=")
-            && key
-                .strip_prefix(&format!("{} updated=", self.scope_key()))
-                .and_then(|rest| rest.strip_suffix(&self.key_filters))
-                .is_some_and(|window| !window.contains(' '))
+        self.ledger_month().is_some_and(|month| {
+            legacy_ledger_month(key) == Some(month)
+                && key.starts_with(&format!("{} updated=", self.scope_key()))
+        })
+    }
+
+    /// The posting month (`2024-10`) of a ledger export; `None` for other entity types.
+    pub fn ledger_month(&self) -> Option<&str> {
+        self.key_filters
+            .strip_prefix(" posting=")
+            .filter(|_| self.schema.entity == "LedgerEntry")
     }
 
     /// The id of this spec's load in its table: derived from the spec (entity, scope,
@@ -124,11 +129,10 @@ impl ExportSpec {
     /// an earlier release named it (`LedgerEntry_updated_<window>_posting_2024-10-<hash>`):
     /// found by its name when the state file no longer records its key.
     pub fn replaces_load(&self, load_id: &str) -> bool {
-        let Some(month) = self.key_filters.strip_prefix(" posting=") else {
+        let Some(month) = self.ledger_month() else {
             return false;
         };
-        self.schema.entity == "LedgerEntry"
-            && self.scope.is_none()
+        self.scope.is_none()
             && load_id
                 .strip_prefix("LedgerEntry_updated_")
                 .and_then(|rest| rest.rsplit_once('-'))

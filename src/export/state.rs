@@ -101,6 +101,19 @@ impl RunState {
             });
     }
 
+    /// Whether job `key` is one a run asked for and that has not loaded since: its export
+    /// was added and not loaded, or it is in [`RunState::not_loaded`]. A committed job is
+    /// loaded, unless a later run asked for it again and did not load it (a failed add leaves
+    /// the old job in place).
+    pub fn is_unloaded(&self, key: &str) -> bool {
+        self.jobs.get(key).is_some_and(|j| !j.committed) || self.not_loaded.contains_key(key)
+    }
+
+    /// The state file of the output directory `out`.
+    pub fn path_in(out: &Path) -> PathBuf {
+        out.join(crate::commit::STATE_DIR).join("state.json")
+    }
+
     /// Records that job `key`'s load is committed: it starts a new export next time, and is
     /// no longer one to name.
     pub fn loaded(&mut self, key: &str, version: Option<u64>) {
