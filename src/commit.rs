@@ -96,6 +96,16 @@ pub enum CommitError {
         /// What it is instead.
         what: String,
     },
+    /// The output directory given lies inside another output directory's own files
+    /// (`<out>/<table>` is a link into them): writing there would put files among a
+    /// table's data.
+    #[error("{given} is inside the files mews-etl keeps for output directory {root}: give {root} itself as the output directory")]
+    InsideOutputDir {
+        /// The directory given.
+        given: PathBuf,
+        /// The output directory it lies in.
+        root: PathBuf,
+    },
     /// A load id that is not a plain file name.
     #[error("invalid load id {load_id:?}: use sanitize_load_id ([A-Za-z0-9._-], not starting with '.' or '_', at most 128 bytes)")]
     InvalidLoadId {
@@ -260,6 +270,7 @@ impl OutputDir {
     /// Fails with [`CommitError::Locked`] at once, rather than waiting, if another process
     /// holds the lock.
     pub fn open(root: &Path) -> Result<Self, CommitError> {
+        refuse_inside_output_dir(root)?;
         let state = root.join(STATE_DIR);
         for dir in [state.join(STAGING_DIR), state.join(TABLES_DIR)] {
             fs::create_dir_all(&dir).at("creating directory", &dir)?;
@@ -820,6 +831,35 @@ pub fn check_layout(
             schema_fingerprint,
         ),
         WriteMode::Replace => version_at(root, table).map(drop),
+    }
+}
+
+/// Refuses an output directory inside another's own files: `--out out/order_item`, where
+/// `out/order_item` is the link to a table version's data, would write this directory's
+/// state and tables among that version's Parquet files, which readers of the table list.
+/// The nearest existing ancestor is resolved, so links are followed and a directory not yet
+/// made is judged by where it would be.
+fn refuse_inside_output_dir(root: &Path) -> Result<(), CommitError> {
+    let Some(resolved) = root.ancestors().find_map(|a| {
+        fs::canonicalize(if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        })
+        .ok()
+    }) else {
+        return Ok(());
+    };
+    let inside = resolved
+        .ancestors()
+        .find(|a| a.file_name() == Some(std::ffi::OsStr::new(STATE_DIR)))
+        .and_then(Path::parent);
+    match inside {
+        Some(managed) => Err(CommitError::InsideOutputDir {
+            given: root.to_path_buf(),
+            root: managed.to_path_buf(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -387,14 +387,12 @@ pub async fn load(
         let _ = out.discard(&staging);
         return Err(LoadError::Internal("a source was not decoded".into()));
     }
-    let paths = sources.iter().map(|s| match s {
-        LoadSource::Local(Source::Path(p)) => std::fs::canonicalize(p)
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
-        _ => None,
+    let stamps = sources.iter().map(|s| match s {
+        LoadSource::Local(source) => source.stamp(),
+        LoadSource::Remote { .. } => None,
     });
-    for ((c, (name, compression, bytes, totals)), path) in
-        written.per_source.iter().zip(source_info).zip(paths)
+    for ((c, (name, compression, bytes, totals)), stamp) in
+        written.per_source.iter().zip(source_info).zip(stamps)
     {
         let expected_lines = totals.lines_read;
         if c.lines_read != expected_lines || !c.is_balanced() || c.blank_lines != totals.blank_lines
@@ -414,9 +412,14 @@ pub async fn load(
             });
         }
         counts.merge(c);
+        let (path, modified_unix_ns) = match stamp {
+            Some(s) => (Some(s.path), s.modified_unix_ns),
+            None => (None, None),
+        };
         summaries.push(SourceSummary {
             name,
             path,
+            modified_unix_ns,
             compression: compression.to_string(),
             bytes,
             counts: c.clone(),

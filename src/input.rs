@@ -85,6 +85,17 @@ impl fmt::Display for Compression {
     }
 }
 
+/// A local file as a load's manifest records it ([`Source::stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Absolute path, symbolic links resolved.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Last modification, in nanoseconds since 1970-01-01 UTC, where the system tells it.
+    pub modified_unix_ns: Option<i64>,
+}
+
 /// A source of JSON lines: a path, or "-" for stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -102,6 +113,27 @@ impl Source {
         } else {
             Source::Path(PathBuf::from(arg))
         }
+    }
+
+    /// What tells this file from any other, and from a later file written to its path: its
+    /// resolved path, size and modification time. `None` for stdin, or a file that cannot
+    /// be read.
+    pub fn stamp(&self) -> Option<FileStamp> {
+        let Source::Path(path) = self else {
+            return None;
+        };
+        let resolved = std::fs::canonicalize(path).ok()?;
+        let meta = std::fs::metadata(&resolved).ok()?;
+        let modified_unix_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok());
+        Some(FileStamp {
+            path: resolved.to_string_lossy().into_owned(),
+            bytes: meta.len(),
+            modified_unix_ns,
+        })
     }
 
     /// The name used in errors, logs and the quarantine: the path as given, or `stdin`.

@@ -386,6 +386,46 @@ fn refuse_partial_reload(
     )))
 }
 
+/// Refuses to load a file, unchanged since, that another load of the table holds: its rows
+/// would be in the table twice. The load id comes from the first file's name, so
+/// `convert a.jsonl b.jsonl`, then `convert b.jsonl a.jsonl`, would be two loads of the same
+/// rows. A file rewritten at the same path since (another size or modification time) is
+/// another file; manifests written before they recorded modification times are not
+/// compared.
+fn refuse_loaded_elsewhere(
+    out: &OutputDir,
+    schema: &EntitySchema,
+    load_id: &str,
+    sources: &[Source],
+) -> Result<(), Failure> {
+    let Ok(loads) = out.current_loads(&schema.table) else {
+        return Ok(());
+    };
+    for source in sources {
+        let Some(stamp) = source.stamp() else {
+            continue;
+        };
+        let holder = loads.iter().filter(|m| m.load_id != load_id).find(|m| {
+            m.sources.iter().any(|held| {
+                held.path.as_deref() == Some(stamp.path.as_str())
+                    && held.bytes == stamp.bytes
+                    && held.modified_unix_ns.is_some()
+                    && held.modified_unix_ns == stamp.modified_unix_ns
+            })
+        });
+        if let Some(m) = holder {
+            return Err(usage(format!(
+                "{} is already loaded, unchanged since, by load {} of table {}: loading it again as load {load_id} would put its rows in the table twice. To load it again, give it with --export-id {} (and that load's other files), or use --mode replace",
+                source.display_name(),
+                m.load_id,
+                schema.table,
+                m.export_id
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn print_schema(args: &SchemaArgs) -> Result<(), Failure> {
     let schemas: Vec<&EntitySchema> = match &args.entity {
         Some(name) => vec![find_entity(name)?],
@@ -471,16 +511,20 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     }
     // One file given twice would load its rows twice into one load. Compared by device and
     // inode: other spellings, symbolic links and hard links all name the same file.
+    // Standard input redirected from a file (`- < x.jsonl`) is that file too.
     let mut seen = std::collections::HashMap::new();
     for (given, source) in args.files.iter().zip(&sources) {
-        if let Source::Path(path) = source {
-            if let Ok(meta) = std::fs::metadata(path) {
-                use std::os::unix::fs::MetadataExt;
-                if let Some(first) = seen.insert((meta.dev(), meta.ino()), given) {
-                    return Err(usage(format!(
-                        "{given} is the same file as {first}: each file can be given once"
-                    )));
-                }
+        let meta = match source {
+            Source::Path(path) => std::fs::metadata(path).ok(),
+            Source::Stdin => std::fs::metadata("/dev/stdin").ok().filter(|m| m.is_file()),
+        };
+        if let Some(meta) = meta {
+            use std::os::unix::fs::MetadataExt;
+            let shown = if given == "-" { "stdin (-)" } else { given };
+            if let Some(first) = seen.insert((meta.dev(), meta.ino()), shown) {
+                return Err(usage(format!(
+                    "{shown} is the same file as {first}: each file can be given once"
+                )));
             }
         }
     }
@@ -524,6 +568,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     let out = OutputDir::open(&args.out)?;
     if mode == WriteMode::Append {
         refuse_partial_reload(&out, schema, &plan.load_id, &sources)?;
+        refuse_loaded_elsewhere(&out, schema, &plan.load_id, &sources)?;
     }
     tracing::info!(entity = %schema.entity, load_id = %plan.load_id, files = sources.len(), "converting");
     let report = runtime.block_on(async {

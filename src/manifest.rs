@@ -100,6 +100,11 @@ pub struct SourceSummary {
     /// it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// A local file's last modification, in nanoseconds since 1970-01-01 UTC, as it was
+    /// when the load ended: with `path` and `bytes`, what tells the file this load read
+    /// from a later file written to the same path. `None` where `path` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_unix_ns: Option<i64>,
     /// Compression detected from content: `gzip`, `zstd` or `none`.
     pub compression: String,
     /// Compressed bytes read.
@@ -187,6 +192,7 @@ mod tests {
             sources: vec![SourceSummary {
                 name: "a.jsonl.gz".into(),
                 path: Some("/exports/a.jsonl.gz".into()),
+                modified_unix_ns: Some(1_680_307_000_000_000_000),
                 compression: "gzip".into(),
                 bytes: 10,
                 counts: counts.clone(),

@@ -588,15 +588,152 @@ fn a_file_of_the_same_name_in_another_directory_does_not_replace_a_load() {
         days[1].to_str().unwrap(),
     ]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
-    // A link stands for its target: converted twice through a link of another name (a
-    // content-addressed store), the load is reloaded, not refused.
+    // A link stands for its target: through a link of another name (a content-addressed
+    // store), the first day's file is still the one load `order_items` holds, refused as a
+    // load of its own and reloaded into that load when named so.
     let link = env.dir.path().join("latest.jsonl");
     std::os::unix::fs::symlink(&days[0], &link).unwrap();
+    let o = env.convert(&["--entity", "OrderItem", link.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("by load order_items"), "{stderr}");
     for _ in 0..2 {
-        let o = env.convert(&["--entity", "OrderItem", link.to_str().unwrap()]);
+        let o = env.convert(&[
+            "--entity",
+            "OrderItem",
+            "--export-id",
+            "order_items",
+            link.to_str().unwrap(),
+        ]);
         assert_ok(&o);
     }
-    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 80);
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+}
+
+/// A file that another load of the table holds, unchanged since, is refused as a load of
+/// its own (exit 2), whichever way the load is named: its rows would be in the table twice.
+/// The default load id comes from the first file's name, so the same files in another
+/// order were such a load. Written anew at the same path, it is another file.
+#[test]
+fn a_file_another_load_holds_is_not_loaded_twice() {
+    let env = Env::new();
+    let schema = schema::find("OrderItem").unwrap();
+    let mut g = Generator::new(schema, 7, Variety::Realistic);
+    let mut files = Vec::new();
+    for (name, rows) in [("a.jsonl", 0..30u64), ("b.jsonl", 30..50)] {
+        let mut text = Vec::new();
+        g.write_lines(rows.start, rows.end - rows.start, &mut text)
+            .unwrap();
+        files.push(env.write(name, &text));
+    }
+    assert_ok(&env.convert(&["--entity", "OrderItem", "a.jsonl", "b.jsonl"]));
+    for args in [
+        vec!["b.jsonl", "a.jsonl"],
+        vec!["b.jsonl"],
+        vec!["--export-id", "again", "a.jsonl", "b.jsonl"],
+    ] {
+        let o = env.convert(&[&["--entity", "OrderItem"], args.as_slice()].concat());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is already loaded, unchanged since, by load a of table order_item"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("--export-id a"), "{stderr}");
+    }
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // The same command again reloads its own load.
+    assert_ok(&env.convert(&["--entity", "OrderItem", "a.jsonl", "b.jsonl"]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // A later file written to b.jsonl's path (another day's rows) is a load of its own.
+    let mut text = Vec::new();
+    g.write_lines(50, 10, &mut text).unwrap();
+    std::fs::write(&files[1], &text).unwrap();
+    assert_ok(&env.convert(&["--entity", "OrderItem", "b.jsonl"]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 60);
+    // --mode replace makes the table this load alone, so nothing is held twice.
+    assert_ok(&env.convert(&["--entity", "OrderItem", "--mode", "replace", "a.jsonl"]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 30);
+}
+
+/// Standard input redirected from a file given by name too is that file twice.
+#[test]
+fn stdin_redirected_from_a_file_given_too_is_refused() {
+    let env = Env::new();
+    let f = env.write(
+        "a.jsonl",
+        &reference_examples(schema::find("OrderItem").unwrap())[0]
+            .clone()
+            .into_bytes(),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args([
+            "-q",
+            "convert",
+            "--entity",
+            "OrderItem",
+            "--export-id",
+            "x",
+            "--out",
+        ])
+        .arg(env.out())
+        .args(["-", "a.jsonl"])
+        .current_dir(env.dir.path())
+        .stdin(std::fs::File::open(&f).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a.jsonl is the same file as stdin (-)"),
+        "{stderr}"
+    );
+    assert!(!env.out().join("order_item").exists());
+}
+
+/// An output directory given inside another's table (through the table's link) is refused
+/// before anything is written: its files would be among the table's Parquet files.
+#[test]
+fn an_output_directory_inside_a_table_is_refused() {
+    let env = Env::new();
+    let line = reference_examples(schema::find("OrderItem").unwrap())[0].clone();
+    env.write("a.jsonl", line.as_bytes());
+    assert_ok(&env.convert(&["--entity", "OrderItem", "a.jsonl"]));
+    let data = std::fs::canonicalize(env.out().join("order_item")).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for inside in ["out/order_item", "out/order_item/new", "out/.mews-etl"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+            .args([
+                "-q",
+                "convert",
+                "--entity",
+                "OrderItem",
+                "--export-id",
+                "y",
+                "--out",
+                inside,
+                "a.jsonl",
+            ])
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(4), "{inside}: {stderr}");
+        assert!(stderr.contains("give "), "{stderr}");
+        assert!(
+            stderr.contains("itself as the output directory"),
+            "{stderr}"
+        );
+    }
+    let after: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1);
 }
 
 /// A file of another entity type among a convert's files is refused with the whole load
