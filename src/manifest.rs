@@ -135,12 +135,53 @@ pub struct LoadCounts {
     pub rows_written: u64,
     /// Lines rejected to the quarantine.
     pub rejected: u64,
-    /// Values outside a documented enum, by `Property.Path=Value`; kept in the data.
+    /// Values outside a documented enum, by `Property.Path=Value`; kept in the data. At
+    /// most [`MAX_DRIFT_KEYS`] keys (see [`count_drift`]).
     pub unknown_enum_values: BTreeMap<String, u64>,
-    /// Properties the schema does not know, by path; kept in `_extra`.
+    /// Properties the schema does not know, by path; kept in `_extra`. At most
+    /// [`MAX_DRIFT_KEYS`] keys.
     pub unknown_properties: BTreeMap<String, u64>,
-    /// Documented-required properties found missing or null, by path; the row is kept.
+    /// Documented-required properties found missing or null, by path; the row is kept. At
+    /// most [`MAX_DRIFT_KEYS`] keys.
     pub missing_required: BTreeMap<String, u64>,
+}
+
+/// Distinct keys a drift count keeps per kind, per load and per file; the rows of further
+/// keys are counted under [`OTHER_DRIFT`]. Keys come from the data, so without a bound a file
+/// whose every line names a new property would grow the counts, the manifest and the summary
+/// with the file.
+pub const MAX_DRIFT_KEYS: usize = 1000;
+
+/// Longest drift key kept, in bytes; longer ones are cut (at a character boundary) and end
+/// with `…`.
+pub const MAX_DRIFT_KEY_BYTES: usize = 256;
+
+/// The key under which a drift count gathers the rows of keys past [`MAX_DRIFT_KEYS`].
+pub const OTHER_DRIFT: &str = "(others)";
+
+/// Adds `n` rows to `key` in a drift count, within [`MAX_DRIFT_KEYS`] and
+/// [`MAX_DRIFT_KEY_BYTES`].
+pub fn count_drift(counts: &mut BTreeMap<String, u64>, key: &str, n: u64) {
+    let key = if key.len() > MAX_DRIFT_KEY_BYTES {
+        let mut cut = MAX_DRIFT_KEY_BYTES;
+        while !key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        std::borrow::Cow::Owned(format!("{}…", &key[..cut]))
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    };
+    // The rows counted past another count's bound stay past it: were `(others)` a key like
+    // any other, merging a bounded count into another would spend a key on it.
+    if let Some(count) = counts.get_mut(key.as_ref()) {
+        *count += n;
+    } else if key != OTHER_DRIFT
+        && counts.len() - usize::from(counts.contains_key(OTHER_DRIFT)) < MAX_DRIFT_KEYS
+    {
+        counts.insert(key.into_owned(), n);
+    } else {
+        *counts.entry(OTHER_DRIFT.to_owned()).or_default() += n;
+    }
 }
 
 impl LoadCounts {
@@ -156,7 +197,7 @@ impl LoadCounts {
             (&mut self.missing_required, &other.missing_required),
         ] {
             for (k, v) in theirs {
-                *mine.entry(k.clone()).or_default() += v;
+                count_drift(mine, k, *v);
             }
         }
     }
@@ -221,6 +262,40 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(back.file_rows(), 2);
         assert!(back.counts.is_balanced());
+    }
+
+    #[test]
+    fn drift_counts_keep_a_bounded_number_of_keys_of_bounded_length() {
+        let mut counts = BTreeMap::new();
+        for i in 0..MAX_DRIFT_KEYS + 500 {
+            count_drift(&mut counts, &format!("Property{i}"), 2);
+        }
+        assert_eq!(counts.len(), MAX_DRIFT_KEYS + 1);
+        assert_eq!(counts[OTHER_DRIFT], 1000);
+        assert_eq!(counts.values().sum::<u64>(), 2 * (MAX_DRIFT_KEYS as u64 + 500));
+        // A key seen before the bound was reached is still counted under its own name.
+        count_drift(&mut counts, "Property0", 1);
+        assert_eq!(counts["Property0"], 3);
+
+        // A long key is cut at a character boundary; keys sharing that start share a count.
+        let mut counts = BTreeMap::new();
+        let long = format!("{}é{}", "a".repeat(MAX_DRIFT_KEY_BYTES - 1), "b".repeat(10));
+        count_drift(&mut counts, &long, 1);
+        count_drift(&mut counts, &format!("{long}c"), 1);
+        let (key, n) = counts.iter().next().unwrap();
+        assert_eq!(*n, 2);
+        assert_eq!(key, &format!("{}…", "a".repeat(MAX_DRIFT_KEY_BYTES - 1)));
+
+        // Merging keeps the bound too.
+        let mut a = LoadCounts::default();
+        let mut b = LoadCounts::default();
+        for i in 0..MAX_DRIFT_KEYS {
+            count_drift(&mut a.unknown_properties, &format!("A{i}"), 1);
+            count_drift(&mut b.unknown_properties, &format!("B{i}"), 1);
+        }
+        a.merge(&b);
+        assert_eq!(a.unknown_properties.len(), MAX_DRIFT_KEYS + 1);
+        assert_eq!(a.unknown_properties[OTHER_DRIFT], MAX_DRIFT_KEYS as u64);
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct Row {
     status: String,
 }
 
+/// Drift counts a load's summary names one by one; the rest are counted, and the load's
+/// manifest has them all (up to [`mews_etl::manifest::MAX_DRIFT_KEYS`] per kind).
+const MAX_DRIFT_SHOWN: usize = 20;
+
 /// Seconds to the millisecond: more digits are noise.
 fn milliseconds<S: serde::Serializer>(seconds: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((seconds * 1000.0).round() / 1000.0)
@@ -66,14 +70,29 @@ impl Row {
     pub fn from_report(r: &LoadReport) -> Self {
         let c = &r.manifest.counts;
         let mut drift = Vec::new();
+        let mut more = 0;
         for (what, map) in [
             ("unknown property", &c.unknown_properties),
             ("unknown enum value", &c.unknown_enum_values),
             ("missing required", &c.missing_required),
         ] {
-            for (k, n) in map {
-                drift.push(format!("{what} {k}: {n} row(s)"));
+            // The rows of keys past the manifest's bound come last.
+            let others = map.get_key_value(mews_etl::manifest::OTHER_DRIFT);
+            let named = map
+                .iter()
+                .filter(|(k, _)| k.as_str() != mews_etl::manifest::OTHER_DRIFT);
+            for (k, n) in named.chain(others) {
+                if drift.len() < MAX_DRIFT_SHOWN {
+                    drift.push(format!("{what} {k}: {n} row(s)"));
+                } else {
+                    more += 1;
+                }
             }
+        }
+        if more > 0 {
+            drift.push(format!(
+                "{more} more drift count(s): see the load's manifest"
+            ));
         }
         Row {
             entity: r.manifest.entity.clone(),

@@ -1247,3 +1247,35 @@ fn the_summary_can_be_one_json_object_per_load() {
     );
     assert_eq!(s["version"], serde_json::Value::Null);
 }
+
+/// A file whose every line names a property of its own: the summary names twenty drift
+/// counts and counts the rest, and the manifest keeps a bounded number of keys.
+#[test]
+fn drift_of_many_distinct_properties_is_bounded() {
+    let env = Env::new();
+    let line = reference_examples(schema::find("OrderItem").unwrap())[0].clone();
+    let mut text = String::new();
+    for i in 0..1200 {
+        let extra = format!("{{\"New{i}\":{i},");
+        text.push_str(&line.replacen('{', &extra, 1).replace('\n', ""));
+        text.push('\n');
+    }
+    env.write("a.jsonl", text.as_bytes());
+    let o = env.convert(&["--entity", "OrderItem", "a.jsonl"]);
+    assert_ok(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let drift: Vec<&str> = stdout.lines().filter(|l| l.starts_with("drift:")).collect();
+    assert_eq!(drift.len(), 21, "{stdout}");
+    assert!(
+        drift[20].contains("981 more drift count(s): see the load's manifest"),
+        "{stdout}"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::in_loads(&env.out(), "order_item", "a.json")).unwrap(),
+    )
+    .unwrap();
+    let unknown = manifest["counts"]["unknown_properties"].as_object().unwrap();
+    assert_eq!(unknown.len(), mews_etl::manifest::MAX_DRIFT_KEYS + 1);
+    assert_eq!(unknown["(others)"], 200);
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1200);
+}

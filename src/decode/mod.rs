@@ -271,7 +271,7 @@ impl RecordDecoder {
                 DriftKind::MissingRequired => &mut counts.missing_required,
                 DriftKind::UnknownEnumValue => &mut counts.unknown_enum_values,
             };
-            *map.entry(key.to_string()).or_default() += n;
+            crate::manifest::count_drift(map, &key, n);
         }
         // Rejections are recorded in line order within each kind; merge them.
         let mut rejects = std::mem::take(&mut self.rejects);
