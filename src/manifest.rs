@@ -272,7 +272,10 @@ mod tests {
         }
         assert_eq!(counts.len(), MAX_DRIFT_KEYS + 1);
         assert_eq!(counts[OTHER_DRIFT], 1000);
-        assert_eq!(counts.values().sum::<u64>(), 2 * (MAX_DRIFT_KEYS as u64 + 500));
+        assert_eq!(
+            counts.values().sum::<u64>(),
+            2 * (MAX_DRIFT_KEYS as u64 + 500)
+        );
         // A key seen before the bound was reached is still counted under its own name.
         count_drift(&mut counts, "Property0", 1);
         assert_eq!(counts["Property0"], 3);

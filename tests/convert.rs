@@ -1274,7 +1274,9 @@ fn drift_of_many_distinct_properties_is_bounded() {
         &std::fs::read(common::in_loads(&env.out(), "order_item", "a.json")).unwrap(),
     )
     .unwrap();
-    let unknown = manifest["counts"]["unknown_properties"].as_object().unwrap();
+    let unknown = manifest["counts"]["unknown_properties"]
+        .as_object()
+        .unwrap();
     assert_eq!(unknown.len(), mews_etl::manifest::MAX_DRIFT_KEYS + 1);
     assert_eq!(unknown["(others)"], 200);
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1200);

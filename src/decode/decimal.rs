@@ -91,7 +91,13 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
         return Ok(0);
     }
     let too_precise = || format!("{text} has more than {scale} fractional digits");
-    let too_large = || format!("{text} has more than {DECIMAL_PRECISION} digits");
+    // With `scale` digits after the point, the rest of the precision is before it.
+    let too_large = || {
+        format!(
+            "{text} has more than {} digits before the decimal point (decimal({DECIMAL_PRECISION},{scale}) holds no more)",
+            i64::from(DECIMAL_PRECISION) - i64::from(scale)
+        )
+    };
     let value = if shift >= 0 {
         if dropped_nonzero || i64::from(significant) + shift > i64::from(DECIMAL_PRECISION) {
             return Err(too_large());
@@ -211,6 +217,20 @@ mod tests {
 
     fn d(s: &str) -> Result<i128, String> {
         parse_decimal(s, 9)
+    }
+
+    #[test]
+    fn the_limit_named_is_the_digits_before_the_point() {
+        let most = "9".repeat(29);
+        assert_eq!(d(&most), Ok(most.parse::<i128>().unwrap() * 1_000_000_000));
+        assert!(d(&format!("{most}.123456789")).is_ok());
+        for over in [format!("1{most}"), format!("-1{most}.5"), "1e29".to_owned()] {
+            let e = d(&over).unwrap_err();
+            assert!(
+                e.contains("has more than 29 digits before the decimal point (decimal(38,9)"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

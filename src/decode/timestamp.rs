@@ -66,7 +66,14 @@ enum BadTime {
     Form,
     /// Non-zero digits finer than a microsecond.
     TooPrecise,
+    /// A valid date-time whose offset takes the instant out of the years 1 to 9999 UTC,
+    /// which Parquet readers (Spark, BigQuery) cannot hold.
+    OutOfRange,
 }
+
+/// The first and last second of the years 1 to 9999, UTC, in seconds since the epoch.
+const FIRST_SECOND: i64 = -62_135_596_800;
+const LAST_SECOND: i64 = 253_402_300_799;
 
 /// [`parse_timestamp_micros`] on bytes, with the reason of a refusal left to the caller to
 /// word (the decoder only formats a message for rejected values).
@@ -100,7 +107,7 @@ fn timestamp_micros(b: &[u8]) -> Result<i64, BadTime> {
             }
             i += 1;
         }
-        if i == start || i - start > 9 {
+        if i == start {
             return Err(BadTime::Form);
         }
     }
@@ -125,6 +132,9 @@ fn timestamp_micros(b: &[u8]) -> Result<i64, BadTime> {
     };
     let secs =
         days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec) - offset_secs;
+    if !(FIRST_SECOND..=LAST_SECOND).contains(&secs) {
+        return Err(BadTime::OutOfRange);
+    }
     Ok(secs * 1_000_000 + micros)
 }
 
@@ -248,6 +258,7 @@ fn timestamp_error(s: &str, bad: BadTime) -> String {
         }
         BadTime::Form => format!("{s:?} is not an ISO-8601 date-time"),
         BadTime::TooPrecise => format!("{s:?} is more precise than a microsecond"),
+        BadTime::OutOfRange => format!("{s:?} is outside the years 1 to 9999 once in UTC"),
     }
 }
 
@@ -258,9 +269,10 @@ fn lacks_offset(s: &str) -> bool {
 
 /// Parses an ISO-8601 date-time into microseconds since the epoch, UTC.
 ///
-/// Accepts `YYYY-MM-DDThh:mm:ss`, an optional fraction of up to 9 digits, and `Z` or a
-/// `±hh:mm` offset (converted to UTC, so the instant is exact). Digits finer than a
-/// microsecond must be zero: storing them would need rounding, which would change the value.
+/// Accepts `YYYY-MM-DDThh:mm:ss`, an optional fraction, and `Z` or a `±hh:mm` offset
+/// (converted to UTC, so the instant is exact). Digits finer than a microsecond must be
+/// zero: storing them would need rounding, which would change the value. The instant, in
+/// UTC, must fall in the years 1 to 9999.
 pub fn parse_timestamp_micros(s: &str) -> Result<i64, String> {
     timestamp_micros(s.as_bytes()).map_err(|bad| timestamp_error(s, bad))
 }
@@ -429,6 +441,45 @@ mod tests {
     }
 
     #[test]
+    fn instants_stay_within_the_years_1_to_9999_once_in_utc() {
+        assert_eq!(FIRST_SECOND, days_from_civil_ad(1, 1, 1) * 86_400);
+        assert_eq!(
+            LAST_SECOND,
+            days_from_civil_ad(9999, 12, 31) * 86_400 + 86_399
+        );
+        for s in ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"] {
+            let e = parse_timestamp_micros(s).unwrap_err();
+            assert!(e.contains("outside the years 1 to 9999"), "{e}");
+        }
+        for (s, secs) in [
+            ("9999-12-31T23:59:59.999999Z", LAST_SECOND),
+            ("9999-12-31T23:59:59+01:00", LAST_SECOND - 3600),
+            ("0001-01-01T00:00:00Z", FIRST_SECOND),
+            ("0001-01-01T00:00:00-01:00", FIRST_SECOND + 3600),
+        ] {
+            assert_eq!(
+                parse_timestamp_micros(s).unwrap().div_euclid(1_000_000),
+                secs,
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_number_of_zero_digits_past_the_microsecond_is_exact() {
+        let tenth = parse_timestamp_micros("2022-09-19T12:34:24.1Z").unwrap();
+        for s in [
+            "2022-09-19T12:34:24.1000000000Z",
+            "2022-09-19T12:34:24.100000000000000000000Z",
+        ] {
+            assert_eq!(parse_timestamp_micros(s), Ok(tenth), "{s}");
+        }
+        assert!(parse_timestamp_micros("2022-09-19T12:34:24.10000000001Z")
+            .unwrap_err()
+            .contains("more precise than a microsecond"));
+    }
+
+    #[test]
     fn unsigned_day_count_agrees_with_the_calendar() {
         for y in (1..=9999)
             .step_by(7)
@@ -474,7 +525,6 @@ mod tests {
             "2023-03-28T07:28:04+24:00",
             "2023-03-28T07:28:04+02:60",
             "2023-03-28T07:28:04.Z",
-            "2023-03-28T07:28:04.0000000000Z",
             "2023-03-28X07:28:04Z",
             "0000-01-01T00:00:00Z",
             "2023-03-28T07:28:4Z",
@@ -569,8 +619,13 @@ mod tests {
                     assert_eq!(len, case.len() + 2, "{case}");
                 }
             }
-            // What the general parser accepts in the fast path's shape, the fast path accepts.
-            let shape = case.len() >= 20 && case.as_bytes()[10] == b'T' && case.ends_with('Z');
+            // What the general parser accepts in the fast path's shape (a fraction of up to
+            // 9 digits), the fast path accepts.
+            let fraction = case.get(20..case.len().saturating_sub(1)).unwrap_or("");
+            let shape = case.len() >= 20
+                && case.as_bytes()[10] == b'T'
+                && case.ends_with('Z')
+                && fraction.len() <= 9;
             if shape && parse_timestamp_micros(case).is_ok() {
                 let line = format!("\"{case}\",\"Next\":1}}");
                 assert!(quoted_utc_micros(line.as_bytes()).is_some(), "{case}");
