@@ -858,13 +858,29 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         return Ok(());
     }
 
-    if let Some((end, wait)) = end_wait {
-        // Before the signal handlers: a stop signal ends the process at once, and nothing
-        // has started that it could leave behind.
-        end_waited(end, wait, "waiting");
-        std::thread::sleep(std::time::Duration::from_secs(wait.unsigned_abs()));
-    }
     let runtime = runtime(args.concurrency.min(specs.len()), threads)?;
+    let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
+    if let Some((end, wait)) = end_wait {
+        // Listened for from here, so that a stop while waiting is reported as one, even where
+        // the job was started with SIGINT ignored (`cmd &` in a script).
+        end_waited(end, wait, "waiting");
+        let wait = std::time::Duration::from_secs(wait.unsigned_abs());
+        let stopped = runtime.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => None,
+                stop = signals.stopped() => Some(stop),
+            }
+        });
+        if let Some(stop) = stopped {
+            return Err(Failure {
+                status: stop.status,
+                error: anyhow!(
+                    "interrupted by {} while waiting for --updated-end to pass: nothing was exported or recorded; run the same command again",
+                    stop.name
+                ),
+            });
+        }
+    }
     let load = job::LoadSettings {
         partition_by: args.load.partition_by.clone(),
         writer,
@@ -874,7 +890,6 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         parallel_sources: mews_etl::convert::DEFAULT_PARALLEL_SOURCES,
         decode_threads: threads,
     };
-    let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
     let (results, out, unloaded) = runtime.block_on(async {
         let (client, mock) = match client {
             Some(client) => {

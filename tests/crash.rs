@@ -827,6 +827,51 @@ async fn sigterm_stops_a_run_which_the_next_resumes() {
     stopped_by("TERM", 143).await;
 }
 
+/// A stop while `run` waits for `--updated-end` to pass: the documented status and a message
+/// that nothing was exported or recorded, with the signal heard even when the job started
+/// with SIGINT ignored.
+#[test]
+fn a_stop_while_waiting_for_the_window_end_is_reported() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let log = dir.path().join("stderr.log");
+    let start = mews_etl::manifest::rfc3339_utc(SystemTime::now() - Duration::from_secs(3600));
+    let end = mews_etl::manifest::rfc3339_utc(SystemTime::now() + Duration::from_secs(120));
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let mut cmd = Command::new("sh");
+        // `trap '' INT` then exec: the job starts with SIGINT ignored, as `cmd &` in a script.
+        cmd.arg("-c")
+            .arg("trap '' INT; exec \"$@\"")
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_mews-etl"))
+            .args(["run", "--demo", "-e", ENTITY, "--updated-start", &start])
+            .args(["--updated-end", &end, "--out"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = Running::spawn(cmd);
+        wait_until("the wait for --updated-end", || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("waiting"))
+        });
+        child.signal(signal);
+        let o = child.0.take().unwrap().wait_with_output().unwrap();
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(o.status.code(), Some(status), "{signal}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "interrupted by SIG{signal} while waiting for --updated-end to pass: nothing was exported or recorded"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            !out.join(".mews-etl").join("state.json").exists(),
+            "{stderr}"
+        );
+    }
+}
+
 /// SIGTERM while `convert` reads stdin (kept open, so the load cannot finish): 143,
 /// nothing visible, staging removed, the earlier load intact.
 #[test]
