@@ -565,7 +565,20 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     };
     let runtime = runtime(1, threads)?;
     let mut signals = signals::Signals::listen().context("listening for SIGINT and SIGTERM")?;
-    let out = OutputDir::open(&args.out)?;
+    // Past the arguments' checks, a load that fails still has its line in the summary.
+    let failed = |f: Failure| {
+        let reason = mews_etl::with_causes(f.error.as_ref()).to_string();
+        let row = summary::Row::failed(
+            &schema.entity,
+            Some(&plan.export_id),
+            "failed",
+            format!("FAILED: {reason}"),
+            &reason,
+        );
+        say!("{}", summary::render_chosen(&[row]));
+        f
+    };
+    let out = OutputDir::open(&args.out).map_err(|e| failed(e.into()))?;
     if mode == WriteMode::Append {
         refuse_partial_reload(&out, schema, &plan.load_id, &sources)?;
         refuse_loaded_elsewhere(&out, schema, &plan.load_id, &sources)?;
@@ -578,7 +591,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         }
     });
     let report = match report {
-        Ok(r) => r?,
+        Ok(r) => r.map_err(|e| failed(e.into()))?,
         Err(stop) => {
             return Err(interrupted(
                 runtime,

@@ -173,7 +173,9 @@ impl Row {
         row
     }
 
-    fn failed(
+    /// The summary line of a load that did not run to its end: `outcome` (`failed` or
+    /// `conflict`), the table's status column, and the whole reason.
+    pub fn failed(
         entity: &str,
         export_id: Option<&str>,
         outcome: &'static str,

@@ -1281,3 +1281,45 @@ fn drift_of_many_distinct_properties_is_bounded() {
     assert_eq!(unknown["(others)"], 200);
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1200);
 }
+
+/// A load that fails once its arguments are checked (exit 3 here) still has its line in the
+/// summary, with the outcome `failed` and the reason: a scheduler reading stdout sees it.
+#[test]
+fn a_failed_load_has_its_line_in_the_summary() {
+    let env = Env::new();
+    env.write("broken.jsonl.gz", b"\x1f\x8b\x08\x00\x00\x00");
+    let o = env.convert(&["--entity", "OrderItem", "broken.jsonl.gz"]);
+    assert_eq!(o.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("FAILED: cannot decompress broken.jsonl.gz"),
+        "{stdout}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args([
+            "-q",
+            "--summary-format",
+            "json",
+            "convert",
+            "--entity",
+            "OrderItem",
+            "--out",
+        ])
+        .arg(env.out())
+        .arg("missing.jsonl")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(row["outcome"], "failed");
+    assert_eq!(row["export_id"], "missing");
+    assert!(row["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cannot open missing.jsonl"));
+    // A usage error has no load to report: nothing on stdout.
+    let o = env.convert(&["--entity", "OrderItem", "--threads", "0", "missing.jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+}
