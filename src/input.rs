@@ -44,6 +44,12 @@ const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
 /// Zstandard frame magic number (RFC 8878), little-endian 0xFD2FB528.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
+/// Whether `head` starts a zstd skippable frame (RFC 8878 §3.1.2: magic 0x184D2A5?,
+/// little-endian), which `pzstd` and seekable-format writers put before the data frames.
+fn is_zstd_skippable_frame(head: &[u8]) -> bool {
+    matches!(head, [low, 0x2A, 0x4D, 0x18, ..] if low & 0xF0 == 0x50)
+}
+
 /// How a source's bytes are compressed, as detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -63,7 +69,7 @@ impl Compression {
     /// Detects compression from the first bytes of a stream (all of it if shorter than
     /// four bytes).
     pub fn detect(head: &[u8]) -> Self {
-        if head.starts_with(&ZSTD_MAGIC) {
+        if head.starts_with(&ZSTD_MAGIC) || is_zstd_skippable_frame(head) {
             Compression::Zstd
         } else if head.starts_with(&GZIP_MAGIC) {
             Compression::Gzip
@@ -657,10 +663,14 @@ mod tests {
         let data = sample(100);
         let expected = frame_at_once(&data);
         let dir = tempfile::tempdir().unwrap();
+        // A skippable frame (as `pzstd` writes one) before the data's frame.
+        let mut skippable = vec![0x5A, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+        skippable.extend(zstd(&data).await);
         let cases = [
             ("plain.jsonl.gz", data.clone(), Compression::None),
             ("gzip.jsonl", gzip(&data).await, Compression::Gzip),
             ("zstd.jsonl.gz", zstd(&data).await, Compression::Zstd),
+            ("pzstd.jsonl.zst", skippable, Compression::Zstd),
         ];
         for (name, bytes, compression) in cases {
             let path = write_temp(&dir, name, &bytes);
