@@ -690,17 +690,38 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         (None, None) => None,
     };
     let day = |flag: &str, v: &str| export::parse_day(v).map_err(|e| usage(format!("{flag}: {e}")));
+    // Entries are posted up to today, which is not over: as the default months, a range
+    // ends yesterday at the latest.
+    let last_day = export::yesterday(now);
     let posting = match (&args.posting_start, &args.posting_end) {
         (None, None) => None,
-        (Some(s), Some(e)) => Some(export::Window::new(
-            day("--posting-start", s)?,
-            day("--posting-end", e)?,
-        )),
-        (Some(s), None) => Some(export::Window {
-            start: day("--posting-start", s)?,
-            end: export::yesterday(now),
-            open_end: true,
-        }),
+        (Some(s), end) => {
+            let start = day("--posting-start", s)?;
+            if start > last_day {
+                return Err(usage(format!(
+                    "--posting-start {s} is after yesterday ({}), the last posting day a run exports: no entry of it can be exported whole yet",
+                    mews_etl::calendar::format_date(last_day)
+                )));
+            }
+            let end = match end {
+                Some(e) => {
+                    let end = day("--posting-end", e)?;
+                    if end > last_day {
+                        tracing::info!(
+                            "--posting-end {e} is after yesterday: ledger entries are exported up to {}",
+                            mews_etl::calendar::format_date(last_day)
+                        );
+                    }
+                    end.min(last_day)
+                }
+                None => last_day,
+            };
+            Some(export::Window {
+                start,
+                end,
+                open_end: args.posting_end.is_none(),
+            })
+        }
         (None, Some(_)) => return Err(usage("--posting-end needs --posting-start".into())),
     };
     if (args.posting_start.is_some() || args.posting_end.is_some())

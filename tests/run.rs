@@ -1047,6 +1047,56 @@ async fn a_ledger_run_ignores_an_update_window_without_waiting_for_it() {
     assert!(!plan.contains("updated="), "{plan}");
 }
 
+/// Posting dates end yesterday at the latest, as the default months do: an end ahead is
+/// brought back to yesterday (no month not yet posted, no one-day month), and a start ahead
+/// is refused naming the flag given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posting_dates_ahead_of_yesterday_are_not_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |range: &[&str]| {
+        let mut cmd = bare_command();
+        cmd.args(["run", "--demo", "--dry-run", "-e", "LedgerEntry"])
+            .args(range)
+            .arg("--out")
+            .arg(dir.path().join("out"));
+        cmd
+    };
+    let (yesterday, next_month) = (&days_ago(1)[..10], &days_ago(-40)[..10]);
+    let month = &yesterday[..7];
+    let o = output(plan(&[
+        "--posting-start",
+        yesterday,
+        "--posting-end",
+        next_month,
+    ]))
+    .await;
+    assert_status(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!("posting={month}-01..{yesterday}")),
+        "{}",
+        describe(&o)
+    );
+    assert!(text.contains("1 export(s)"), "{}", describe(&o));
+    assert!(
+        stderr(&o).contains("is after yesterday"),
+        "{}",
+        describe(&o)
+    );
+    for range in [
+        vec!["--posting-start", next_month],
+        vec!["--posting-start", next_month, "--posting-end", next_month],
+    ] {
+        let o = output(plan(&range)).await;
+        assert_status(&o, 2);
+        assert!(
+            stderr(&o).contains(&format!("--posting-start {next_month} is after yesterday")),
+            "{}",
+            describe(&o)
+        );
+    }
+}
+
 /// A dry run makes the layout checks a run makes before adding an export: an append the
 /// table cannot take (another partitioning) exits 4, as the run would, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
