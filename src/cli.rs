@@ -152,7 +152,7 @@ pub struct RunArgs {
     /// Rows per export served by --demo. The embedded mock keeps the export files it serves
     /// in the temporary directory ($TMPDIR), so large values need as much free space there
     /// as the exports take.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, requires = "demo")]
     pub demo_rows: u64,
     /// Load settings shared with convert.
     #[command(flatten)]

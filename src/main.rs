@@ -755,10 +755,10 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         threads,
         writer,
     } = load_settings(&args.load)?;
-    if let Some(p) = &args.load.partition_by {
+    if args.load.partition_by.is_some() {
         for spec in &specs {
             spec.schema
-                .parse_partition_spec(p)
+                .partition_spec_or_default(args.load.partition_by.as_deref())
                 .map_err(|e| usage(format!("--partition-by: {e}")))?;
         }
     }

@@ -1375,7 +1375,7 @@ async fn a_corrupt_state_file_and_zero_durations_are_refused() {
         "0ms",
         "--out",
     ])
-    .arg(out);
+    .arg(&out);
     let o = output(cmd).await;
     assert_status(&o, 2);
     assert!(
@@ -1383,6 +1383,28 @@ async fn a_corrupt_state_file_and_zero_durations_are_refused() {
         "{}",
         describe(&o)
     );
+    // A flag that means nothing without another (--demo-rows without --demo), and an empty
+    // --partition-by (an unset variable, rather than a wish for no partitions), are refused
+    // rather than ignored.
+    for (args, message) in [
+        (
+            vec!["--demo-rows", "10", "--client-token-file", "/dev/null"],
+            "--demo",
+        ),
+        (
+            vec!["--demo", "--partition-by", ""],
+            "--partition-by: is empty: give none for no partitions",
+        ),
+    ] {
+        let mut cmd = bare_command();
+        cmd.args(["run", "--dry-run", "-e", "OrderItem"])
+            .args(&args)
+            .arg("--out")
+            .arg(&out);
+        let o = output(cmd).await;
+        assert_status(&o, 2);
+        assert!(stderr(&o).contains(message), "{args:?}: {}", describe(&o));
+    }
 }
 
 /// `mews-etl mock-server --port 0` announces the port the system picked, and `run` loads

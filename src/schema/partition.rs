@@ -82,6 +82,10 @@ impl EntitySchema {
     /// The partitioning `--partition-by` gives, if given, else the entity's default.
     pub fn partition_spec_or_default(&self, given: Option<&str>) -> Result<PartitionSpec, String> {
         match given {
+            // An empty value is more likely an unset variable than a wish for no partitions.
+            Some(spec) if spec.trim().is_empty() => {
+                Err("is empty: give none for no partitions, or properties".into())
+            }
             Some(spec) => self.parse_partition_spec(spec),
             None => Ok(self.default_partition_spec()),
         }
