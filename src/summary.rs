@@ -32,11 +32,16 @@ pub fn render_chosen(rows: &[Row]) -> String {
 #[derive(serde::Serialize)]
 pub struct Row {
     entity: String,
+    /// The table the load goes to (`<out>/<table>`).
+    table: String,
     /// `run`: the job's key (entity, scope and window), which tells apart the loads of one
     /// entity type (posting months, 180-day parts).
     key: Option<String>,
     /// `None` for a job that failed before its export was added.
     export_id: Option<String>,
+    /// The load's name among the table's loads (its manifest is `loads/<load_id>.json`);
+    /// `None` where no load was made.
+    load_id: Option<String>,
     /// `committed`, `already_loaded`, `over_budget`, `failed` or `conflict`.
     outcome: &'static str,
     /// The table version that holds the load, once committed.
@@ -50,6 +55,8 @@ pub struct Row {
     seconds: f64,
     /// Why the load did not commit, whole.
     reason: Option<String>,
+    /// The file of the load's rejected lines, if any line was rejected.
+    rejected_file: Option<String>,
     drift: Vec<String>,
     /// The table's status cell.
     #[serde(skip)]
@@ -96,7 +103,13 @@ impl Row {
         }
         Row {
             entity: r.manifest.entity.clone(),
+            table: r.manifest.table.clone(),
             export_id: Some(r.manifest.export_id.clone()),
+            load_id: Some(r.manifest.load_id.clone()),
+            rejected_file: r
+                .quarantine
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
             files: r.manifest.sources.len(),
             lines: c.lines_read - c.blank_lines,
             rows: c.rows_written,
@@ -137,7 +150,10 @@ impl Row {
                 version,
             } => Row {
                 entity: m.entity.clone(),
+                table: m.table.clone(),
                 export_id: Some(m.export_id.clone()),
+                load_id: Some(m.load_id.clone()),
+                rejected_file: None,
                 files: m.sources.len(),
                 lines: m.counts.lines_read - m.counts.blank_lines,
                 rows: m.counts.rows_written,
@@ -185,7 +201,10 @@ impl Row {
         let status: String = status.chars().take(120).collect();
         Row {
             entity: entity.to_owned(),
+            table: mews_etl::schema::find(entity).map_or_else(String::new, |s| s.table.clone()),
             export_id: export_id.map(str::to_owned),
+            load_id: None,
+            rejected_file: None,
             files: 0,
             lines: 0,
             rows: 0,

@@ -1223,7 +1223,14 @@ fn the_summary_can_be_one_json_object_per_load() {
     let s = summary(&o);
     let rows = read_table(&env.out(), "order_item").num_rows() as u64;
     assert_eq!(s["entity"], "OrderItem");
+    assert_eq!(s["table"], "order_item");
     assert_eq!(s["export_id"], "my export");
+    // The id, made a file name (with a hash of the id given, as it had to change).
+    let load_id = s["load_id"].as_str().unwrap();
+    assert!(load_id.starts_with("my_export-"), "{load_id}");
+    let manifest = common::in_loads(&env.out(), "order_item", &format!("{load_id}.json"));
+    assert!(manifest.exists(), "{}", manifest.display());
+    assert_eq!(s["rejected_file"], serde_json::Value::Null);
     assert_eq!(s["outcome"], "committed");
     assert_eq!(s["version"], 1);
     assert_eq!(s["rows"], rows);
@@ -1246,6 +1253,14 @@ fn the_summary_can_be_one_json_object_per_load() {
         (Some(1), Some(0))
     );
     assert_eq!(s["version"], serde_json::Value::Null);
+    let rejected = s["rejected_file"].as_str().unwrap();
+    assert!(
+        rejected.ends_with("_quarantine/order_item/bad.jsonl"),
+        "{rejected}"
+    );
+    assert!(std::fs::read_to_string(rejected)
+        .unwrap()
+        .contains("{not json"));
 }
 
 /// A file whose every line names a property of its own: the summary names twenty drift
