@@ -481,6 +481,12 @@ impl OutputDir {
             let _ = building.keep();
             return Err(e);
         }
+        if crate::crash::fails("manifest") {
+            return Err(io::Error::other(
+                "refused on purpose (MEWS_ETL_FAIL_AT=manifest)",
+            ))
+            .at("writing manifest in", &built.loads);
+        }
         write_manifest(&built.loads, manifest)?;
         sync_tree(build)?;
         if let Err(e) = stop_at(crash, CrashPoint::AfterManifest) {

@@ -454,7 +454,11 @@ pub async fn load(
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
     let (outcome, quarantine) = if plan.budget.allows(manifest.counts.rejected, lines) {
         // The rejected lines are published with the rows, by the commit itself.
-        let committed = out.commit(&staging, &manifest)?;
+        let committed = out.commit(&staging, &manifest).inspect_err(|_| {
+            // Whatever step failed, the staged files are no longer wanted: the load is
+            // redone from its source. Left, they would hold the space until the next run.
+            let _ = out.discard(&staging);
+        })?;
         quarantine::forget_refused(&refused_path);
         tracing::info!(
             entity = %manifest.entity,

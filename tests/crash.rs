@@ -1114,6 +1114,32 @@ fn a_read_only_output_fails_cleanly_and_the_rerun_completes() {
     assert_no_debris(&out, "after the rerun");
 }
 
+/// A commit that fails before its switch (its manifest cannot be written) leaves the table
+/// as it was and nothing of the load behind: no staged Parquet holding space until the next
+/// run, no unfinished version.
+#[test]
+fn a_failed_commit_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (first, first_ids) = input(dir.path(), "first.jsonl", 0, 100);
+    let (second, second_ids) = input(dir.path(), "second.jsonl", 100, 100);
+    assert_status(&convert(&out, "first", &first).output().unwrap(), 0);
+    let mut failing = convert(&out, "second", &second);
+    failing.env(FAIL_AT_VAR, "manifest");
+    let o = failing.output().unwrap();
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("refused on purpose"),
+        "{}",
+        describe(&o)
+    );
+    assert_table(&out, &first_ids, "after the failed commit");
+    assert_no_debris(&out, "after the failed commit");
+    assert_status(&convert(&out, "second", &second).output().unwrap(), 0);
+    let both: Vec<String> = first_ids.iter().chain(&second_ids).cloned().collect();
+    assert_table(&out, &both, "after the rerun");
+}
+
 /// `--out` below a regular file: status 4 naming the path and the cause; nothing created.
 #[test]
 fn an_output_below_a_file_fails_cleanly() {
