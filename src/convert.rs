@@ -675,17 +675,9 @@ async fn read_source(
     ) = match source {
         LoadSource::Local(source) => {
             let name = source.display_name();
-            let size = match source {
-                // A pipe or a device has no size of its own: its bytes are counted as read.
-                Source::Path(p) => tokio::fs::metadata(p)
-                    .await
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len()),
-                Source::Stdin => None,
-            };
-            let (reader, compression) = input::open(source).await?;
-            (reader, compression, name, WireBytes::Known(size))
+            // Counted as read, compressed: a file's size, and what a pipe carried.
+            let (reader, compression, count) = input::open_counted(source).await?;
+            (reader, compression, name, WireBytes::Read(count))
         }
         LoadSource::Remote { files, index } => {
             let (stream, counter, name) = download::open_file(files.clone(), *index)
@@ -759,8 +751,7 @@ async fn read_source(
     forwarded?;
     LoadProgress::add(&plan.progress.files_done, 1);
     let bytes = match wire {
-        WireBytes::Known(Some(n)) => n,
-        WireBytes::Known(None) => totals.bytes,
+        WireBytes::Read(n) => n.load(std::sync::atomic::Ordering::Relaxed),
         WireBytes::Counted(c) => c.bytes(),
     };
     Ok((name, compression, bytes, totals))
@@ -802,9 +793,10 @@ struct JobSender {
     in_flight: Arc<Semaphore>,
 }
 
-/// How the bytes of a source are known: a file's size, or counted as they arrive.
+/// The bytes of a source as stored or sent (compressed, if they are), counted as they are
+/// read: from a local file or stdin, or off the wire.
 enum WireBytes {
-    Known(Option<u64>),
+    Read(Arc<std::sync::atomic::AtomicU64>),
     Counted(Arc<download::WireCounter>),
 }
 

@@ -16,6 +16,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio::sync::mpsc;
@@ -245,8 +247,23 @@ pub type DecompressedReader = Box<dyn AsyncBufRead + Send + Unpin>;
 
 /// Opens a source and returns a buffered reader of its decompressed bytes, plus the detected compression.
 pub async fn open(source: &Source) -> Result<(DecompressedReader, Compression), InputError> {
+    open_counted(source)
+        .await
+        .map(|(reader, compression, _)| (reader, compression))
+}
+
+/// [`open`], with a count of the bytes read from the source as they are stored (compressed,
+/// if they are), which goes up as the reader is read: what a file's size is, for stdin too.
+pub async fn open_counted(
+    source: &Source,
+) -> Result<(DecompressedReader, Compression, Arc<AtomicU64>), InputError> {
     let name = source.display_name();
-    match source {
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = |inner: Box<dyn AsyncRead + Send + Unpin>| Counted {
+        inner,
+        count: count.clone(),
+    };
+    let raw = match source {
         Source::Path(path) => {
             let file = tokio::fs::File::open(path)
                 .await
@@ -254,12 +271,32 @@ pub async fn open(source: &Source) -> Result<(DecompressedReader, Compression), 
                     source_name: name.clone(),
                     io,
                 })?;
-            decompress(BufReader::with_capacity(READ_BUFFER_BYTES, file), &name).await
+            counted(Box::new(file))
         }
-        Source::Stdin => {
-            let stdin = BufReader::with_capacity(READ_BUFFER_BYTES, tokio::io::stdin());
-            decompress(stdin, &name).await
-        }
+        Source::Stdin => counted(Box::new(tokio::io::stdin())),
+    };
+    let (reader, compression) =
+        decompress(BufReader::with_capacity(READ_BUFFER_BYTES, raw), &name).await?;
+    Ok((reader, compression, count))
+}
+
+/// Counts the bytes read through it.
+struct Counted {
+    inner: Box<dyn AsyncRead + Send + Unpin>,
+    count: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let read = buf.filled().len() - before;
+        self.count.fetch_add(read as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
     }
 }
 

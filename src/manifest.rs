@@ -107,7 +107,8 @@ pub struct SourceSummary {
     pub modified_unix_ns: Option<i64>,
     /// Compression detected from content: `gzip`, `zstd` or `none`.
     pub compression: String,
-    /// Compressed bytes read.
+    /// Bytes read as the source stores or sends them (compressed, if they are): a file's
+    /// size, what came through stdin, what a download carried.
     pub bytes: u64,
     /// Counts of this source alone.
     pub counts: LoadCounts,

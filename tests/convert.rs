@@ -269,12 +269,24 @@ fn gzip_zstd_and_stdin_are_read_by_content() {
     ]);
     assert_ok(&o);
     assert_eq!(read_table(&env.out(), "customer").num_rows(), 100);
+    let piped = gzip(&text);
     let o = env.run_with_stdin(
-        &["--entity", "Customer", "--export-id", "y", "-"],
-        Some(&gzip(&text)),
+        &[
+            "--summary-format",
+            "json",
+            "--entity",
+            "Customer",
+            "--export-id",
+            "y",
+            "-",
+        ],
+        Some(&piped),
     );
     assert_ok(&o);
     assert_eq!(read_table(&env.out(), "customer").num_rows(), 150);
+    // Bytes are counted as stored, compressed, from stdin as from a file.
+    let row: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(row["bytes"], piped.len() as u64);
     // stdin without --export-id is a usage error.
     let o = env.run_with_stdin(&["--entity", "Customer", "-"], Some(&text));
     assert_eq!(o.status.code(), Some(2));
