@@ -32,11 +32,17 @@ struct Record<'a> {
     /// The original line in hex, when it is not valid UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     hex: Option<String>,
-    /// Length of an over-long line, whose first bytes only are kept (in `prefix`).
+    /// Length of an over-long line, whose first bytes only are kept (in `prefix`, or
+    /// `prefix_hex`).
     #[serde(skip_serializing_if = "Option::is_none")]
     length: Option<u64>,
+    /// The first bytes of an over-long line, as they are, when they are UTF-8 (a character
+    /// the cut split is left out whole).
     #[serde(skip_serializing_if = "Option::is_none")]
-    prefix: Option<String>,
+    prefix: Option<&'a str>,
+    /// The same in hex, when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix_hex: Option<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -93,13 +99,21 @@ impl QuarantineWriter {
                 hex: None,
                 length: None,
                 prefix: None,
+                prefix_hex: None,
             };
             match &r.content {
                 RejectedContent::Text(t) => rec.text = Some(t),
                 RejectedContent::Bytes(b) => rec.hex = Some(hex(b)),
                 RejectedContent::Truncated { length, prefix } => {
                     rec.length = Some(*length);
-                    rec.prefix = Some(String::from_utf8_lossy(prefix).into_owned());
+                    match std::str::from_utf8(prefix) {
+                        Ok(text) => rec.prefix = Some(text),
+                        // Only the last character is cut short: the bytes before it are text.
+                        Err(e) if e.error_len().is_none() => {
+                            rec.prefix = std::str::from_utf8(&prefix[..e.valid_up_to()]).ok();
+                        }
+                        Err(_) => rec.prefix_hex = Some(hex(prefix)),
+                    }
                 }
             }
             serde_json::to_writer(&mut *out, &rec)?;
@@ -187,6 +201,44 @@ mod tests {
         assert_eq!(rows[0]["property"], "UnitCount");
         assert_eq!(rows[0]["text"], "{\"Id\":1}");
         assert_eq!(rows[1]["hex"], "ff");
+    }
+
+    /// An over-long line's first bytes are kept as they are: as text when they are UTF-8,
+    /// without the character the cut split, and in hex when they are not.
+    #[test]
+    fn an_over_long_lines_prefix_is_kept_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("load.rejected.jsonl");
+        let mut q = QuarantineWriter::new(path.clone());
+        let long = |prefix: &[u8]| Rejection {
+            line: 1,
+            property: None,
+            reason: "too long".into(),
+            content: RejectedContent::Truncated {
+                length: 5000,
+                prefix: prefix.to_vec(),
+            },
+        };
+        q.write(
+            "a.jsonl",
+            &[
+                long("{\"Name\":\"é".as_bytes()),
+                long(&"{\"Name\":\"é".as_bytes()[..10]),
+                long(b"{\"Name\":\"\xff\xfe"),
+            ],
+        )
+        .unwrap();
+        q.finish().unwrap();
+        let rows: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows[0]["prefix"], "{\"Name\":\"é");
+        assert_eq!(rows[1]["prefix"], "{\"Name\":\"");
+        assert_eq!(rows[2]["prefix"], serde_json::Value::Null);
+        assert_eq!(rows[2]["prefix_hex"], "7b224e616d65223a22fffe");
+        assert!(rows.iter().all(|r| r["length"] == 5000));
     }
 
     #[test]
