@@ -668,12 +668,15 @@ async fn a_ledger_month_replaces_the_update_windows_an_earlier_release_loaded() 
         .iter()
         .map(|k| mews_etl::export::load_id_of_key(k))
         .collect();
-    for id in &old_ids {
+    for (i, id) in old_ids.iter().enumerate() {
+        // A copy per load: one file is not loaded twice; two windows' exports are two files.
+        let copy = h.dir.path().join(format!("october-{i}.jsonl"));
+        std::fs::copy(&file, &copy).unwrap();
         let mut cmd = bare_command();
         cmd.args(["-q", "convert", "-e", "LedgerEntry", "--out"])
             .arg(h.out())
             .args(["--export-id", id])
-            .arg(&file);
+            .arg(&copy);
         assert_status(&cmd.output().unwrap(), 0);
     }
     let state_path = h.out().join(".mews-etl").join("state.json");
