@@ -118,6 +118,15 @@ pub enum LoadError {
         /// What its first lines are.
         mismatch: Box<identify::Mismatch>,
     },
+    /// Standard input carried nothing, and the load would replace rows with none: most
+    /// likely the command feeding it failed (`curl … | mews-etl convert -`).
+    #[error("stdin was empty: this load of no rows would replace the {rows} row(s) {what} holds; nothing was committed. If the export is truly empty, load it from a file")]
+    EmptyStdin {
+        /// What would lose its rows: a load, or the whole table (`--mode replace`).
+        what: String,
+        /// Rows it holds.
+        rows: u64,
+    },
     /// A pipeline thread stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
@@ -230,7 +239,9 @@ impl LoadError {
     /// Where the failure lies.
     pub fn site(&self) -> FailureSite {
         match self {
-            LoadError::Input(_) | LoadError::Download(_) => FailureSite::Input,
+            LoadError::Input(_) | LoadError::Download(_) | LoadError::EmptyStdin { .. } => {
+                FailureSite::Input
+            }
             LoadError::WrongEntity { .. } => FailureSite::Usage,
             LoadError::Commit(CommitError::Locked { .. }) => FailureSite::Locked,
             LoadError::Sink(_) | LoadError::Commit(_) | LoadError::Quarantine { .. } => {
@@ -451,6 +462,10 @@ pub async fn load(
         counts,
         replaces: plan.replaces.clone(),
     };
+    if let Err(e) = refuse_empty_stdin(out, plan, &sources, &manifest) {
+        let _ = out.discard(&staging);
+        return Err(e);
+    }
     let lines = manifest.counts.lines_read - manifest.counts.blank_lines;
     let (outcome, quarantine) = if plan.budget.allows(manifest.counts.rejected, lines) {
         // The rejected lines are published with the rows, by the commit itself.
@@ -755,6 +770,42 @@ async fn read_source(
         WireBytes::Counted(c) => c.bytes(),
     };
     Ok((name, compression, bytes, totals))
+}
+
+/// Refuses a load whose only input was an empty stdin when committing it would replace rows
+/// with none: the load of the same id, or with `--mode replace` the whole table. An empty
+/// pipe is far likelier a failed command upstream than an export of nothing, and `set -o
+/// pipefail` reports that failure only after the rows are gone.
+fn refuse_empty_stdin(
+    out: &OutputDir,
+    plan: &LoadPlan,
+    sources: &[LoadSource],
+    manifest: &LoadManifest,
+) -> Result<(), LoadError> {
+    let only_stdin = matches!(sources, [LoadSource::Local(Source::Stdin)]);
+    if !only_stdin || manifest.counts.lines_read > 0 {
+        return Ok(());
+    }
+    let loads = out.current_loads(&plan.schema.table)?;
+    let held = |m: &LoadManifest| m.counts.rows_written;
+    let (what, rows) = match plan.mode {
+        WriteMode::Replace => (
+            format!("table {}", plan.schema.table),
+            loads.iter().map(held).sum(),
+        ),
+        WriteMode::Append => (
+            format!("load {} of table {}", plan.load_id, plan.schema.table),
+            loads
+                .iter()
+                .filter(|m| m.load_id == plan.load_id)
+                .map(held)
+                .sum(),
+        ),
+    };
+    if rows == 0 {
+        return Ok(());
+    }
+    Err(LoadError::EmptyStdin { what, rows })
 }
 
 /// Classifies an error reading a source: a [`download::DownloadError`] behind it (an expired

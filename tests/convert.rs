@@ -1350,3 +1350,39 @@ fn a_failed_load_has_its_line_in_the_summary() {
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty());
 }
+
+/// An empty stdin that would replace rows with none (the load of the same id, or the whole
+/// table with --mode replace) is refused with exit 3 and the table kept: an empty pipe is
+/// likelier a failed command upstream than an empty export. One that replaces nothing loads.
+#[test]
+fn an_empty_stdin_does_not_replace_rows_with_none() {
+    let env = Env::new();
+    let line = reference_examples(schema::find("OrderItem").unwrap())[0].clone() + "\n";
+    let o = env.run_with_stdin(
+        &["--entity", "OrderItem", "--export-id", "daily", "-"],
+        Some(line.as_bytes()),
+    );
+    assert_ok(&o);
+    for args in [
+        vec!["--export-id", "daily", "-"],
+        vec!["--export-id", "other", "--mode", "replace", "-"],
+    ] {
+        let o = env.run_with_stdin(
+            &[&["--entity", "OrderItem"], args.as_slice()].concat(),
+            Some(b""),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("stdin was empty: this load of no rows would replace the 1 row(s)"),
+            "{stderr}"
+        );
+        assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1);
+    }
+    let o = env.run_with_stdin(
+        &["--entity", "OrderItem", "--export-id", "new", "-"],
+        Some(b""),
+    );
+    assert_ok(&o);
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1);
+}
