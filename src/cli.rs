@@ -95,11 +95,11 @@ pub struct RunArgs {
     /// Entity types to export (repeatable, or comma-separated; default: all ten).
     #[arg(long = "entity", short, value_delimiter = ',')]
     pub entities: Vec<String>,
-    /// Export these enterprises only (repeatable, at most 1000).
-    #[arg(long = "enterprise-id")]
+    /// Export these enterprises only (repeatable, or comma-separated; at most 1000).
+    #[arg(long = "enterprise-id", value_delimiter = ',')]
     pub enterprise_ids: Vec<String>,
-    /// Export these chains only (repeatable, at most 1000).
-    #[arg(long = "chain-id")]
+    /// Export these chains only (repeatable, or comma-separated; at most 1000).
+    #[arg(long = "chain-id", value_delimiter = ',')]
     pub chain_ids: Vec<String>,
     /// Only rows updated at or after this instant (2024-01-01 or 2024-01-01T00:00:00Z).
     /// Ranges over 180 days become consecutive exports. Not for LedgerEntry, whose rows

@@ -1097,6 +1097,32 @@ async fn posting_dates_ahead_of_yesterday_are_not_exported() {
     }
 }
 
+/// Scope ids comma-separated are the same scope as the ids repeated, in any order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_ids_may_be_comma_separated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "4fa85f64-5717-4562-b3fc-2c963f66afa6",
+    );
+    let mut plans = Vec::new();
+    for ids in [vec![format!("{a},{b}")], vec![b.to_owned(), a.to_owned()]] {
+        let mut cmd = bare_command();
+        cmd.args(["--summary-format", "json", "run", "--demo", "--dry-run"])
+            .args(["-e", "Company"]);
+        for id in &ids {
+            cmd.args(["--enterprise-id", id]);
+        }
+        cmd.arg("--out").arg(dir.path().join("out"));
+        let o = output(cmd).await;
+        assert_status(&o, 0);
+        let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        plans.push(plan["key"].clone());
+    }
+    assert_eq!(plans[0], plans[1]);
+    assert_eq!(plans[0], format!("Company enterprises={a},{b}"));
+}
+
 /// A dry run makes the layout checks a run makes before adding an export: an append the
 /// table cannot take (another partitioning) exits 4, as the run would, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
