@@ -315,6 +315,33 @@ impl OutputDir {
         Ok(out)
     }
 
+    /// Fails with [`CommitError::Locked`] if another process holds `root`'s lock, reading
+    /// only (for a dry run): a shared lock is taken for an instant and let go.
+    pub fn check_unlocked(root: &Path) -> Result<(), CommitError> {
+        let lock_path = root.join(STATE_DIR).join(LOCK_FILE);
+        let Ok(mut lock) = File::open(&lock_path) else {
+            // No lock file: no run has ever held it, or the directory does not exist yet.
+            return Ok(());
+        };
+        match lock.try_lock_shared() {
+            Ok(()) => Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = lock.read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!(" (pid {pid})"),
+                    Err(_) => String::new(),
+                };
+                Err(CommitError::Locked {
+                    root: root.to_path_buf(),
+                    lock: lock_path,
+                    holder,
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => Err(e).at("locking", &lock_path),
+        }
+    }
+
     /// The output directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -851,6 +851,16 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         }
         let state =
             RunState::load(&RunState::path_in(&args.out)).context("reading the run state")?;
+        for spec in &specs {
+            if let Some(job) = state.jobs.get(&spec.key()).filter(|j| !j.committed) {
+                note!(
+                    "{}: a run would first resume export {} (created {}), which this directory recorded for this window and did not load",
+                    spec.schema.entity,
+                    job.export_id,
+                    job.created_utc
+                );
+            }
+        }
         name_unloaded(&job::unloaded_jobs(&state, &specs, &args.out), &args.out);
         // The layout checks a run makes before adding an export, reading only. After a
         // replace of a table, the run's appends join the layout that replace gives it.
@@ -879,6 +889,8 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 refused += 1;
             }
         }
+        // As a run would, before anything else: another process holds the directory.
+        OutputDir::check_unlocked(&args.out).context("a run now would stop at once (--dry-run)")?;
         if refused > 0 {
             return Err(Failure {
                 status: exit::OUTPUT,

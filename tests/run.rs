@@ -1097,6 +1097,63 @@ async fn posting_dates_ahead_of_yesterday_are_not_exported() {
     }
 }
 
+/// A dry run says what a run would meet first: another process holding the directory
+/// (exit 6, as the run), and an export recorded for its window that it would resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_finds_the_directory_held_and_the_export_it_would_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let dry = || {
+        let mut cmd = bare_command();
+        cmd.args(["run", "--demo", "--dry-run", "-e", "Company", "--out"])
+            .arg(&out);
+        cmd
+    };
+    let mut first = bare_command();
+    first
+        .args([
+            "-q",
+            "run",
+            "--demo",
+            "--demo-rows",
+            "20",
+            "-e",
+            "Company",
+            "--out",
+        ])
+        .arg(&out);
+    assert_status(&output(first).await, 0);
+    let state_path = out.join(".mews-etl").join("state.json");
+    let mut state = RunState::load(&state_path).unwrap();
+    let key = state.jobs.keys().next().unwrap().clone();
+    let job = state.jobs.get_mut(&key).unwrap();
+    job.committed = false;
+    job.export_id = "an-export-not-loaded".into();
+    state.save(&state_path).unwrap();
+
+    let lock = std::fs::File::open(out.join(".mews-etl").join("lock")).unwrap();
+    lock.lock().unwrap();
+    let o = output(dry()).await;
+    assert_status(&o, 6);
+    assert!(
+        stderr(&o).contains("a run now would stop at once (--dry-run): output directory"),
+        "{}",
+        describe(&o)
+    );
+    lock.unlock().unwrap();
+    let o = output(dry()).await;
+    assert_status(&o, 0);
+    assert!(
+        stderr(&o).contains("Company: a run would first resume export an-export-not-loaded"),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(
+        RunState::load(&state_path).unwrap().jobs[&key].export_id,
+        "an-export-not-loaded"
+    );
+}
+
 /// Scope ids comma-separated are the same scope as the ids repeated, in any order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scope_ids_may_be_comma_separated() {
