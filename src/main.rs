@@ -1114,7 +1114,7 @@ fn mock_server(args: &MockServerArgs) -> Result<(), Failure> {
     let (client_token, access_token) = (config.client_token.clone(), config.access_token.clone());
     let announce = move |url: &str| {
         tell!(
-            "serving the Connector API mock on {url} (client token {client_token}, access token {access_token}); Ctrl-C stops"
+            "serving the Connector API mock on {url} (client token {client_token}, access token {access_token}); Ctrl-C or SIGTERM stops"
         );
     };
     runtime

@@ -1532,9 +1532,21 @@ async fn mock_server_on_port_0_announces_the_port_it_listens_on() {
         .env("MEWS_CLIENT_TOKEN", token("client"))
         .env("MEWS_ACCESS_TOKEN", token("access"));
     let o = output(cmd).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    // SIGTERM (how a container is stopped) ends the server as Ctrl-C does: status 0.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
     assert_status(&o, 0);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "mock-server after SIGTERM: {status:?}"
+    );
     let table = common::read_table(&dir.path().join("out"), &table("Bill"));
     assert_eq!(table.num_rows(), 40);
 }

@@ -560,9 +560,27 @@ pub async fn serve_forever(
 ) -> std::io::Result<()> {
     let server = MockServer::start(config, addr).await?;
     started(&server.base_url());
-    let waited = tokio::signal::ctrl_c().await;
+    let waited = stop_signal().await;
     server.shutdown().await;
     waited
+}
+
+/// Resolves at SIGINT (Ctrl-C) or SIGTERM (how a container or a service manager stops a
+/// process): either is the ordinary end of a server.
+async fn stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }
 
 /// The directory spool files go to: `dir`, or the system's temporary directory; `None`
