@@ -937,6 +937,9 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         decode_threads: threads,
     };
     let (results, out, unloaded) = runtime.block_on(async {
+        // First the output directory (made, locked, recovered): a run that cannot write there
+        // starts nothing, not even the demo's mock.
+        let out = Arc::new(OutputDir::open(&args.out)?);
         let (client, mock) = match client {
             Some(client) => {
                 // The default is the demo platform: a production token sent there is
@@ -962,7 +965,6 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 (client, Some(mock))
             }
         };
-        let out = Arc::new(OutputDir::open(&args.out)?);
         let run_out = out.clone();
         let state_path = RunState::path_in(out.root());
         // The lock is held: no other process is saving, so temporaries are leftovers.
