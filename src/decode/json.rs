@@ -118,6 +118,11 @@ impl<'a> Cursor<'a> {
         self.bytes.get(self.pos) == Some(&b'n')
     }
 
+    /// Whether the value at the cursor is the empty string `""`.
+    pub fn at_empty_string(&self) -> bool {
+        self.bytes.get(self.pos..self.pos + 2) == Some(b"\"\"")
+    }
+
     /// The type of the value at the cursor, which is positioned at its first byte (as the
     /// column decoders are: their callers have skipped the whitespace already).
     #[inline(always)]

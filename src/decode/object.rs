@@ -160,6 +160,8 @@ impl ColumnDecoder for ObjectDecoder {
                     });
                 }
             } else {
+                // An empty identifier identifies nothing: as good as none.
+                key_is_null |= self.key_member == Some(i) && cur.at_empty_string();
                 member
                     .decoder
                     .decode(cur, ctx)

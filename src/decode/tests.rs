@@ -90,6 +90,9 @@ fn each_rejection_reason() {
     assert!(
         reject_reason(&ORDER_ITEM.replace("\"Id\":\"bd11dc4a\"", "\"Id\":null")).contains("no Id")
     );
+    assert!(
+        reject_reason(&ORDER_ITEM.replace("\"Id\":\"bd11dc4a\"", "\"Id\":\"\"")).contains("no Id")
+    );
     assert!(reject_reason(
         &ORDER_ITEM.replace("\"UnitCount\":1", "\"UnitCount\":1,\"UnitCount\":2")
     )
