@@ -80,6 +80,25 @@ fn interrupted(
     }
 }
 
+/// Warns of an append of a scoped export beside an unscoped one of the same window (or the
+/// reverse), which this directory loaded: the scoped one's rows would be in the table twice.
+fn warn_overlapping_scopes(state: &RunState, specs: &[mews_etl::export::ExportSpec]) {
+    for spec in specs {
+        let loaded = state
+            .jobs
+            .iter()
+            .filter(|(_, job)| job.committed)
+            .map(|(key, _)| key.as_str());
+        for other in spec.overlapping_scopes(loaded) {
+            tracing::warn!(
+                "{} appends beside {other}, which table {} holds: the rows of the enterprises or chains of the scoped one would be in it twice (use --mode replace, or another --out per scope)",
+                spec.key(),
+                spec.schema.table
+            );
+        }
+    }
+}
+
 /// How many unloaded windows of earlier runs a run names one by one; the rest are counted.
 const MAX_UNLOADED_NAMED: usize = 10;
 
@@ -851,6 +870,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         }
         let state =
             RunState::load(&RunState::path_in(&args.out)).context("reading the run state")?;
+        warn_overlapping_scopes(&state, &specs);
         for spec in &specs {
             if let Some(job) = state.jobs.get(&spec.key()).filter(|j| !j.committed) {
                 note!(
@@ -974,6 +994,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
         }
         let mut state = RunState::load(&state_path).context("reading the run state")?;
+        warn_overlapping_scopes(&state, &specs);
         let unloaded = job::unloaded_jobs(&state, &specs, out.root());
         let now = mews_etl::manifest::rfc3339_utc(std::time::SystemTime::now());
         for spec in &specs {

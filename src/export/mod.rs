@@ -79,6 +79,29 @@ impl ExportSpec {
         filters_text(self.filters.as_ref())
     }
 
+    /// Keys among `loaded` (jobs loaded into the table) of the same entity type and filters
+    /// as this append, one of them scoped and the other not: appended beside each other, the
+    /// rows of the scoped one's enterprises or chains are in the table twice.
+    pub fn overlapping_scopes<'a>(&self, loaded: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        if self.mode != WriteMode::Append {
+            return Vec::new();
+        }
+        let scoped = self.scope.is_some();
+        loaded
+            .filter(|key| {
+                let Some(scope) = key
+                    .strip_prefix(self.schema.entity.as_str())
+                    .and_then(|rest| rest.strip_suffix(self.key_filters.as_str()))
+                else {
+                    return false;
+                };
+                let other_scoped =
+                    scope.starts_with(" enterprises=") || scope.starts_with(" chains=");
+                (scope.is_empty() || other_scoped) && other_scoped != scoped
+            })
+            .collect()
+    }
+
     fn scope_key(&self) -> String {
         format!("{}{}", self.schema.entity, self.scope_text())
     }
@@ -596,6 +619,70 @@ mod tests {
             posting: None,
             mode: None,
         }
+    }
+
+    #[test]
+    fn a_scoped_append_beside_an_unscoped_load_of_its_window_is_found() {
+        let now = parse_instant("2024-12-31T00:00:00Z").unwrap();
+        let window = Some((
+            parse_instant("2024-11-01").unwrap(),
+            parse_instant("2024-11-02").unwrap(),
+        ));
+        let unscoped = plan(&request(window), now).unwrap();
+        let mut scoped_request = request(window);
+        scoped_request.scope = Some(ExportScope {
+            enterprise_ids: Some(vec!["3fa85f64-5717-4562-b3fc-2c963f66afa6".into()]),
+            chain_ids: None,
+        });
+        let scoped = plan(&scoped_request, now).unwrap();
+        let order = |specs: &[ExportSpec]| {
+            specs
+                .iter()
+                .find(|s| s.schema.entity == "OrderItem")
+                .unwrap()
+                .clone()
+        };
+        let (all, some) = (order(&unscoped), order(&scoped));
+        let (all_key, some_key) = (all.key(), some.key());
+        assert_eq!(
+            some.overlapping_scopes([all_key.as_str()].into_iter()),
+            vec![all_key.as_str()]
+        );
+        assert_eq!(
+            all.overlapping_scopes([some_key.as_str()].into_iter()),
+            vec![some_key.as_str()]
+        );
+        // The same scope, another window, another entity type, a snapshot: no overlap.
+        let other_window = plan(
+            &request(Some((
+                parse_instant("2024-11-02").unwrap(),
+                parse_instant("2024-11-03").unwrap(),
+            ))),
+            now,
+        )
+        .unwrap();
+        let other_key = order(&other_window).key();
+        for key in [
+            some_key.as_str(),
+            other_key.as_str(),
+            "OrderItemX",
+            "Payment",
+        ] {
+            if key != some_key {
+                assert!(
+                    some.overlapping_scopes([key].into_iter()).is_empty(),
+                    "{key}"
+                );
+            }
+        }
+        assert!(some
+            .overlapping_scopes([some_key.as_str()].into_iter())
+            .is_empty());
+        let mut snapshot = all.clone();
+        snapshot.mode = WriteMode::Replace;
+        assert!(snapshot
+            .overlapping_scopes([some_key.as_str()].into_iter())
+            .is_empty());
     }
 
     #[test]
