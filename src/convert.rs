@@ -481,7 +481,7 @@ pub async fn load(
             export_id = %manifest.export_id,
             rows = manifest.counts.rows_written,
             rejected = manifest.counts.rejected,
-            files = manifest.files.len(),
+            parquet_files = manifest.files.len(),
             version = committed.version,
             rows_in_table = committed.rows_in_table,
             // The load alone (download or read, decode, write, commit), without the wait
