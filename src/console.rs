@@ -25,6 +25,16 @@ pub fn notice(args: std::fmt::Arguments<'_>) {
     past_the_filter("WARN", "", args);
 }
 
+/// [`notice`] about one thing a log collector may alert on: in JSON logs, `fields` are
+/// fields of the record beside its message (`entity`, `key`, `rejected_file`, …).
+pub fn notice_about(fields: &[(&str, &str)], args: std::fmt::Arguments<'_>) {
+    if JSON.load(Ordering::Relaxed) {
+        record_with("WARN", fields, args);
+    } else {
+        err(args);
+    }
+}
+
 /// News that is no problem but must be seen even with `-q` (where a server listens): a
 /// line on stderr, or an `INFO` record in JSON logs.
 pub fn announce(args: std::fmt::Arguments<'_>) {
@@ -43,6 +53,11 @@ fn past_the_filter(level: &str, prefix: &str, args: std::fmt::Arguments<'_>) {
 /// A JSON log record in the shape of the log's others, written past the log filter: `-q`
 /// or a `RUST_LOG` naming other crates must not hide what the run ended with.
 fn record(level: &str, args: std::fmt::Arguments<'_>) {
+    record_with(level, &[], args);
+}
+
+/// [`record`] with more fields after the message.
+fn record_with(level: &str, fields: &[(&str, &str)], args: std::fmt::Arguments<'_>) {
     // Keys in the order, and the time to the microsecond, of the tracing records around it.
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -54,8 +69,12 @@ fn record(level: &str, args: std::fmt::Arguments<'_>) {
         since_epoch.subsec_micros()
     );
     let text = |value: &str| serde_json::Value::from(value).to_string();
+    let more: String = fields
+        .iter()
+        .map(|(name, value)| format!(",{}:{}", text(name), text(value)))
+        .collect();
     err(format_args!(
-        r#"{{"timestamp":{},"level":{},"fields":{{"message":{}}},"target":"mews_etl"}}"#,
+        r#"{{"timestamp":{},"level":{},"fields":{{"message":{}{more}}},"target":"mews_etl"}}"#,
         text(&timestamp),
         text(level),
         text(&args.to_string())
@@ -100,9 +119,16 @@ macro_rules! note {
     ($($arg:tt)*) => { $crate::console::notice(format_args!($($arg)*)) };
 }
 
+/// [`note!`] with fields for JSON logs first: `note_about!([("entity", e)], "…", …)`.
+macro_rules! note_about {
+    ([$(($name:expr, $value:expr)),* $(,)?], $($arg:tt)*) => {
+        $crate::console::notice_about(&[$(($name, $value)),*], format_args!($($arg)*))
+    };
+}
+
 /// See [`announce`].
 macro_rules! tell {
     ($($arg:tt)*) => { $crate::console::announce(format_args!($($arg)*)) };
 }
 
-pub(crate) use {fail, note, say, tell};
+pub(crate) use {fail, note, note_about, say, tell};

@@ -17,7 +17,7 @@ use cli::{
     Cli, Command, ConvertArgs, LoadArgs, LogFormat, MockServerArgs, RunArgs, SchemaArgs,
     SchemaFormat,
 };
-use console::{fail, note, say, tell};
+use console::{fail, note, note_about, say, tell};
 use mews_etl::api::{ApiClient, ApiConfig, ExportScope, Secret};
 use mews_etl::commit::{CommitError, OutputDir};
 use mews_etl::config::parse_duration;
@@ -135,7 +135,17 @@ fn name_unloaded(unloaded: &[UnloadedJob], root: &std::path::Path) {
                 "table {table} holds it as export {export_id} loaded it earlier, without what changed since,"
             ),
         };
-        note!(
+        let export_id = match &job.known {
+            Unloaded::Export(export) => export.export_id.as_str(),
+            Unloaded::NoExport { .. } => "",
+        };
+        note_about!(
+            [
+                ("entity", job.entity.as_str()),
+                ("key", job.key.as_str()),
+                ("export_id", export_id),
+                ("not_loaded", "true")
+            ],
             "{}: {what}, and this run does not ask for it: {holds} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
             job.key,
             state_file.display()
@@ -625,7 +635,12 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         summary::render_chosen(&[summary::Row::from_report(&report)])
     );
     if let Some(q) = &report.quarantine {
-        note!(
+        note_about!(
+            [
+                ("entity", report.manifest.entity.as_str()),
+                ("load_id", report.manifest.load_id.as_str()),
+                ("rejected_file", &q.to_string_lossy())
+            ],
             "{} rejected line(s) written to {}",
             report.manifest.counts.rejected,
             q.display()
@@ -1061,7 +1076,13 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         let s = match &r.outcome {
             job::JobOutcome::Committed(report) => {
                 if let Some(q) = &report.quarantine {
-                    note!(
+                    note_about!(
+                        [
+                            ("entity", r.entity.as_str()),
+                            ("key", r.key.as_str()),
+                            ("load_id", report.manifest.load_id.as_str()),
+                            ("rejected_file", &q.to_string_lossy())
+                        ],
                         "{}: {} rejected line(s) written to {}",
                         r.entity,
                         report.manifest.counts.rejected,

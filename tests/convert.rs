@@ -1386,3 +1386,42 @@ fn an_empty_stdin_does_not_replace_rows_with_none() {
     assert_ok(&o);
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1);
 }
+
+/// With JSON logs, the notice of rejected lines is a record a collector can alert on: the
+/// entity, the load and the file are fields of their own, beside the message.
+#[test]
+fn the_rejected_lines_notice_has_fields_in_json_logs() {
+    let env = Env::new();
+    let line = reference_examples(schema::find("OrderItem").unwrap())[0].clone();
+    env.write("a.jsonl", format!("{{bad\n{line}\n").as_bytes());
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args([
+            "-q",
+            "--log-format",
+            "json",
+            "convert",
+            "--entity",
+            "OrderItem",
+        ])
+        .args(["--max-rejected", "100%", "--out"])
+        .arg(env.out())
+        .arg("a.jsonl")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let notice: serde_json::Value = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["fields"]["rejected_file"].is_string())
+        .unwrap_or_else(|| panic!("no record with rejected_file: {stderr}"));
+    assert_eq!(notice["level"], "WARN");
+    assert_eq!(notice["fields"]["entity"], "OrderItem");
+    assert_eq!(notice["fields"]["load_id"], "a");
+    let file = notice["fields"]["rejected_file"].as_str().unwrap();
+    assert!(
+        std::fs::read_to_string(file).unwrap().contains("{bad"),
+        "{file}"
+    );
+}
