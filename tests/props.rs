@@ -531,7 +531,14 @@ fn object_strategy(props: &[Property], key: Option<&str>) -> BoxedStrategy<Value
         .map(|p| {
             let value = value_strategy(&p.data_type);
             if Some(p.name.as_str()) == key {
-                value.prop_map(Some).boxed()
+                // An empty key identifies no row and rejects its line: keys are never empty.
+                value
+                    .prop_filter(
+                        "a non-empty key",
+                        |v| !matches!(v, Value::Str(s) if s.is_empty()),
+                    )
+                    .prop_map(Some)
+                    .boxed()
             } else {
                 prop_oneof![
                     1 => Just(None),
