@@ -289,19 +289,7 @@ impl OutputDir {
             .at("opening lock file", &lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = lock.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!(" (pid {pid})"),
-                    Err(_) => String::new(),
-                };
-                return Err(CommitError::Locked {
-                    root: root.to_path_buf(),
-                    lock: lock_path,
-                    holder,
-                });
-            }
+            Err(fs::TryLockError::WouldBlock) => return Err(locked(root, lock_path, &mut lock)),
             Err(fs::TryLockError::Error(e)) => return Err(e).at("locking", &lock_path),
         }
         // The pid is only a hint for the error message above; the lock itself is the flock.
@@ -325,19 +313,7 @@ impl OutputDir {
         };
         match lock.try_lock_shared() {
             Ok(()) => Ok(()),
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = lock.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!(" (pid {pid})"),
-                    Err(_) => String::new(),
-                };
-                Err(CommitError::Locked {
-                    root: root.to_path_buf(),
-                    lock: lock_path,
-                    holder,
-                })
-            }
+            Err(fs::TryLockError::WouldBlock) => Err(locked(root, lock_path, &mut lock)),
             Err(fs::TryLockError::Error(e)) => Err(e).at("locking", &lock_path),
         }
     }
@@ -864,6 +840,22 @@ pub fn check_layout(
             schema_fingerprint,
         ),
         WriteMode::Replace => version_at(root, table).map(drop),
+    }
+}
+
+/// The error for a lock another process holds, naming it by the pid it wrote (only a hint:
+/// the lock itself is the flock).
+fn locked(root: &Path, lock_path: PathBuf, lock: &mut File) -> CommitError {
+    let mut text = String::new();
+    let _ = lock.read_to_string(&mut text);
+    let holder = match text.trim().parse::<u32>() {
+        Ok(pid) => format!(" (pid {pid})"),
+        Err(_) => String::new(),
+    };
+    CommitError::Locked {
+        root: root.to_path_buf(),
+        lock: lock_path,
+        holder,
     }
 }
 

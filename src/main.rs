@@ -29,7 +29,7 @@ use mews_etl::export::job::{Unloaded, UnloadedJob};
 use mews_etl::export::poll::Poller;
 use mews_etl::export::state::RunState;
 use mews_etl::input::Source;
-use mews_etl::manifest::WriteMode;
+use mews_etl::manifest::{LoadManifest, WriteMode};
 use mews_etl::mock::{MockConfig, MockServer};
 use mews_etl::schema::{self, EntitySchema};
 use mews_etl::sink::{ParquetCompression, WriterOptions};
@@ -349,15 +349,11 @@ fn wants_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
 /// its files: `convert <export>-1.jsonl`, then `convert <export>-2.jsonl` (both load
 /// `<export>`) would leave only the second file's rows.
 fn refuse_partial_reload(
-    out: &OutputDir,
+    loads: &[LoadManifest],
     schema: &EntitySchema,
     load_id: &str,
     sources: &[Source],
 ) -> Result<(), Failure> {
-    let Ok(loads) = out.current_loads(&schema.table) else {
-        // An unreadable table is reported by the load itself, with its path.
-        return Ok(());
-    };
     let Some(earlier) = loads.iter().find(|m| m.load_id == load_id) else {
         return Ok(());
     };
@@ -422,14 +418,11 @@ fn refuse_partial_reload(
 /// another file; manifests written before they recorded modification times are not
 /// compared.
 fn refuse_loaded_elsewhere(
-    out: &OutputDir,
+    loads: &[LoadManifest],
     schema: &EntitySchema,
     load_id: &str,
     sources: &[Source],
 ) -> Result<(), Failure> {
-    let Ok(loads) = out.current_loads(&schema.table) else {
-        return Ok(());
-    };
     for source in sources {
         let Some(stamp) = source.stamp() else {
             continue;
@@ -609,8 +602,11 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     };
     let out = OutputDir::open(&args.out).map_err(|e| failed(e.into()))?;
     if mode == WriteMode::Append {
-        refuse_partial_reload(&out, schema, &plan.load_id, &sources)?;
-        refuse_loaded_elsewhere(&out, schema, &plan.load_id, &sources)?;
+        // An unreadable table is reported by the load itself, with its path.
+        if let Ok(loads) = out.current_loads(&schema.table) {
+            refuse_partial_reload(&loads, schema, &plan.load_id, &sources)?;
+            refuse_loaded_elsewhere(&loads, schema, &plan.load_id, &sources)?;
+        }
     }
     tracing::info!(entity = %schema.entity, load_id = %plan.load_id, files = sources.len(), "converting");
     let report = runtime.block_on(async {
