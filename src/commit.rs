@@ -861,24 +861,32 @@ fn locked(root: &Path, lock_path: PathBuf, lock: &mut File) -> CommitError {
 
 /// Refuses an output directory inside another's own files: `--out out/order_item`, where
 /// `out/order_item` is the link to a table version's data, would write this directory's
-/// state and tables among that version's Parquet files, which readers of the table list.
+/// state and tables among that version's Parquet files, which readers of the table list;
+/// `--out out/_quarantine` would take the other's refused lines among its tables' data.
 /// The nearest existing ancestor is resolved, so links are followed and a directory not yet
 /// made is judged by where it would be.
-fn refuse_inside_output_dir(root: &Path) -> Result<(), CommitError> {
+pub fn refuse_inside_output_dir(root: &Path) -> Result<(), CommitError> {
+    // The nearest existing ancestor resolved, with the part not made yet after it.
     let Some(resolved) = root.ancestors().find_map(|a| {
-        fs::canonicalize(if a.as_os_str().is_empty() {
+        let existing = if a.as_os_str().is_empty() {
             Path::new(".")
         } else {
             a
-        })
-        .ok()
+        };
+        let rest = root.strip_prefix(a).ok()?;
+        fs::canonicalize(existing).ok().map(|r| r.join(rest))
     }) else {
         return Ok(());
     };
-    let inside = resolved
-        .ancestors()
-        .find(|a| a.file_name() == Some(std::ffi::OsStr::new(STATE_DIR)))
-        .and_then(Path::parent);
+    // Its state directory and its quarantine are an output directory's own (a directory
+    // merely named so, `~/.mews-etl/warehouse`, is anyone's: only one beside which tables
+    // are kept counts).
+    let holds_tables = |dir: &Path| dir.join(STATE_DIR).join(TABLES_DIR).is_dir();
+    let inside = resolved.ancestors().find_map(|a| {
+        let name = a.file_name()?;
+        let parent = a.parent()?;
+        ((name == STATE_DIR || name == QUARANTINE_DIR) && holds_tables(parent)).then_some(parent)
+    });
     match inside {
         Some(managed) => Err(CommitError::InsideOutputDir {
             given: root.to_path_buf(),

@@ -783,7 +783,8 @@ fn refuse_empty_stdin(
     manifest: &LoadManifest,
 ) -> Result<(), LoadError> {
     let only_stdin = matches!(sources, [LoadSource::Local(Source::Stdin)]);
-    if !only_stdin || manifest.counts.lines_read > 0 {
+    // Blank lines carry no row: `echo "$UNSET" |` sends one.
+    if !only_stdin || manifest.counts.lines_read > manifest.counts.blank_lines {
         return Ok(());
     }
     let loads = out.current_loads(&plan.schema.table)?;

@@ -81,18 +81,40 @@ fn interrupted(
 }
 
 /// Warns of an append of a scoped export beside an unscoped one of the same window (or the
-/// reverse), which this directory loaded: the scoped one's rows would be in the table twice.
-fn warn_overlapping_scopes(state: &RunState, specs: &[mews_etl::export::ExportSpec]) {
+/// reverse) that its table holds: the scoped one's rows would be in the table twice. Keys
+/// come from the state file, loads from the table (a key whose load a replace has since
+/// dropped is no hazard); a table this run replaces is left out.
+fn warn_overlapping_scopes(
+    state: &RunState,
+    specs: &[mews_etl::export::ExportSpec],
+    root: &std::path::Path,
+) {
+    let replaced: std::collections::HashSet<&str> = specs
+        .iter()
+        .filter(|s| s.mode == WriteMode::Replace)
+        .map(|s| s.schema.table.as_str())
+        .collect();
     for spec in specs {
-        let loaded = state
-            .jobs
-            .iter()
-            .filter(|(_, job)| job.committed)
-            .map(|(key, _)| key.as_str());
+        if replaced.contains(spec.schema.table.as_str()) {
+            continue;
+        }
+        let Ok(loads) = mews_etl::commit::loads_at(root, &spec.schema.table) else {
+            continue;
+        };
+        let held = |key: &&str| {
+            let load_id = mews_etl::export::load_id_of_key(key);
+            loads.iter().any(|m| m.load_id == load_id)
+        };
+        let loaded = state.jobs.keys().map(String::as_str).filter(held);
         for other in spec.overlapping_scopes(loaded) {
-            tracing::warn!(
-                "{} appends beside {other}, which table {} holds: the rows of the enterprises or chains of the scoped one would be in it twice (use --mode replace, or another --out per scope)",
-                spec.key(),
+            let key = spec.key();
+            note_about!(
+                [
+                    ("entity", spec.schema.entity.as_str()),
+                    ("key", key.as_str()),
+                    ("notice", "overlapping_scopes")
+                ],
+                "{key} appends beside {other}, which table {} holds: the rows of the enterprises or chains of the scoped one would be in it twice (use --mode replace, or another --out per scope)",
                 spec.schema.table
             );
         }
@@ -881,7 +903,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
         }
         let state =
             RunState::load(&RunState::path_in(&args.out)).context("reading the run state")?;
-        warn_overlapping_scopes(&state, &specs);
+        warn_overlapping_scopes(&state, &specs, &args.out);
         for spec in &specs {
             if let Some(job) = state.jobs.get(&spec.key()).filter(|j| !j.committed) {
                 note!(
@@ -920,8 +942,11 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 refused += 1;
             }
         }
-        // As a run would, before anything else: another process holds the directory.
-        OutputDir::check_unlocked(&args.out).context("a run now would stop at once (--dry-run)")?;
+        // As a run would, before anything else: the directory is inside another's, or
+        // another process holds it.
+        mews_etl::commit::refuse_inside_output_dir(&args.out)
+            .and_then(|()| OutputDir::check_unlocked(&args.out))
+            .context("a run now would stop at once (--dry-run)")?;
         if refused > 0 {
             return Err(Failure {
                 status: exit::OUTPUT,
@@ -1005,7 +1030,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             }
         }
         let mut state = RunState::load(&state_path).context("reading the run state")?;
-        warn_overlapping_scopes(&state, &specs);
+        warn_overlapping_scopes(&state, &specs, out.root());
         let unloaded = job::unloaded_jobs(&state, &specs, out.root());
         let now = mews_etl::manifest::rfc3339_utc(std::time::SystemTime::now());
         for spec in &specs {

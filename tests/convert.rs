@@ -716,7 +716,12 @@ fn an_output_directory_inside_a_table_is_refused() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    for inside in ["out/order_item", "out/order_item/new", "out/.mews-etl"] {
+    for inside in [
+        "out/order_item",
+        "out/order_item/new",
+        "out/.mews-etl",
+        "out/_quarantine",
+    ] {
         let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
             .args([
                 "-q",
@@ -745,7 +750,18 @@ fn an_output_directory_inside_a_table_is_refused() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(before, after);
+    assert!(!env.out().join("_quarantine").exists());
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1);
+    // A directory merely named .mews-etl, with no tables beside it, is anyone's.
+    std::fs::create_dir_all(env.dir.path().join("home/.mews-etl")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args(["-q", "convert", "--entity", "OrderItem", "--out"])
+        .arg("home/.mews-etl/warehouse")
+        .arg("a.jsonl")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_ok(&o);
 }
 
 /// A file of another entity type among a convert's files is refused with the whole load
@@ -1306,6 +1322,12 @@ fn drift_of_many_distinct_properties_is_bounded() {
         .unwrap();
     assert_eq!(unknown.len(), mews_etl::manifest::MAX_DRIFT_KEYS + 1);
     assert_eq!(unknown["(others)"], 200);
+    // The keys named are the first in key order, whatever order a map drains in.
+    let mut named: Vec<&String> = unknown.keys().filter(|k| *k != "(others)").collect();
+    let mut all: Vec<String> = (0..1200).map(|i| format!("New{i}")).collect();
+    all.sort();
+    named.sort();
+    assert_eq!(named, all.iter().take(1000).collect::<Vec<_>>());
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 1200);
 }
 

@@ -1131,6 +1131,19 @@ async fn a_dry_run_finds_the_directory_held_and_the_export_it_would_resume() {
     job.export_id = "an-export-not-loaded".into();
     state.save(&state_path).unwrap();
 
+    // An output directory inside this one's table: exit 4, as the run.
+    let mut inside = bare_command();
+    inside
+        .args(["run", "--demo", "--dry-run", "-e", "Company", "--out"])
+        .arg(out.join("company").join("x"));
+    let o = output(inside).await;
+    assert_status(&o, 4);
+    assert!(
+        stderr(&o).contains("itself as the output directory"),
+        "{}",
+        describe(&o)
+    );
+
     let lock = std::fs::File::open(out.join(".mews-etl").join("lock")).unwrap();
     lock.lock().unwrap();
     let o = output(dry()).await;

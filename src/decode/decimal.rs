@@ -100,7 +100,16 @@ pub fn parse_decimal(text: &str, scale: u32) -> Result<i128, String> {
     };
     let value = if shift >= 0 {
         if dropped_nonzero || i64::from(significant) + shift > i64::from(DECIMAL_PRECISION) {
-            return Err(too_large());
+            // More digits than the precision: too large if those before the point are more
+            // than it leaves them, else too precise after it.
+            let before_point = i64::from(significant) + dropped - frac_digits + exponent;
+            return Err(
+                if before_point > i64::from(DECIMAL_PRECISION) - i64::from(scale) {
+                    too_large()
+                } else {
+                    too_precise()
+                },
+            );
         }
         mantissa * 10i128.pow(shift as u32)
     } else {
@@ -224,6 +233,14 @@ mod tests {
         let most = "9".repeat(29);
         assert_eq!(d(&most), Ok(most.parse::<i128>().unwrap() * 1_000_000_000));
         assert!(d(&format!("{most}.123456789")).is_ok());
+        // 29 digits before the point and a tenth significant one after it: too precise.
+        for over in [
+            format!("{most}.1234567891"),
+            format!("{most}1234567891e-10"),
+        ] {
+            let e = d(&over).unwrap_err();
+            assert!(e.contains("more than 9 fractional digits"), "{over}: {e}");
+        }
         for over in [format!("1{most}"), format!("-1{most}.5"), "1e29".to_owned()] {
             let e = d(&over).unwrap_err();
             assert!(

@@ -265,7 +265,11 @@ impl RecordDecoder {
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .expect("decoders build columns of the schema's types and equal length");
         let mut counts = std::mem::take(&mut self.counts);
-        for ((kind, key), n) in self.drift.drain() {
+        // In key order, not the map's (seeded at random): past the bound on drift keys,
+        // which are named and which are counted under `(others)` must not vary by run.
+        let mut drift: Vec<_> = self.drift.drain().collect();
+        drift.sort_unstable_by(|((_, a), _), ((_, b), _)| a.cmp(b));
+        for ((kind, key), n) in drift {
             let map = match kind {
                 DriftKind::UnknownProperty => &mut counts.unknown_properties,
                 DriftKind::MissingRequired => &mut counts.missing_required,
