@@ -58,6 +58,11 @@ const DATA_DIR: &str = "data";
 /// The directory of a table version holding each load's manifest and rejected lines,
 /// beside [`DATA_DIR`].
 const VERSION_LOADS_DIR: &str = "loads";
+/// Further tries at the output directory's lock when it is held, [`LOCK_RETRY_PAUSE`] apart,
+/// before a run gives up: enough to outlast a dry run's instant of holding it.
+const LOCK_ATTEMPTS: u32 = 5;
+/// Pause between tries at the lock.
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Prefix of a version being built; never visible, removed on recovery.
 const TMP_VERSION_PREFIX: &str = ".tmp-";
 /// Infix of a symlink being prepared for the switch (`.<table>.tmp-<random>`).
@@ -287,10 +292,20 @@ impl OutputDir {
             .truncate(false)
             .open(&lock_path)
             .at("opening lock file", &lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(locked(root, lock_path, &mut lock)),
-            Err(fs::TryLockError::Error(e)) => return Err(e).at("locking", &lock_path),
+        let mut attempts = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                // A dry run holds a shared lock for an instant: worth a few more tries.
+                Err(fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(locked(root, lock_path, &mut lock))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e).at("locking", &lock_path),
+            }
         }
         // The pid is only a hint for the error message above; the lock itself is the flock.
         lock.set_len(0).at("writing", &lock_path)?;
@@ -307,9 +322,11 @@ impl OutputDir {
     /// only (for a dry run): a shared lock is taken for an instant and let go.
     pub fn check_unlocked(root: &Path) -> Result<(), CommitError> {
         let lock_path = root.join(STATE_DIR).join(LOCK_FILE);
-        let Ok(mut lock) = File::open(&lock_path) else {
+        let mut lock = match File::open(&lock_path) {
+            Ok(lock) => lock,
             // No lock file: no run has ever held it, or the directory does not exist yet.
-            return Ok(());
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).at("opening lock file", &lock_path),
         };
         match lock.try_lock_shared() {
             Ok(()) => Ok(()),
@@ -452,6 +469,13 @@ impl OutputDir {
                 }
             }
         }
+        // Before anything leaves staging, so that what a failure leaves there is the load.
+        if crate::crash::fails("version") {
+            return Err(io::Error::other(
+                "refused on purpose (MEWS_ETL_FAIL_AT=version)",
+            ))
+            .at("building the next version in", &built.data);
+        }
         // The load's rejected lines, published with its rows and its manifest.
         let rejections = rejections_path(staged, &manifest.load_id);
         if rejections.exists() {
@@ -483,12 +507,6 @@ impl OutputDir {
         if let Err(e) = stop_at(crash, CrashPoint::BeforeManifest) {
             let _ = building.keep();
             return Err(e);
-        }
-        if crate::crash::fails("manifest") {
-            return Err(io::Error::other(
-                "refused on purpose (MEWS_ETL_FAIL_AT=manifest)",
-            ))
-            .at("writing manifest in", &built.loads);
         }
         write_manifest(&built.loads, manifest)?;
         sync_tree(build)?;

@@ -22,7 +22,7 @@ pub fn problem(args: std::fmt::Arguments<'_>) {
 /// News a person must see even with `-q` (a quarantine file): a line on stderr, or a
 /// `WARN` record in JSON logs.
 pub fn notice(args: std::fmt::Arguments<'_>) {
-    past_the_filter("WARN", "", args);
+    notice_about(&[], args);
 }
 
 /// [`notice`] about one thing a log collector may alert on: in JSON logs, `fields` are

@@ -14,9 +14,9 @@
 //!
 //! A second variable, [`FAIL_AT_VAR`] (`MEWS_ETL_FAIL_AT`), makes a step fail instead, as
 //! if the disk had refused it, for failures no file system permission can make at the
-//! right moment (the tests run as root). Its points are `manifest` (a commit cannot write
-//! the load's manifest, before its switch) and `state-update` (`run` cannot record a load
-//! it has just committed).
+//! right moment (the tests run as root). Its points are `version` (a commit cannot build
+//! the next version, while the load's files are all still in staging) and `state-update`
+//! (`run` cannot record a load it has just committed).
 
 use std::sync::OnceLock;
 

@@ -124,14 +124,17 @@ impl Source {
     }
 
     /// What tells this file from any other, and from a later file written to its path: its
-    /// resolved path, size and modification time. `None` for stdin, or a file that cannot
-    /// be read.
+    /// resolved path, size and modification time. `None` for a pipe or a device (stdin
+    /// included, unless redirected from a file), or a file that cannot be read.
     pub fn stamp(&self) -> Option<FileStamp> {
-        let Source::Path(path) = self else {
-            return None;
+        let path = match self {
+            Source::Path(path) => path.clone(),
+            // Redirected from a file (`- < x.jsonl`), stdin is that file; Linux names it.
+            Source::Stdin => std::fs::read_link("/proc/self/fd/0").ok()?,
         };
         let resolved = std::fs::canonicalize(path).ok()?;
-        let meta = std::fs::metadata(&resolved).ok()?;
+        // A pipe or a device has no contents of its own to tell apart.
+        let meta = std::fs::metadata(&resolved).ok().filter(|m| m.is_file())?;
         let modified_unix_ns = meta
             .modified()
             .ok()
@@ -259,7 +262,7 @@ pub async fn open_counted(
 ) -> Result<(DecompressedReader, Compression, Arc<AtomicU64>), InputError> {
     let name = source.display_name();
     let count = Arc::new(AtomicU64::new(0));
-    let counted = |inner: Box<dyn AsyncRead + Send + Unpin>| Counted {
+    let counted = |inner: Box<dyn AsyncRead + Send + Unpin>| CountingReader {
         inner,
         count: count.clone(),
     };
@@ -281,12 +284,12 @@ pub async fn open_counted(
 }
 
 /// Counts the bytes read through it.
-struct Counted {
+struct CountingReader {
     inner: Box<dyn AsyncRead + Send + Unpin>,
     count: Arc<AtomicU64>,
 }
 
-impl AsyncRead for Counted {
+impl AsyncRead for CountingReader {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

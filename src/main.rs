@@ -157,21 +157,21 @@ fn name_unloaded(unloaded: &[UnloadedJob], root: &std::path::Path) {
                 "table {table} holds it as export {export_id} loaded it earlier, without what changed since,"
             ),
         };
-        let export_id = match &job.known {
-            Unloaded::Export(export) => export.export_id.as_str(),
-            Unloaded::NoExport { .. } => "",
-        };
-        note_about!(
-            [
-                ("entity", job.entity.as_str()),
-                ("key", job.key.as_str()),
-                ("export_id", export_id),
-                ("not_loaded", "true")
-            ],
+        let mut fields = vec![
+            ("notice", "window_not_loaded"),
+            ("entity", job.entity.as_str()),
+            ("key", job.key.as_str()),
+        ];
+        if let Unloaded::Export(export) = &job.known {
+            fields.push(("export_id", export.export_id.as_str()));
+        }
+        console::notice_about(
+            &fields,
+            format_args!(
             "{}: {what}, and this run does not ask for it: {holds} {until} ({resumed}to drop it instead, remove its entries under \"jobs\" and \"not_loaded\" in {})",
             job.key,
             state_file.display()
-        );
+        ));
     }
     if unloaded.len() > MAX_UNLOADED_NAMED {
         note!(
@@ -367,6 +367,17 @@ fn wants_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     false
 }
 
+/// What standard input is redirected from, when it is a file: the descriptor's own, with
+/// no path (`/dev/stdin`) to rely on.
+fn stdin_file_metadata() -> Option<std::fs::Metadata> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    std::fs::File::from(fd)
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+}
+
 /// Refuses a load that would replace an earlier load of the same id without reading all of
 /// its files: `convert <export>-1.jsonl`, then `convert <export>-2.jsonl` (both load
 /// `<export>`) would leave only the second file's rows.
@@ -458,9 +469,12 @@ fn refuse_loaded_elsewhere(
             })
         });
         if let Some(m) = holder {
+            let name = match source {
+                Source::Stdin => format!("stdin ({})", stamp.path),
+                Source::Path(_) => source.display_name(),
+            };
             return Err(usage(format!(
-                "{} is already loaded, unchanged since, by load {} of table {}: loading it again as load {load_id} would put its rows in the table twice. To load it again, give it with --export-id {} (and that load's other files), or use --mode replace",
-                source.display_name(),
+                "{name} is already loaded, unchanged since, by load {} of table {}: loading it again as load {load_id} would put its rows in the table twice. To load it again, give it with --export-id {:?} (and that load's other files), or use --mode replace",
                 m.load_id,
                 schema.table,
                 m.export_id
@@ -560,7 +574,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     for (given, source) in args.files.iter().zip(&sources) {
         let meta = match source {
             Source::Path(path) => std::fs::metadata(path).ok(),
-            Source::Stdin => std::fs::metadata("/dev/stdin").ok().filter(|m| m.is_file()),
+            Source::Stdin => stdin_file_metadata(),
         };
         if let Some(meta) = meta {
             use std::os::unix::fs::MetadataExt;
@@ -655,6 +669,7 @@ fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     if let Some(q) = &report.quarantine {
         note_about!(
             [
+                ("notice", "rejected_lines"),
                 ("entity", report.manifest.entity.as_str()),
                 ("load_id", report.manifest.load_id.as_str()),
                 ("rejected_file", &q.to_string_lossy())
@@ -1099,6 +1114,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                 if let Some(q) = &report.quarantine {
                     note_about!(
                         [
+                            ("notice", "rejected_lines"),
                             ("entity", r.entity.as_str()),
                             ("key", r.key.as_str()),
                             ("load_id", report.manifest.load_id.as_str()),

@@ -153,8 +153,8 @@ pub struct LoadCounts {
 /// with the file.
 pub const MAX_DRIFT_KEYS: usize = 1000;
 
-/// Longest drift key kept, in bytes; longer ones are cut (at a character boundary) and end
-/// with `…`.
+/// Longest drift key kept, in bytes; longer ones are cut (at a character boundary) to end
+/// with `…` within it.
 pub const MAX_DRIFT_KEY_BYTES: usize = 256;
 
 /// The key under which a drift count gathers the rows of keys past [`MAX_DRIFT_KEYS`].
@@ -164,7 +164,7 @@ pub const OTHER_DRIFT: &str = "(others)";
 /// [`MAX_DRIFT_KEY_BYTES`].
 pub fn count_drift(counts: &mut BTreeMap<String, u64>, key: &str, n: u64) {
     let key = if key.len() > MAX_DRIFT_KEY_BYTES {
-        let mut cut = MAX_DRIFT_KEY_BYTES;
+        let mut cut = MAX_DRIFT_KEY_BYTES - '…'.len_utf8();
         while !key.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -283,12 +283,13 @@ mod tests {
 
         // A long key is cut at a character boundary; keys sharing that start share a count.
         let mut counts = BTreeMap::new();
-        let long = format!("{}é{}", "a".repeat(MAX_DRIFT_KEY_BYTES - 1), "b".repeat(10));
+        let long = format!("{}é{}", "a".repeat(MAX_DRIFT_KEY_BYTES - 4), "b".repeat(10));
         count_drift(&mut counts, &long, 1);
         count_drift(&mut counts, &format!("{long}c"), 1);
         let (key, n) = counts.iter().next().unwrap();
         assert_eq!(*n, 2);
-        assert_eq!(key, &format!("{}…", "a".repeat(MAX_DRIFT_KEY_BYTES - 1)));
+        assert_eq!(key, &format!("{}…", "a".repeat(MAX_DRIFT_KEY_BYTES - 4)));
+        assert!(key.len() <= MAX_DRIFT_KEY_BYTES);
 
         // Merging keeps the bound too.
         let mut a = LoadCounts::default();

@@ -651,11 +651,56 @@ fn a_file_another_load_holds_is_not_loaded_twice() {
             stderr.contains("is already loaded, unchanged since, by load a of table order_item"),
             "{stderr}"
         );
-        assert!(stderr.contains("--export-id a"), "{stderr}");
+        assert!(stderr.contains("--export-id \"a\""), "{stderr}");
     }
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // Stdin redirected from a file another load holds is that file.
+    let o = Command::new(env!("CARGO_BIN_EXE_mews-etl"))
+        .args([
+            "-q",
+            "convert",
+            "--entity",
+            "OrderItem",
+            "--export-id",
+            "piped",
+            "--out",
+        ])
+        .arg(env.out())
+        .arg("-")
+        .stdin(std::fs::File::open(&files[0]).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("stdin ("), "{stderr}");
+    assert!(
+        stderr.contains("is already loaded, unchanged since, by load a"),
+        "{stderr}"
+    );
     // The same command again reloads its own load.
     assert_ok(&env.convert(&["--entity", "OrderItem", "a.jsonl", "b.jsonl"]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
+    // The same bytes written again (another modification time) make another file, which
+    // only its modification time tells apart: a load of its own.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&files[1])
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_ok(&env.convert(&["--entity", "OrderItem", "--export-id", "b-again", "b.jsonl"]));
+    assert_eq!(read_table(&env.out(), "order_item").num_rows(), 70);
+    assert_ok(&env.convert(&[
+        "--entity",
+        "OrderItem",
+        "--mode",
+        "replace",
+        "--export-id",
+        "reset",
+        "a.jsonl",
+        "b.jsonl",
+    ]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
     // A later file written to b.jsonl's path (another day's rows) is a load of its own.
     let mut text = Vec::new();
@@ -1385,13 +1430,18 @@ fn an_empty_stdin_does_not_replace_rows_with_none() {
         Some(line.as_bytes()),
     );
     assert_ok(&o);
-    for args in [
-        vec!["--export-id", "daily", "-"],
-        vec!["--export-id", "other", "--mode", "replace", "-"],
+    // Nothing at all, or blank lines only (`echo "$UNSET" |`).
+    for (args, stdin) in [
+        (vec!["--export-id", "daily", "-"], &b""[..]),
+        (vec!["--export-id", "daily", "-"], &b"\n\n"[..]),
+        (
+            vec!["--export-id", "other", "--mode", "replace", "-"],
+            &b""[..],
+        ),
     ] {
         let o = env.run_with_stdin(
             &[&["--entity", "OrderItem"], args.as_slice()].concat(),
-            Some(b""),
+            Some(stdin),
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(3), "{args:?}: {stderr}");

@@ -1117,9 +1117,9 @@ fn a_read_only_output_fails_cleanly_and_the_rerun_completes() {
     assert_no_debris(&out, "after the rerun");
 }
 
-/// A commit that fails before its switch (its manifest cannot be written) leaves the table
-/// as it was and nothing of the load behind: no staged Parquet holding space until the next
-/// run, no unfinished version.
+/// A commit that fails before its switch (it cannot build the next version, with the load's
+/// Parquet files all still in staging) leaves the table as it was and nothing of the load
+/// behind: no staged Parquet holding space until the next run, no unfinished version.
 #[test]
 fn a_failed_commit_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -1128,7 +1128,7 @@ fn a_failed_commit_leaves_nothing_behind() {
     let (second, second_ids) = input(dir.path(), "second.jsonl", 100, 100);
     assert_status(&convert(&out, "first", &first).output().unwrap(), 0);
     let mut failing = convert(&out, "second", &second);
-    failing.env(FAIL_AT_VAR, "manifest");
+    failing.env(FAIL_AT_VAR, "version");
     let o = failing.output().unwrap();
     assert_status(&o, 4);
     assert!(

@@ -1485,7 +1485,7 @@ async fn a_corrupt_state_file_and_zero_durations_are_refused() {
     for (args, message) in [
         (
             vec!["--demo-rows", "10", "--client-token-file", "/dev/null"],
-            "--demo",
+            "required arguments were not provided:\n  --demo",
         ),
         (
             vec!["--demo", "--partition-by", ""],
