@@ -893,7 +893,8 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
                     "key": spec.key(),
                     "mode": spec.mode.to_string(),
                     "filters": text.trim(),
-                    "table": args.out.join(&spec.schema.table).display().to_string(),
+                    "table": spec.schema.table,
+                    "path": args.out.join(&spec.schema.table).display().to_string(),
                 });
                 say!("{line}");
             }

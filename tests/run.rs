@@ -1187,10 +1187,12 @@ async fn scope_ids_may_be_comma_separated() {
         let o = output(cmd).await;
         assert_status(&o, 0);
         let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        plans.push(plan["key"].clone());
+        plans.push(plan);
     }
     assert_eq!(plans[0], plans[1]);
-    assert_eq!(plans[0], format!("Company enterprises={a},{b}"));
+    assert_eq!(plans[0]["key"], format!("Company enterprises={a},{b}"));
+    assert_eq!(plans[0]["table"], "company");
+    assert!(plans[0]["path"].as_str().unwrap().ends_with("out/company"));
 }
 
 /// A dry run makes the layout checks a run makes before adding an export: an append the
