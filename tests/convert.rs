@@ -35,6 +35,14 @@ impl Env {
         p
     }
 
+    /// Writes rows `rows` of `g` (one a line) to `name` in the working directory.
+    fn write_rows(&self, g: &mut Generator, name: &str, rows: std::ops::Range<u64>) -> PathBuf {
+        let mut text = Vec::new();
+        g.write_lines(rows.start, rows.end - rows.start, &mut text)
+            .unwrap();
+        self.write(name, &text)
+    }
+
     /// Runs `mews-etl convert --out <out> <args>`.
     fn convert(&self, args: &[&str]) -> Output {
         self.run_with_stdin(args, None)
@@ -544,10 +552,7 @@ fn a_reload_without_all_of_a_loads_files_is_refused() {
     let export = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
     let mut parts = Vec::new();
     for (n, rows) in [(1u64, 0..30u64), (2, 30..50)] {
-        let mut text = Vec::new();
-        g.write_lines(rows.start, rows.end - rows.start, &mut text)
-            .unwrap();
-        parts.push(env.write(&format!("{export}-{n}.jsonl"), &text));
+        parts.push(env.write_rows(&mut g, &format!("{export}-{n}.jsonl"), rows));
     }
     let [one, two] = [parts[0].to_str().unwrap(), parts[1].to_str().unwrap()];
     assert_ok(&env.convert(&["--entity", "OrderItem", one]));
@@ -574,10 +579,7 @@ fn a_file_of_the_same_name_in_another_directory_does_not_replace_a_load() {
     let mut days = Vec::new();
     for (day, rows) in [("2024-01-01", 0..30u64), ("2024-01-02", 30..50)] {
         std::fs::create_dir_all(env.dir.path().join(day)).unwrap();
-        let mut text = Vec::new();
-        g.write_lines(rows.start, rows.end - rows.start, &mut text)
-            .unwrap();
-        days.push(env.write(&format!("{day}/order_items.jsonl"), &text));
+        days.push(env.write_rows(&mut g, &format!("{day}/order_items.jsonl"), rows));
     }
     assert_ok(&env.convert(&["--entity", "OrderItem", days[0].to_str().unwrap()]));
     let o = env.convert(&["--entity", "OrderItem", days[1].to_str().unwrap()]);
@@ -633,10 +635,7 @@ fn a_file_another_load_holds_is_not_loaded_twice() {
     let mut g = Generator::new(schema, 7, Variety::Realistic);
     let mut files = Vec::new();
     for (name, rows) in [("a.jsonl", 0..30u64), ("b.jsonl", 30..50)] {
-        let mut text = Vec::new();
-        g.write_lines(rows.start, rows.end - rows.start, &mut text)
-            .unwrap();
-        files.push(env.write(name, &text));
+        files.push(env.write_rows(&mut g, name, rows));
     }
     assert_ok(&env.convert(&["--entity", "OrderItem", "a.jsonl", "b.jsonl"]));
     for args in [
@@ -703,9 +702,7 @@ fn a_file_another_load_holds_is_not_loaded_twice() {
     ]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 50);
     // A later file written to b.jsonl's path (another day's rows) is a load of its own.
-    let mut text = Vec::new();
-    g.write_lines(50, 10, &mut text).unwrap();
-    std::fs::write(&files[1], &text).unwrap();
+    env.write_rows(&mut g, "b.jsonl", 50..60);
     assert_ok(&env.convert(&["--entity", "OrderItem", "b.jsonl"]));
     assert_eq!(read_table(&env.out(), "order_item").num_rows(), 60);
     // --mode replace makes the table this load alone, so nothing is held twice.
