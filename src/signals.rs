@@ -51,7 +51,7 @@ impl Signals {
                     let _ = ready_tx.send(Ok(()));
                     let first = listener.next().await;
                     note!(
-                        "{}: stopping; loads in progress are abandoned (a second signal exits at once)",
+                        "{}: stopping; any load in progress is abandoned (a second signal exits at once)",
                         first.name
                     );
                     let _ = tx.send(Some(first));
