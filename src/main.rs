@@ -921,7 +921,7 @@ fn run(args: &RunArgs, show_bars: bool) -> Result<(), Failure> {
             RunState::load(&RunState::path_in(&args.out)).context("reading the run state")?;
         warn_overlapping_scopes(&state, &specs, &args.out);
         for spec in &specs {
-            if let Some(job) = state.jobs.get(&spec.key()).filter(|j| !j.committed) {
+            if let Some(job) = state.resumable(&spec.key()) {
                 note!(
                     "{}: a run would first resume export {} (created {}), which this directory recorded for this window and did not load",
                     spec.schema.entity,

@@ -350,11 +350,7 @@ async fn drive(ctx: &RunContext, spec: &ExportSpec, key: &str) -> JobOutcome {
     loop {
         let resumable = {
             let state = ctx.state.lock().await;
-            state
-                .jobs
-                .get(key)
-                .filter(|j| !j.committed)
-                .map(|j| j.export_id.clone())
+            state.resumable(key).map(|j| j.export_id.clone())
         };
         let resumed = resumable.is_some();
         let export_id = match resumable {

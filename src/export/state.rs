@@ -106,7 +106,12 @@ impl RunState {
     /// loaded, unless a later run asked for it again and did not load it (a failed add leaves
     /// the old job in place).
     pub fn is_unloaded(&self, key: &str) -> bool {
-        self.jobs.get(key).is_some_and(|j| !j.committed) || self.not_loaded.contains_key(key)
+        self.resumable(key).is_some() || self.not_loaded.contains_key(key)
+    }
+
+    /// The export a run of `key` resumes: recorded for it and not loaded.
+    pub fn resumable(&self, key: &str) -> Option<&JobState> {
+        self.jobs.get(key).filter(|j| !j.committed)
     }
 
     /// The state file of the output directory `out`.
